@@ -1,0 +1,142 @@
+"""Segment-Retrieval Router: scores every segment of a video against the query and picks the focus segments.
+
+Routing tokens (one per segment, in temporal order) are the queries of a small post-norm transformer
+decoder whose memory is the projected query text. Each updated routing token is compared with the
+projected pooled text by a scaled cosine: `s_i = cos(R'_i, t) * exp(logit_scale)`.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.modeling_layers import GradientCheckpointingLayer
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, heads: int, dropout: float):
+        super().__init__()
+        self.heads = heads
+        self.dropout = dropout
+        self.to_q = nn.Linear(dim, dim)
+        self.to_kv = nn.Linear(dim, 2 * dim)
+        self.to_out = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor) -> torch.Tensor:
+        """x: `(B, N, dim)` attends to context `(B, M, dim)`; context_mask `(B, M)` is True on real tokens."""
+        query = self._split_heads(self.to_q(x))
+        key, value = (self._split_heads(t) for t in self.to_kv(context).chunk(2, dim=-1))
+        out = F.scaled_dot_product_attention(
+            query,
+            key,
+            value,
+            attn_mask=context_mask[:, None, None, :],
+            dropout_p=self.dropout if self.training else 0.0,
+        )
+        return self.to_out(out.transpose(1, 2).flatten(2))
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        return x.unflatten(-1, (self.heads, -1)).transpose(1, 2)
+
+
+class RouterLayer(GradientCheckpointingLayer):
+    """Post-norm decoder layer: segment self-attention, segment-to-text cross-attention, PReLU feed-forward."""
+
+    def __init__(self, dim: int, heads: int, ff_dim: int, dropout: float):
+        super().__init__()
+        self.self_attention = Attention(dim, heads, dropout)
+        self.cross_attention = Attention(dim, heads, dropout)
+        self.feed_forward = nn.Sequential(nn.Linear(dim, ff_dim), nn.PReLU(), nn.Dropout(dropout), nn.Linear(ff_dim, dim))
+        self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(3))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(
+        self,
+        segments: torch.Tensor,
+        segment_mask: torch.Tensor,
+        text: torch.Tensor,
+        text_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        segments = self.norms[0](segments + self.dropout(self.self_attention(segments, segments, segment_mask)))
+        segments = self.norms[1](segments + self.dropout(self.cross_attention(segments, text, text_mask)))
+        return self.norms[2](segments + self.dropout(self.feed_forward(segments)))
+
+
+class SegmentRetrievalRouter(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        dim = config.hidden_width
+        self.segment_positions = nn.Embedding(config.router_max_segments, dim)
+        self.text_positions = nn.Embedding(config.router_max_query_tokens, dim)
+        self.segment_norm = nn.LayerNorm(dim)
+        self.text_norm = nn.LayerNorm(dim)
+        self.dropout = nn.Dropout(config.router_dropout)
+        self.layers = nn.ModuleList(
+            RouterLayer(dim, config.router_num_heads, dim, config.router_dropout)
+            for _ in range(config.router_num_layers)
+        )
+        self.logit_scale = nn.Parameter(torch.tensor(float(config.router_logit_scale_init)))
+
+    def forward(
+        self,
+        routing_tokens: torch.Tensor,
+        segment_mask: torch.Tensor,
+        text_states: torch.Tensor,
+        text_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """
+        Args:
+            routing_tokens: `(B, N, dim)` routing token of each segment, temporal order, padded.
+            segment_mask: `(B, N)`, True on real segments.
+            text_states: `(B, 1 + L_q, dim)` projected pooled text followed by projected token states.
+            text_mask: `(B, 1 + L_q)`, True on real text positions.
+
+        Returns:
+            `(B, N)` scores, `-inf` on padded segments.
+        """
+        num_segments, num_text = routing_tokens.shape[1], text_states.shape[1]
+        if num_segments > self.segment_positions.num_embeddings:
+            raise ValueError(
+                f"A video has {num_segments} segments but the router has {self.segment_positions.num_embeddings} "
+                "segment positions (config.router_max_segments): merge scenes before calling the model."
+            )
+        if num_text > self.text_positions.num_embeddings:
+            raise ValueError(
+                f"The router query has {num_text - 1} tokens (+1 pooled state) but the router has "
+                f"{self.text_positions.num_embeddings} text positions (config.router_max_query_tokens)."
+            )
+        segments = self.dropout(self.segment_norm(routing_tokens + self.segment_positions.weight[:num_segments]))
+        text = self.dropout(self.text_norm(text_states + self.text_positions.weight[:num_text]))
+        for layer in self.layers:
+            segments = layer(segments, segment_mask, text, text_mask)
+        similarity = F.cosine_similarity(segments, text_states[:, :1], dim=-1)
+        scores = similarity * self.logit_scale.exp()
+        return scores.masked_fill(~segment_mask, float("-inf"))
+
+
+def select_focus_segments(
+    scores: torch.Tensor,
+    segment_mask: torch.Tensor,
+    top_k: int,
+    labels: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Picks `min(top_k, N_v)` segments per video and returns them in temporal order.
+
+    Without labels the router's highest scores win. With labels (teacher forcing in training) segments rank
+    by label first, router score second: ground-truth positives fill the focus slots (the best-labelled ones
+    when there are more than `top_k`), and the router's best negatives fill any slot left.
+
+    Args:
+        scores: `(B, N)` router scores. segment_mask: `(B, N)`. labels: `(B, N)` or None.
+
+    Returns:
+        `(B, min(top_k, N))` segment indices, ascending, `-1` where a video has fewer than `top_k` segments.
+    """
+    num_segments = scores.shape[1]
+    k = min(top_k, num_segments)
+    order = scores.detach().float().masked_fill(~segment_mask, float("-inf")).argsort(dim=-1, descending=True)
+    if labels is not None:
+        # Stable sort by label over the score order: labels decide, router scores break ties.
+        label_key = labels.float().masked_fill(~segment_mask, float("-inf")).gather(1, order)
+        order = order.gather(1, label_key.argsort(dim=-1, descending=True, stable=True))
+    chosen = order[:, :k]
+    chosen = chosen.masked_fill(~segment_mask.gather(1, chosen), num_segments).sort(dim=-1).values
+    return chosen.masked_fill(chosen == num_segments, -1)

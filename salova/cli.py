@@ -1,0 +1,39 @@
+"""`salova` console command: `salova build ...` writes a Hub-format checkpoint, `salova demo` runs the demo."""
+
+import argparse
+
+import torch
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="salova", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    build = commands.add_parser("build", help="assemble a stage-1 model from pretrained components")
+    build.add_argument("--variant", required=True, choices=["tiny", "3b", "3.8b", "7b"])
+    build.add_argument("--vision-tower", help="SigLIP/CLIP checkpoint (Hub id or folder); default: the variant's")
+    build.add_argument("--llm", help="causal-LM checkpoint (Hub id or folder); default: the variant's")
+    build.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
+    build.add_argument("--out", required=True, help="folder to write the Hub-format checkpoint to")
+
+    demo = commands.add_parser("demo", help="build a tiny model, make a video and answer a question about it")
+    demo.add_argument("--question", default="What moves in the blue scene?")
+
+    args = parser.parse_args(argv)
+    if args.command == "build":
+        from .hub_configs import build_salova
+
+        model, tokenizer = build_salova(args.variant, args.vision_tower, args.llm, dtype=DTYPES[args.dtype])
+        model.save_pretrained(args.out)
+        tokenizer.save_pretrained(args.out)
+        print(f"wrote SALOVA-{args.variant} ({sum(p.numel() for p in model.parameters()):,} parameters) to {args.out}")
+    else:
+        from .demo import run_demo
+
+        run_demo(args.question)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Placeholder namespace; filled by later issues."""
