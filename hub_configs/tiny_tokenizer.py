@@ -33,13 +33,15 @@ def _corpus():
             yield " ".join(combination)
 
 
-def build_tiny_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFast:
+def build_tiny_tokenizer(vocab_size: int = 512, with_video_token: bool = True) -> PreTrainedTokenizerFast:
+    """The tiny LLM tokenizer; `with_video_token=False` stands in for an LLM tokenizer that lacks `<video>`."""
+    special_tokens = SPECIAL_TOKENS if with_video_token else [t for t in SPECIAL_TOKENS if t != VIDEO_TOKEN]
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=special_tokens,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -48,6 +50,6 @@ def build_tiny_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFast:
         tokenizer_object=tokenizer,
         eos_token="<|endoftext|>",
         pad_token="<|endoftext|>",
-        additional_special_tokens=["<|im_start|>", "<|im_end|>", VIDEO_TOKEN],
+        additional_special_tokens=special_tokens[1:],
         chat_template=CHAT_TEMPLATE,
     )

@@ -1,0 +1,236 @@
+"""SalovaForConditionalGeneration on the tiny variant: outputs, losses, gradients, bad input, generation."""
+
+import copy
+
+import pytest
+import torch
+from accelerate import infer_auto_device_map
+
+from conftest import make_batch
+
+SEGMENTS = [[3, 1, 2, 4, 2, 1, 2], [2, 5]]  # 7 segments (more than K = 5) and 2 segments (fewer)
+
+
+def test_forward_outputs(tiny):
+    model, _ = tiny
+    batch = make_batch(model.config, SEGMENTS)
+    with torch.no_grad():
+        out = model(**batch, segment_labels=torch.zeros(9))
+    assert out.logits.shape == (*batch["input_ids"].shape, model.config.text_config.vocab_size)
+    assert out.router_scores.shape == (2, 7) and torch.isinf(out.router_scores[1, 2:]).all()
+    assert out.selected_segments.shape == (2, 5)
+    assert out.selected_segments[1].tolist() == [0, 1, -1, -1, -1]
+    chosen = out.selected_segments[0]
+    assert torch.equal(chosen, chosen.sort().values)
+    assert set(chosen.tolist()) == set(out.router_scores[0].topk(5).indices.tolist())
+    assert out.loss == pytest.approx((out.lm_loss + model.config.similarity_loss_weight * out.similarity_loss).item())
+
+
+def test_batch_rows_match_the_rows_alone(tiny):
+    model, _ = tiny
+    batch = make_batch(model.config, SEGMENTS, query_lengths=[6, 3], prompt_lengths=[5, 9])
+    with torch.no_grad():
+        together = model(**batch)
+        for row, segments in enumerate(SEGMENTS):
+            frames = sum(SEGMENTS[0]) if row else 0
+            alone_batch = {
+                "input_ids": batch["input_ids"][row : row + 1],
+                "attention_mask": batch["attention_mask"][row : row + 1],
+                "pixel_values_videos": batch["pixel_values_videos"][frames : frames + sum(segments)],
+                "frames_per_segment": torch.tensor(segments),
+                "segments_per_video": torch.tensor([len(segments)]),
+                "query_input_ids": batch["query_input_ids"][row : row + 1],
+                "query_attention_mask": batch["query_attention_mask"][row : row + 1],
+            }
+            alone = model(**alone_batch)
+            valid = batch["attention_mask"][row].bool()
+            assert torch.allclose(together.logits[row, valid], alone.logits[0, valid], atol=1e-4)
+            n = len(segments)
+            assert torch.allclose(together.router_scores[row, :n], alone.router_scores[0, :n], atol=1e-5)
+
+
+def test_an_image_is_a_one_frame_video(tiny):
+    model, _ = tiny
+    batch = make_batch(model.config, [[1], [1]])
+    assert batch["input_ids"].eq(model.config.video_token_id).sum(1).tolist() == [model.config.connector_num_latents + 1] * 2
+    with torch.no_grad():
+        out = model(**batch)
+    assert out.selected_segments.tolist() == [[0], [0]] and torch.isfinite(out.logits).all()
+
+
+def test_k_is_settable_per_call(tiny):
+    model, _ = tiny
+    batch = make_batch(model.config, SEGMENTS, num_focus_segments=2)
+    with torch.no_grad():
+        out = model(**batch, num_focus_segments=2)
+    assert out.selected_segments.shape == (2, 2)
+    with pytest.raises(ValueError, match="placeholders"):
+        model(**batch)  # the prompt was built for K = 2, the config says 5
+
+
+def _bad(batch, **changes):
+    return {**batch, **changes}
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda b, c: _bad(b, frames_per_segment=b["frames_per_segment"] + 1), "frames_per_segment sums to"),
+        (lambda b, c: _bad(b, frames_per_segment=torch.tensor([3, 0, 3, 4, 2, 1, 2, 2, 5])), r"Segments \[1\] have no frame"),
+        (lambda b, c: _bad(b, segments_per_video=torch.tensor([6, 2])), "segments_per_video sums to"),
+        (lambda b, c: _bad(b, query_input_ids=b["query_input_ids"][:1]), "query_input_ids has 1 rows"),
+        (lambda b, c: _bad(b, input_ids=b["input_ids"].masked_fill(torch.arange(b["input_ids"].shape[1]) == 2, 11)), r"row 0: \d+ found"),
+        (lambda b, c: _bad(b, query_input_ids=torch.ones(2, 2049, dtype=torch.long), query_attention_mask=None), "text tower accepts 2048"),
+        (lambda b, c: _bad(b, query_input_ids=None), "without query_input_ids"),
+        (lambda b, c: _bad(b, pixel_values_videos=None, frames_per_segment=None), "no pixel_values_videos"),
+        (lambda b, c: _bad(b, pixel_values_videos=b["pixel_values_videos"][None]), r"\(frames, 3, H, W\)"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(tiny, mutate, message):
+    model, _ = tiny
+    batch = make_batch(model.config, SEGMENTS)
+    with pytest.raises(ValueError, match=message), torch.no_grad():
+        model(**mutate(batch, model.config))
+
+
+def test_more_segments_than_router_positions_is_rejected(tiny):
+    model, _ = tiny
+    count = model.config.router_max_segments + 1
+    batch = make_batch(model.config, [[1] * count])
+    with pytest.raises(ValueError, match=r"Video 0 has 257 segments; each video needs 1 to 256"), torch.no_grad():
+        model(**batch)
+
+
+def test_teacher_forcing_in_training_router_choice_in_eval(tiny):
+    model = copy.deepcopy(tiny[0])
+    batch = make_batch(model.config, SEGMENTS)
+    labels = torch.zeros(9)
+    labels[[0, 6]] = 1.0  # video 0: segments 0 and 6 are the ground truth
+    model.train()
+    with torch.no_grad():
+        trained = model(**batch, segment_labels=labels)
+    assert {0, 6} <= set(trained.selected_segments[0].tolist())
+    model.eval()
+    with torch.no_grad():
+        evaluated = model(**batch, segment_labels=labels)
+    expected = sorted(evaluated.router_scores[0].topk(5).indices.tolist())
+    assert evaluated.selected_segments[0].tolist() == expected
+
+
+def _grad_norms(model, loss, names):
+    model.zero_grad()
+    loss.backward(retain_graph=True)
+    norms = {}
+    for name in names:
+        grads = [p.grad for p in getattr(model.model, name).parameters() if p.grad is not None]
+        norms[name] = sum(g.abs().sum().item() for g in grads)
+    return norms
+
+
+def test_gradients_reach_router_connector_and_projector(tiny):
+    model = copy.deepcopy(tiny[0]).train()
+    batch = make_batch(model.config, SEGMENTS)
+    labels = torch.zeros(9)
+    labels[[2, 8]] = 1.0
+    out = model(**batch, segment_labels=labels)
+    from_similarity = _grad_norms(model, out.similarity_loss, ["router", "connector", "query_projection", "projector"])
+    assert from_similarity["router"] > 0 and from_similarity["connector"] > 0 and from_similarity["query_projection"] > 0
+    assert from_similarity["projector"] == 0  # L_sim is computed before the projector
+    from_lm = _grad_norms(model, out.lm_loss, ["connector", "projector", "router"])
+    assert from_lm["connector"] > 0 and from_lm["projector"] > 0
+    assert from_lm["router"] == 0  # hard top-K: only L_sim trains the router
+
+
+def test_in_batch_negatives_score_every_query_against_every_clip(tiny):
+    model = copy.deepcopy(tiny[0]).train()
+    model.config.router_in_batch_negatives = True
+    batch = make_batch(model.config, [[3], [2], [4]])
+    out = model(**batch)
+    assert out.similarity_loss is not None and out.similarity_loss.item() > 0
+    model.eval()
+    with torch.no_grad():
+        features = model.get_video_features(
+            batch["pixel_values_videos"], batch["frames_per_segment"], batch["segments_per_video"],
+            batch["query_input_ids"], batch["query_attention_mask"],
+        )
+        matrix = model.model.in_batch_scores(features)
+    assert matrix.shape == (3, 3)
+    assert torch.allclose(matrix.diagonal(), features.router_scores[:, 0], atol=1e-5)
+
+
+def test_vision_chunk_size_does_not_change_features(tiny):
+    model = copy.deepcopy(tiny[0])
+    pixels = torch.randn(11, 3, model.config.vision_config.image_size, model.config.vision_config.image_size)
+    with torch.no_grad():
+        model.config.vision_chunk_size = 64
+        whole = model.model.encode_frames(pixels)
+        model.config.vision_chunk_size = 3
+        chunked = model.model.encode_frames(pixels)
+    grid = -(-model.config.patch_grid_size // 2)
+    assert whole.shape == (11, grid * grid, model.config.vision_hidden_size)
+    assert torch.allclose(whole, chunked, atol=1e-5)
+
+
+def test_generate_consumes_the_video_at_prefill_only(tiny):
+    model, tokenizer = tiny
+    batch = make_batch(model.config, [[2, 3, 1]])
+    batch.pop("labels")
+    calls = []
+    original = model.model.encode_frames
+    model.model.encode_frames = lambda pixels: calls.append(len(pixels)) or original(pixels)
+    try:
+        with torch.no_grad():
+            cached = model.generate(**batch, max_new_tokens=6, do_sample=False, min_new_tokens=6)
+            assert calls == [6]
+            uncached = model.generate(**batch, max_new_tokens=6, do_sample=False, min_new_tokens=6, use_cache=False)
+    finally:
+        model.model.encode_frames = original
+    assert cached.shape == (1, batch["input_ids"].shape[1] + 6)
+    assert torch.equal(cached, uncached)
+
+
+def test_gradient_checkpointing_train_step(tiny):
+    model = copy.deepcopy(tiny[0]).train()
+    model.activation_checkpointing_enable()
+    assert model.model.connector.layers[0].gradient_checkpointing and model.model.router.layers[0].gradient_checkpointing
+    batch = make_batch(model.config, SEGMENTS)
+    out = model(**batch, segment_labels=torch.tensor([1.0, 0, 0, 0, 0, 0, 0, 0, 1]))
+    out.loss.backward()
+    assert model.model.router.logit_scale.grad is not None
+
+
+def test_bfloat16_forward(tiny):
+    model = copy.deepcopy(tiny[0]).to(torch.bfloat16)
+    batch = make_batch(model.config, SEGMENTS)
+    batch["pixel_values_videos"] = batch["pixel_values_videos"].to(torch.bfloat16)
+    with torch.no_grad():
+        out = model(**batch)
+    assert out.logits.dtype == torch.bfloat16 and torch.isfinite(out.logits.float()).all()
+
+
+def test_device_map_keeps_blocks_whole(tiny):
+    model, _ = tiny
+    no_split = model._no_split_modules
+    assert {"SpatioTemporalConnector", "SegmentRetrievalRouter", "Qwen2DecoderLayer", "SiglipEncoderLayer"} <= set(no_split)
+    size = sum(p.numel() * p.element_size() for p in model.parameters())
+    device_map = infer_auto_device_map(
+        model, max_memory={0: size // 3, 1: size // 3, "cpu": size * 2}, no_split_module_classes=list(no_split)
+    )
+    for module_name in ("model.connector", "model.router"):
+        placed = {device for name, device in device_map.items() if name == module_name or name.startswith(module_name + ".")}
+        parent_placed = any(module_name.startswith(name + ".") for name in device_map)
+        assert len(placed) == 1 or (not placed and parent_placed)
+        assert not any(name.startswith(module_name + ".") for name in device_map)
+
+
+def test_attention_implementation_is_chosen_per_sub_config(tiny):
+    model, _ = tiny
+    assert model.model.language_model.config._attn_implementation == "sdpa"  # the default
+    mixed = type(model)._from_config(model.config, attn_implementation={"text_config": "eager", "tower_config": "sdpa"})
+    assert mixed.model.language_model.config._attn_implementation == "eager"
+    assert mixed.model.vision_tower.config._attn_implementation == "sdpa"
+    assert mixed.model.query_encoder.config._attn_implementation == "sdpa"
+    mixed.load_state_dict(model.state_dict())
+    batch = make_batch(model.config, [[2, 1]])
+    with torch.no_grad():
+        assert torch.allclose(mixed.eval()(**batch).logits, model(**batch).logits, atol=1e-4)
