@@ -1,9 +1,9 @@
 """Peak memory of one SALOVA forward for 60, 600 and 3600 frames (1, 10 and 60 minutes at 1 FPS).
 
 Each measurement runs in its own process: the peak resident memory (VmHWM, reset just before the call)
-reached during one no-grad forward, minus the resident memory just before it (model and inputs in place). Two settings run
-side by side: frames through the vision tower in chunks of `vision_chunk_size` (the package default) and in
-one pass (chunk = all frames). The bounded-memory claim is that the chunked overhead above the stored
+reached during one no-grad forward, minus the resident memory just before it (model and inputs in place).
+Two settings run side by side: frames through the vision tower in chunks of `vision_chunk_size` (the package
+default) and in one pass (chunk = all frames). The bounded-memory claim is that the chunked overhead above the stored
 per-frame features stays flat as the video grows. The tiny variant is used with the paper's 256 latents,
 so the LLM visual-token count is the real one: 256 * min(K, N_v) + N_v.
 
@@ -29,7 +29,9 @@ def measure(num_frames: int, segment_frames: int, chunk_size: int | None) -> dic
     model = type(model)(model.config).eval()
     config = model.config
     config.vision_chunk_size = chunk_size or num_frames
-    segments = [segment_frames] * (num_frames // segment_frames) + ([num_frames % segment_frames] if num_frames % segment_frames else [])
+    segments = [segment_frames] * (num_frames // segment_frames) + (
+        [num_frames % segment_frames] if num_frames % segment_frames else []
+    )
     size = config.vision_config.image_size
     visual_tokens = config.num_video_tokens(len(segments))
     input_ids = torch.full((1, visual_tokens + 8), 10)
@@ -80,21 +82,42 @@ def main():
     for frames in args.frames:
         for chunk in (16, 0):
             output = subprocess.run(
-                [sys.executable, __file__, "--measure", str(frames), str(chunk), "--segment-frames", str(args.segment_frames)],
-                capture_output=True, text=True, check=True,
+                [
+                    sys.executable,
+                    __file__,
+                    "--measure",
+                    str(frames),
+                    str(chunk),
+                    "--segment-frames",
+                    str(args.segment_frames),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
             ).stdout
             rows.append(json.loads(output.strip().splitlines()[-1]))
-    print(f"{'frames':>6} {'segments':>8} {'chunk':>6} {'peak MiB':>9} {'features MiB':>12} {'overhead MiB':>12}  LLM visual tokens")
+    header = ("frames", "segments", "chunk", "peak MiB", "features MiB", "overhead MiB")
+    print(" ".join(f"{name:>12}" for name in header), " LLM visual tokens")
     for row in rows:
         overhead = row["peak_above_start_mib"] - row["stored_features_mib"]
         row["overhead_mib"] = overhead
-        print(f"{row['frames']:>6} {row['segments']:>8} {row['vision_chunk_size']:>6} {row['peak_above_start_mib']:>9.1f} "
-              f"{row['stored_features_mib']:>12.1f} {overhead:>12.1f}  {row['llm_visual_tokens']} = {row['formula']}")
-    by_mode = {mode: [r for r in rows if (r["vision_chunk_size"] == 16) == (mode == "chunked")] for mode in ("chunked", "one pass")}
+        cells = (row["frames"], row["segments"], row["vision_chunk_size"])
+        sizes = (row["peak_above_start_mib"], row["stored_features_mib"], overhead)
+        print(
+            " ".join(f"{cell:>12}" for cell in cells),
+            " ".join(f"{size:>12.1f}" for size in sizes),
+            f" {row['llm_visual_tokens']} = {row['formula']}",
+        )
+    by_mode = {
+        mode: [r for r in rows if (r["vision_chunk_size"] == 16) == (mode == "chunked")]
+        for mode in ("chunked", "one pass")
+    }
     for mode, mode_rows in by_mode.items():
         first, last = mode_rows[0], mode_rows[-1]
-        print(f"{mode}: peak {last['frames']} / {first['frames']} frames = "
-              f"{last['peak_above_start_mib'] / first['peak_above_start_mib']:.2f}x")
+        print(
+            f"{mode}: peak {last['frames']} / {first['frames']} frames = "
+            f"{last['peak_above_start_mib'] / first['peak_above_start_mib']:.2f}x"
+        )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "long_video_memory.json").write_text(json.dumps(rows, indent=2))
 

@@ -53,7 +53,8 @@ class SalovaConfig(PreTrainedConfig):
         Config of the LLM. Defaults to Qwen2.
     video_token_id (`int`, *optional*):
         Id of the `<video>` placeholder in the LLM vocabulary. Each video expands to
-        `connector_num_latents * min(num_focus_segments, N_v) + N_v` of them (focus latents, then one routing token per segment).
+        `connector_num_latents * min(num_focus_segments, N_v) + N_v` of them (focus latents, then one routing
+        token per segment).
     vision_feature_layer (`int`, defaults to -2):
         Hidden-state index of the vision tower used as frame features (the penultimate layer).
     vision_pooling_stride (`int`, defaults to 2):

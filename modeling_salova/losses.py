@@ -28,7 +28,7 @@ def similarity_loss(
     if not use_margin:
         return bce
     hinges = []
-    for video_scores, video_labels, video_mask in zip(scores, labels, segment_mask):
+    for video_scores, video_labels, video_mask in zip(scores, labels, segment_mask, strict=True):
         positive = (video_labels > 0.5) & video_mask
         negative = (video_labels <= 0.5) & video_mask
         max_pairs = int(min(positive.sum(), negative.sum()))

@@ -232,7 +232,7 @@ class SalovaModel(SalovaPreTrainedModel):
                     token_drop_reference_length=self.config.token_drop_reference_length,
                     longest_segment_tokens=longest_tokens,
                 )
-                for i, segment_output in zip(group, encoded):
+                for i, segment_output in zip(group, encoded, strict=True):
                     outputs[i] = segment_output
                 group = []
         return torch.stack(outputs)
@@ -408,7 +408,8 @@ class SalovaModel(SalovaPreTrainedModel):
         found = placeholder_mask.sum(1).tolist()
         expected = [self.config.num_video_tokens(n, num_focus_segments) for n in segments_per_video.tolist()]
         if found != expected:
-            rows = [f"row {i}: {f} found, {e} expected" for i, (f, e) in enumerate(zip(found, expected)) if f != e]
+            pairs = enumerate(zip(found, expected, strict=True))
+            rows = [f"row {i}: {f} found, {e} expected" for i, (f, e) in pairs if f != e]
             raise ValueError(
                 f"Video placeholders (token id {self.config.video_token_id}) do not match the videos: "
                 f"{'; '.join(rows)}. Each video needs connector_num_latents * min(K, N_v) + N_v = "
@@ -514,9 +515,7 @@ class SalovaForConditionalGeneration(SalovaPreTrainedModel, GenerationMixin):
         if self.config.router_in_batch_negatives and one_segment_each:
             scores = self.model.in_batch_scores(video_features)
             targets = torch.eye(len(scores), device=scores.device, dtype=scores.dtype)
-            return similarity_loss(
-                scores, targets, torch.ones_like(targets, dtype=torch.bool), use_margin=False
-            )
+            return similarity_loss(scores, targets, torch.ones_like(targets, dtype=torch.bool), use_margin=False)
         if segment_labels is None:
             return None
         targets = video_features.router_scores.new_zeros(segment_mask.shape)
@@ -529,12 +528,39 @@ class SalovaForConditionalGeneration(SalovaPreTrainedModel, GenerationMixin):
             use_margin=self.config.similarity_margin_loss,
         )
 
+    def _expand_inputs_for_generation(
+        self, expand_size: int = 1, is_encoder_decoder: bool = False, input_ids=None, **model_kwargs
+    ):
+        """Beam search and `num_return_sequences` repeat each row; frames and segments repeat by whole video."""
+        per_frame = model_kwargs.pop("pixel_values_videos", None)
+        per_segment = {name: model_kwargs.pop(name, None) for name in ("frames_per_segment", "segment_labels")}
+        segments_per_video = model_kwargs.get("segments_per_video")
+        input_ids, model_kwargs = super()._expand_inputs_for_generation(
+            expand_size, is_encoder_decoder, input_ids, **model_kwargs
+        )
+        if per_frame is not None and segments_per_video is not None and per_segment["frames_per_segment"] is not None:
+            counts = segments_per_video.tolist()
+            frames_per_video = [int(chunk.sum()) for chunk in per_segment["frames_per_segment"].split(counts)]
+            model_kwargs["pixel_values_videos"] = _repeat_videos(per_frame, frames_per_video, expand_size)
+            for name, value in per_segment.items():
+                model_kwargs[name] = None if value is None else _repeat_videos(value, counts, expand_size)
+        else:
+            model_kwargs.update(pixel_values_videos=per_frame, **per_segment)
+        return input_ids, model_kwargs
+
     def prepare_inputs_for_generation(self, *args, is_first_iteration: bool | None = False, **kwargs):
         model_inputs = super().prepare_inputs_for_generation(*args, is_first_iteration=is_first_iteration, **kwargs)
         if not is_first_iteration and kwargs.get("use_cache", True):
             for name in VIDEO_INPUT_NAMES:
                 model_inputs.pop(name, None)
         return model_inputs
+
+
+def _repeat_videos(values: torch.Tensor, counts: list[int], expand_size: int) -> torch.Tensor:
+    """Repeats each video's block of rows (`counts[b]` rows for video b) `expand_size` times, in place."""
+    if expand_size == 1:
+        return values
+    return torch.cat([block for block in values.split(counts) for _ in range(expand_size)])
 
 
 def _check_video_layout(

@@ -44,7 +44,9 @@ class RouterLayer(GradientCheckpointingLayer):
         super().__init__()
         self.self_attention = Attention(dim, heads, dropout)
         self.cross_attention = Attention(dim, heads, dropout)
-        self.feed_forward = nn.Sequential(nn.Linear(dim, ff_dim), nn.PReLU(), nn.Dropout(dropout), nn.Linear(ff_dim, dim))
+        self.feed_forward = nn.Sequential(
+            nn.Linear(dim, ff_dim), nn.PReLU(), nn.Dropout(dropout), nn.Linear(ff_dim, dim)
+        )
         self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(3))
         self.dropout = nn.Dropout(dropout)
 

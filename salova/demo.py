@@ -56,7 +56,10 @@ def run_demo(question: str = "What moves in the blue scene?", window_seconds: in
         sampled = sample_frames(video_path, fps=1.0)
 
     # Fixed windows until scene detection lands: one segment per `window_seconds` of sampled frames.
-    frames_per_segment = [len(chunk) for chunk in np.array_split(sampled.timestamps, range(window_seconds, len(sampled.timestamps), window_seconds))]
+    frames_per_segment = [
+        len(chunk)
+        for chunk in np.array_split(sampled.timestamps, range(window_seconds, len(sampled.timestamps), window_seconds))
+    ]
     starts = np.cumsum([0] + frames_per_segment[:-1])
     pixels = preprocess_frames(sampled.frames, config.vision_config.image_size, config.tower_config.model_type)
     num_segments = len(frames_per_segment)
@@ -83,8 +86,10 @@ def run_demo(question: str = "What moves in the blue scene?", window_seconds: in
     selected = set(features.selected_segments[0].tolist())
     print(f"video: {sampled.duration:.1f} s, {len(sampled.frames)} frames at 1 FPS, {num_segments} segments")
     print(f"question: {question}")
-    print(f"LLM visual tokens: {config.num_video_tokens(num_segments)} "
-          f"= {config.connector_num_latents} x min({config.num_focus_segments}, {num_segments}) + {num_segments}")
+    print(
+        f"LLM visual tokens: {config.num_video_tokens(num_segments)} "
+        f"= {config.connector_num_latents} x min({config.num_focus_segments}, {num_segments}) + {num_segments}"
+    )
     for index in range(num_segments):
         start = sampled.timestamps[starts[index]]
         end = sampled.timestamps[starts[index] + frames_per_segment[index] - 1] + 1.0

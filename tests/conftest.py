@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from salova.hub_configs import build_salova
 
 
@@ -23,11 +22,11 @@ def make_batch(config, segment_frames, query_lengths=None, seed=0, num_focus_seg
     segments_per_video = torch.tensor([len(video) for video in segment_frames])
     placeholders = [config.num_video_tokens(len(video), num_focus_segments) for video in segment_frames]
     prompt_lengths = prompt_lengths or [5] * len(segment_frames)
-    lengths = [2 + p + t for p, t in zip(placeholders, prompt_lengths)]
+    lengths = [2 + p + t for p, t in zip(placeholders, prompt_lengths, strict=True)]
     input_ids = torch.zeros(len(segment_frames), max(lengths), dtype=torch.long)
     attention_mask = torch.zeros_like(input_ids)
     labels = torch.full_like(input_ids, -100)
-    for row, (count, length) in enumerate(zip(placeholders, lengths)):
+    for row, (count, length) in enumerate(zip(placeholders, lengths, strict=True)):
         text = torch.randint(10, config.text_config.vocab_size, (length,), generator=generator)
         input_ids[row, :length] = text.masked_fill(text == config.video_token_id, 10)
         input_ids[row, 2 : 2 + count] = config.video_token_id

@@ -1,9 +1,8 @@
 import re
 
 import pytest
-from transformers import CLIPConfig
-
 from salova.modeling import SalovaConfig, SalovaForConditionalGeneration
+from transformers import CLIPConfig
 
 
 def test_defaults_match_the_7b_recipe():

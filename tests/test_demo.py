@@ -5,9 +5,9 @@ import subprocess
 import sys
 
 import numpy as np
+from salova.processing import preprocess_frames, sample_frames
 
 from salova.demo import hhmmss, write_scene_video
-from salova.processing import preprocess_frames, sample_frames
 
 
 def test_hhmmss():

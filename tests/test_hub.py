@@ -8,10 +8,18 @@ import textwrap
 
 import pytest
 import torch
-from transformers import CLIPConfig, CLIPModel, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, SiglipConfig, SiglipModel
-
 from conftest import make_batch
 from salova.hub_configs import VIDEO_TOKEN, assemble_from_components, build_tiny_tokenizer, load_variant
+from transformers import (
+    CLIPConfig,
+    CLIPModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+    SiglipConfig,
+    SiglipModel,
+)
 
 REMOTE_FILES = {"configuration_salova.py", "modeling_salova.py", "connector.py", "router.py", "losses.py"}
 
@@ -20,17 +28,82 @@ def _save_components(root, tower="siglip"):
     torch.manual_seed(1)
     tokenizer = build_tiny_tokenizer(with_video_token=False)
     if tower == "siglip":
-        tower_model = SiglipModel(SiglipConfig(
-            vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=56, patch_size=8),
-            text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, vocab_size=512, max_position_embeddings=64, projection_size=32, bos_token_id=None, eos_token_id=0, pad_token_id=0),
-        ))
-        llm = Qwen2ForCausalLM(Qwen2Config(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=len(tokenizer), tie_word_embeddings=False, pad_token_id=0, bos_token_id=None, eos_token_id=0))
+        tower_model = SiglipModel(
+            SiglipConfig(
+                vision_config=dict(
+                    hidden_size=32,
+                    intermediate_size=64,
+                    num_hidden_layers=2,
+                    num_attention_heads=2,
+                    image_size=56,
+                    patch_size=8,
+                ),
+                text_config=dict(
+                    hidden_size=32,
+                    intermediate_size=64,
+                    num_hidden_layers=2,
+                    num_attention_heads=2,
+                    vocab_size=512,
+                    max_position_embeddings=64,
+                    projection_size=32,
+                    bos_token_id=None,
+                    eos_token_id=0,
+                    pad_token_id=0,
+                ),
+            )
+        )
+        llm = Qwen2ForCausalLM(
+            Qwen2Config(
+                hidden_size=64,
+                intermediate_size=128,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                vocab_size=len(tokenizer),
+                tie_word_embeddings=False,
+                pad_token_id=0,
+                bos_token_id=None,
+                eos_token_id=0,
+            )
+        )
     else:
-        tower_model = CLIPModel(CLIPConfig(
-            vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=30, patch_size=6),
-            text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, vocab_size=512, max_position_embeddings=77, eos_token_id=0, pad_token_id=0, bos_token_id=None),
-        ))
-        llm = LlamaForCausalLM(LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=len(tokenizer), tie_word_embeddings=True, pad_token_id=0, bos_token_id=None, eos_token_id=0))
+        tower_model = CLIPModel(
+            CLIPConfig(
+                vision_config=dict(
+                    hidden_size=32,
+                    intermediate_size=64,
+                    num_hidden_layers=2,
+                    num_attention_heads=2,
+                    image_size=30,
+                    patch_size=6,
+                ),
+                text_config=dict(
+                    hidden_size=32,
+                    intermediate_size=64,
+                    num_hidden_layers=2,
+                    num_attention_heads=2,
+                    vocab_size=512,
+                    max_position_embeddings=77,
+                    eos_token_id=0,
+                    pad_token_id=0,
+                    bos_token_id=None,
+                ),
+            )
+        )
+        llm = LlamaForCausalLM(
+            LlamaConfig(
+                hidden_size=64,
+                intermediate_size=128,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                vocab_size=len(tokenizer),
+                tie_word_embeddings=True,
+                pad_token_id=0,
+                bos_token_id=None,
+                eos_token_id=0,
+            )
+        )
     tower_model.save_pretrained(root / "tower")
     llm.save_pretrained(root / "llm")
     tokenizer.save_pretrained(root / "llm")
@@ -129,7 +202,11 @@ def test_saved_folder_loads_with_remote_code_in_a_fresh_process(tiny, tmp_path):
     env["HF_MODULES_CACHE"] = str(tmp_path / "modules")
     result = subprocess.run(
         [sys.executable, str(script), str(folder), str(tmp_path / "inputs.pt")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     diff = float(result.stdout.split("max_abs_diff")[1].split()[0])
@@ -140,7 +217,10 @@ def test_cli_builds_the_tiny_variant(tmp_path):
     out = tmp_path / "tiny"
     result = subprocess.run(
         [sys.executable, "-m", "salova.cli", "build", "--variant", "tiny", "--out", str(out)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "wrote SALOVA-tiny" in result.stdout
@@ -150,6 +230,8 @@ def test_cli_builds_the_tiny_variant(tmp_path):
 def test_cli_rejects_half_a_component_pair(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "salova.cli", "build", "--variant", "tiny", "--llm", "some/llm", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode != 0 and "pass both --vision-tower and --llm" in result.stderr

@@ -5,7 +5,6 @@ import copy
 import pytest
 import torch
 from accelerate import infer_auto_device_map
-
 from conftest import make_batch
 
 SEGMENTS = [[3, 1, 2, 4, 2, 1, 2], [2, 5]]  # 7 segments (more than K = 5) and 2 segments (fewer)
@@ -52,7 +51,10 @@ def test_batch_rows_match_the_rows_alone(tiny):
 def test_an_image_is_a_one_frame_video(tiny):
     model, _ = tiny
     batch = make_batch(model.config, [[1], [1]])
-    assert batch["input_ids"].eq(model.config.video_token_id).sum(1).tolist() == [model.config.connector_num_latents + 1] * 2
+    assert (
+        batch["input_ids"].eq(model.config.video_token_id).sum(1).tolist()
+        == [model.config.connector_num_latents + 1] * 2
+    )
     with torch.no_grad():
         out = model(**batch)
     assert out.selected_segments.tolist() == [[0], [0]] and torch.isfinite(out.logits).all()
@@ -76,11 +78,20 @@ def _bad(batch, **changes):
     ("mutate", "message"),
     [
         (lambda b, c: _bad(b, frames_per_segment=b["frames_per_segment"] + 1), "frames_per_segment sums to"),
-        (lambda b, c: _bad(b, frames_per_segment=torch.tensor([3, 0, 3, 4, 2, 1, 2, 2, 5])), r"Segments \[1\] have no frame"),
+        (
+            lambda b, c: _bad(b, frames_per_segment=torch.tensor([3, 0, 3, 4, 2, 1, 2, 2, 5])),
+            r"Segments \[1\] have no frame",
+        ),
         (lambda b, c: _bad(b, segments_per_video=torch.tensor([6, 2])), "segments_per_video sums to"),
         (lambda b, c: _bad(b, query_input_ids=b["query_input_ids"][:1]), "query_input_ids has 1 rows"),
-        (lambda b, c: _bad(b, input_ids=b["input_ids"].masked_fill(torch.arange(b["input_ids"].shape[1]) == 2, 11)), r"row 0: \d+ found"),
-        (lambda b, c: _bad(b, query_input_ids=torch.ones(2, 2049, dtype=torch.long), query_attention_mask=None), "text tower accepts 2048"),
+        (
+            lambda b, c: _bad(b, input_ids=b["input_ids"].masked_fill(torch.arange(b["input_ids"].shape[1]) == 2, 11)),
+            r"row 0: \d+ found",
+        ),
+        (
+            lambda b, c: _bad(b, query_input_ids=torch.ones(2, 2049, dtype=torch.long), query_attention_mask=None),
+            "text tower accepts 2048",
+        ),
         (lambda b, c: _bad(b, query_input_ids=None), "without query_input_ids"),
         (lambda b, c: _bad(b, pixel_values_videos=None, frames_per_segment=None), "no pixel_values_videos"),
         (lambda b, c: _bad(b, pixel_values_videos=b["pixel_values_videos"][None]), r"\(frames, 3, H, W\)"),
@@ -134,7 +145,9 @@ def test_gradients_reach_router_connector_and_projector(tiny):
     labels[[2, 8]] = 1.0
     out = model(**batch, segment_labels=labels)
     from_similarity = _grad_norms(model, out.similarity_loss, ["router", "connector", "query_projection", "projector"])
-    assert from_similarity["router"] > 0 and from_similarity["connector"] > 0 and from_similarity["query_projection"] > 0
+    assert (
+        from_similarity["router"] > 0 and from_similarity["connector"] > 0 and from_similarity["query_projection"] > 0
+    )
     assert from_similarity["projector"] == 0  # L_sim is computed before the projector
     from_lm = _grad_norms(model, out.lm_loss, ["connector", "projector", "router"])
     assert from_lm["connector"] > 0 and from_lm["projector"] > 0
@@ -150,8 +163,11 @@ def test_in_batch_negatives_score_every_query_against_every_clip(tiny):
     model.eval()
     with torch.no_grad():
         features = model.get_video_features(
-            batch["pixel_values_videos"], batch["frames_per_segment"], batch["segments_per_video"],
-            batch["query_input_ids"], batch["query_attention_mask"],
+            batch["pixel_values_videos"],
+            batch["frames_per_segment"],
+            batch["segments_per_video"],
+            batch["query_input_ids"],
+            batch["query_attention_mask"],
         )
         matrix = model.model.in_batch_scores(features)
     assert matrix.shape == (3, 3)
@@ -192,7 +208,9 @@ def test_generate_consumes_the_video_at_prefill_only(tiny):
 def test_gradient_checkpointing_train_step(tiny):
     model = copy.deepcopy(tiny[0]).train()
     model.activation_checkpointing_enable()
-    assert model.model.connector.layers[0].gradient_checkpointing and model.model.router.layers[0].gradient_checkpointing
+    assert (
+        model.model.connector.layers[0].gradient_checkpointing and model.model.router.layers[0].gradient_checkpointing
+    )
     batch = make_batch(model.config, SEGMENTS)
     out = model(**batch, segment_labels=torch.tensor([1.0, 0, 0, 0, 0, 0, 0, 0, 1]))
     out.loss.backward()
@@ -211,13 +229,17 @@ def test_bfloat16_forward(tiny):
 def test_device_map_keeps_blocks_whole(tiny):
     model, _ = tiny
     no_split = model._no_split_modules
-    assert {"SpatioTemporalConnector", "SegmentRetrievalRouter", "Qwen2DecoderLayer", "SiglipEncoderLayer"} <= set(no_split)
+    assert {"SpatioTemporalConnector", "SegmentRetrievalRouter", "Qwen2DecoderLayer", "SiglipEncoderLayer"} <= set(
+        no_split
+    )
     size = sum(p.numel() * p.element_size() for p in model.parameters())
     device_map = infer_auto_device_map(
         model, max_memory={0: size // 3, 1: size // 3, "cpu": size * 2}, no_split_module_classes=list(no_split)
     )
     for module_name in ("model.connector", "model.router"):
-        placed = {device for name, device in device_map.items() if name == module_name or name.startswith(module_name + ".")}
+        placed = {
+            device for name, device in device_map.items() if name == module_name or name.startswith(module_name + ".")
+        }
         parent_placed = any(module_name.startswith(name + ".") for name in device_map)
         assert len(placed) == 1 or (not placed and parent_placed)
         assert not any(name.startswith(module_name + ".") for name in device_map)
@@ -234,3 +256,18 @@ def test_attention_implementation_is_chosen_per_sub_config(tiny):
     batch = make_batch(model.config, [[2, 1]])
     with torch.no_grad():
         assert torch.allclose(mixed.eval()(**batch).logits, model(**batch).logits, atol=1e-4)
+
+
+def test_beam_search_repeats_whole_videos(tiny):
+    model, _ = tiny
+    batch = make_batch(model.config, [[2, 3], [1]])
+    batch.pop("labels")
+    input_ids, expanded = model._expand_inputs_for_generation(expand_size=2, **dict(batch))
+    pixels = batch["pixel_values_videos"]
+    assert torch.equal(expanded["pixel_values_videos"], torch.cat([pixels[:5], pixels[:5], pixels[5:], pixels[5:]]))
+    assert expanded["frames_per_segment"].tolist() == [2, 3, 2, 3, 1, 1]
+    assert expanded["segments_per_video"].tolist() == [2, 2, 1, 1]
+    assert torch.equal(input_ids, batch["input_ids"].repeat_interleave(2, dim=0))
+    with torch.no_grad():
+        beams = model.generate(**batch, max_new_tokens=3, num_beams=2, num_return_sequences=2, do_sample=False)
+    assert beams.shape[0] == 4

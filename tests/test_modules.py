@@ -6,7 +6,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from salova.modeling.connector import SpatioTemporalConnector, dynamic_token_drop
 from salova.modeling.losses import similarity_loss
 from salova.modeling.router import SegmentRetrievalRouter, select_focus_segments
@@ -139,7 +138,12 @@ def test_similarity_loss_matches_hand_computation():
     labels = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     mask = torch.tensor([[1, 1, 0], [1, 1, 0]], dtype=torch.bool)
     softplus = F.softplus
-    bce = (softplus(torch.tensor(-0.1)) + softplus(torch.tensor(0.05)) + softplus(torch.tensor(1.0)) + softplus(torch.tensor(-2.0))) / 4
+    bce = (
+        softplus(torch.tensor(-0.1))
+        + softplus(torch.tensor(0.05))
+        + softplus(torch.tensor(1.0))
+        + softplus(torch.tensor(-2.0))
+    ) / 4
     # One positive and one negative per video: r = 1, the pairs are forced.
     hinge = (max(0.0, 0.2 - (0.1 - 0.05)) + max(0.0, 0.2 - (2.0 - 1.0))) / 2
     loss = similarity_loss(scores, labels, mask, margin=0.2)
@@ -157,6 +161,9 @@ def test_margin_term_samples_real_positive_negative_pairs():
     for r in (1, 2):  # every value the sampler can produce: means over r distinct positive/negative pairs
         for p in itertools.permutations(positives, r):
             for n in itertools.permutations(negatives, r):
-                possible.add(round(bce + sum(max(0.0, 0.2 - (a - b)) for a, b in zip(p, n)) / r, 6))
-    seen = {round(similarity_loss(scores, labels, mask, generator=torch.Generator().manual_seed(s)).item(), 6) for s in range(40)}
+                possible.add(round(bce + sum(max(0.0, 0.2 - (a - b)) for a, b in zip(p, n, strict=True)) / r, 6))
+    seen = {
+        round(similarity_loss(scores, labels, mask, generator=torch.Generator().manual_seed(s)).item(), 6)
+        for s in range(40)
+    }
     assert seen <= possible and len(seen) > 1
