@@ -24,86 +24,44 @@ from transformers import (
 REMOTE_FILES = {"configuration_salova.py", "modeling_salova.py", "connector.py", "router.py", "losses.py"}
 
 
+ENCODER = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
+TOKEN_IDS = {"bos_token_id": None, "eos_token_id": 0, "pad_token_id": 0}
+DECODER = {**ENCODER, "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4, "num_key_value_heads": 2}
+# (tower config class, tower class, vision settings, text settings, LLM config class, LLM class, tied head)
+COMPONENTS = {
+    "siglip": (
+        SiglipConfig,
+        SiglipModel,
+        {"image_size": 56, "patch_size": 8},
+        {"max_position_embeddings": 64, "projection_size": 32},
+        Qwen2Config,
+        Qwen2ForCausalLM,
+        False,
+    ),
+    "clip": (
+        CLIPConfig,
+        CLIPModel,
+        {"image_size": 30, "patch_size": 6},
+        {"max_position_embeddings": 77},
+        LlamaConfig,
+        LlamaForCausalLM,
+        True,
+    ),
+}
+
+
 def _save_components(root, tower="siglip"):
+    """Saves a tiny SigLIP/CLIP dual encoder and a tiny Qwen2/Llama (tied head) with a tokenizer lacking <video>."""
     torch.manual_seed(1)
     tokenizer = build_tiny_tokenizer(with_video_token=False)
-    if tower == "siglip":
-        tower_model = SiglipModel(
-            SiglipConfig(
-                vision_config=dict(
-                    hidden_size=32,
-                    intermediate_size=64,
-                    num_hidden_layers=2,
-                    num_attention_heads=2,
-                    image_size=56,
-                    patch_size=8,
-                ),
-                text_config=dict(
-                    hidden_size=32,
-                    intermediate_size=64,
-                    num_hidden_layers=2,
-                    num_attention_heads=2,
-                    vocab_size=512,
-                    max_position_embeddings=64,
-                    projection_size=32,
-                    bos_token_id=None,
-                    eos_token_id=0,
-                    pad_token_id=0,
-                ),
-            )
+    tower_config_class, tower_class, vision, text, llm_config_class, llm_class, tied = COMPONENTS[tower]
+    tower_model = tower_class(
+        tower_config_class(
+            vision_config={**ENCODER, **vision},
+            text_config={**ENCODER, **text, **TOKEN_IDS, "vocab_size": 512},
         )
-        llm = Qwen2ForCausalLM(
-            Qwen2Config(
-                hidden_size=64,
-                intermediate_size=128,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                num_key_value_heads=2,
-                vocab_size=len(tokenizer),
-                tie_word_embeddings=False,
-                pad_token_id=0,
-                bos_token_id=None,
-                eos_token_id=0,
-            )
-        )
-    else:
-        tower_model = CLIPModel(
-            CLIPConfig(
-                vision_config=dict(
-                    hidden_size=32,
-                    intermediate_size=64,
-                    num_hidden_layers=2,
-                    num_attention_heads=2,
-                    image_size=30,
-                    patch_size=6,
-                ),
-                text_config=dict(
-                    hidden_size=32,
-                    intermediate_size=64,
-                    num_hidden_layers=2,
-                    num_attention_heads=2,
-                    vocab_size=512,
-                    max_position_embeddings=77,
-                    eos_token_id=0,
-                    pad_token_id=0,
-                    bos_token_id=None,
-                ),
-            )
-        )
-        llm = LlamaForCausalLM(
-            LlamaConfig(
-                hidden_size=64,
-                intermediate_size=128,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                num_key_value_heads=2,
-                vocab_size=len(tokenizer),
-                tie_word_embeddings=True,
-                pad_token_id=0,
-                bos_token_id=None,
-                eos_token_id=0,
-            )
-        )
+    )
+    llm = llm_class(llm_config_class(**DECODER, **TOKEN_IDS, vocab_size=len(tokenizer), tie_word_embeddings=tied))
     tower_model.save_pretrained(root / "tower")
     llm.save_pretrained(root / "llm")
     tokenizer.save_pretrained(root / "llm")
