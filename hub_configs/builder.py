@@ -14,7 +14,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
 from ..modeling import SalovaConfig, SalovaForConditionalGeneration
-from ..modeling.modeling_salova import TOWER_CLASSES
+from ..modeling.modeling_salova import TOWER_CLASSES, truncate_vision_tower
 from .tiny_tokenizer import VIDEO_TOKEN, build_tiny_tokenizer
 
 VARIANTS = {"tiny": "salova-tiny", "3b": "salova-3b", "3.8b": "salova-3.8b", "7b": "salova-7b"}
@@ -102,6 +102,7 @@ def assemble_from_components(
     query_encoder.config = config.query_encoder_config
     language_model = AutoModelForCausalLM.from_pretrained(llm, dtype=dtype)
 
+    truncate_vision_tower(vision, config)
     model.model.vision_tower = vision
     model.model.query_encoder = query_encoder
     model.model.language_model = language_model.base_model

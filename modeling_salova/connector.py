@@ -125,6 +125,7 @@ class SpatioTemporalConnector(nn.Module):
     def forward(
         self,
         frame_tokens: torch.Tensor,
+        frame_summaries: torch.Tensor,
         frame_mask: torch.Tensor,
         max_token_drop: float = 0.0,
         token_drop_reference_length: int = 18000,
@@ -133,6 +134,7 @@ class SpatioTemporalConnector(nn.Module):
         """
         Args:
             frame_tokens: `(S, T_max, P, d_v)` pooled patch tokens of S segments, padded along time.
+            frame_summaries: `(S, T_max, d_v)` one vector per frame (CLIP's class token, SigLIP's patch mean).
             frame_mask: `(S, T_max)`, True on real frames (every segment has at least one).
             max_token_drop: `p_max` of the dynamic token drop; it applies in training mode only.
             token_drop_reference_length: length in tokens at which the drop rate reaches `max_token_drop`.
@@ -149,7 +151,7 @@ class SpatioTemporalConnector(nn.Module):
             )
         frame_tokens = self.input_projection(frame_tokens)
         mask = frame_mask[..., None].to(frame_tokens.dtype)
-        segment_mean = (frame_tokens.mean(dim=2) * mask).sum(1) / mask.sum(1)
+        segment_mean = (self.input_projection(frame_summaries) * mask).sum(1) / mask.sum(1)
 
         media = (
             frame_tokens

@@ -24,7 +24,8 @@ def similarity_loss(
     Returns:
         Scalar loss.
     """
-    bce = F.binary_cross_entropy_with_logits(scores[segment_mask], labels[segment_mask].to(scores.dtype))
+    scores = scores.float()  # bf16 logits lose the margin term's 0.2 resolution
+    bce = F.binary_cross_entropy_with_logits(scores[segment_mask], labels[segment_mask].float())
     if not use_margin:
         return bce
     hinges = []

@@ -166,6 +166,7 @@ class SalovaModel(SalovaPreTrainedModel):
         super().__init__(config)
         vision_class, query_encoder_class = TOWER_CLASSES[config.tower_config.model_type]
         self.vision_tower = vision_class._from_config(config.vision_config)
+        truncate_vision_tower(self.vision_tower, config)
         self.query_encoder = query_encoder_class._from_config(config.query_encoder_config)
         self.query_projection = nn.Linear(config.query_encoder_config.hidden_size, config.hidden_width)
         self.connector = SpatioTemporalConnector(config)
@@ -180,38 +181,43 @@ class SalovaModel(SalovaPreTrainedModel):
     def set_input_embeddings(self, value):
         self.language_model.set_input_embeddings(value)
 
-    def encode_frames(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Frames `(F, 3, H, W)` -> pooled patch tokens `(F, P, d_v)`, `config.vision_chunk_size` frames at a time.
+    def encode_frames(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frames `(F, 3, H, W)` -> pooled patch tokens `(F, P, d_v)` and frame summaries `(F, d_v)`.
 
-        The vision tower runs without autograd when none of its weights train (stages 1 and 1.5), so the
-        only memory that grows with `F` is the returned features.
+        Frames go through the (truncated) vision tower `config.vision_chunk_size` at a time, without autograd
+        when none of its weights train (stages 1 and 1.5), so the only memory that grows with `F` is the
+        returned features. The summary is CLIP's class token, or the mean of SigLIP's patches, before pooling.
         """
         tower_trains = torch.is_grad_enabled() and any(p.requires_grad for p in self.vision_tower.parameters())
-        chunks = []
+        tokens, summaries = [], []
         with torch.set_grad_enabled(tower_trains):
             for chunk in pixel_values.split(self.config.vision_chunk_size):
-                hidden = self.vision_tower(
-                    pixel_values=chunk.to(self.vision_tower.dtype), output_hidden_states=True
-                ).hidden_states[self.config.vision_feature_layer]
-                chunks.append(self._pool_patches(hidden))
-        return torch.cat(chunks)
+                hidden = self.vision_tower(pixel_values=chunk.to(self.vision_tower.dtype)).last_hidden_state
+                grid = self.config.patch_grid_size
+                patches = hidden[:, -grid * grid :]
+                summaries.append(hidden[:, 0] if hidden.shape[1] > grid * grid else patches.mean(dim=1))
+                tokens.append(self._pool_patches(patches))
+        return torch.cat(tokens), torch.cat(summaries)
 
-    def _pool_patches(self, hidden: torch.Tensor) -> torch.Tensor:
-        """`(F, [CLS +] g*g, d_v)` -> `(F, ceil(g/s)^2, d_v)`: drops CLIP's class token, bilinear s x s pooling."""
+    def _pool_patches(self, patches: torch.Tensor) -> torch.Tensor:
+        """`(F, g*g, d_v)` -> `(F, ceil(g/s)^2, d_v)` by bilinear s x s pooling on the patch grid."""
         grid = self.config.patch_grid_size
-        patches = hidden[:, -grid * grid :].unflatten(1, (grid, grid)).permute(0, 3, 1, 2)
         side = -(-grid // self.config.vision_pooling_stride)
-        pooled = F.interpolate(patches.float(), size=(side, side), mode="bilinear", align_corners=False)
-        return pooled.to(hidden.dtype).flatten(2).transpose(1, 2)
+        image = patches.unflatten(1, (grid, grid)).permute(0, 3, 1, 2)
+        pooled = F.interpolate(image.float(), size=(side, side), mode="bilinear", align_corners=False)
+        return pooled.to(patches.dtype).flatten(2).transpose(1, 2)
 
-    def encode_segments(self, frame_features: torch.Tensor, frames_per_segment: torch.Tensor) -> torch.Tensor:
-        """Frame tokens `(F, P, d_v)` -> connector outputs `(S, 1 + num_latents, width)`, segment order kept.
+    def encode_segments(
+        self, frame_features: torch.Tensor, frame_summaries: torch.Tensor, frames_per_segment: torch.Tensor
+    ) -> torch.Tensor:
+        """Frame tokens `(F, P, d_v)` + summaries `(F, d_v)` -> connector outputs `(S, 1 + num_latents, width)`.
 
         Segments go through the connector in length-sorted groups padded to at most
         `max(vision_chunk_size, longest segment)` frames, so a short scene never pads to a long one.
         """
         lengths = frames_per_segment.tolist()
         segments = frame_features.split(lengths)
+        summaries = frame_summaries.split(lengths)
         frame_budget = max(self.config.vision_chunk_size, max(lengths))
         longest_tokens = max(lengths) * frame_features.shape[1]
         outputs = [None] * len(lengths)
@@ -222,11 +228,13 @@ class SalovaModel(SalovaPreTrainedModel):
             next_length = lengths[order[position + 1]] if position + 1 < len(order) else None
             if next_length is None or next_length * (len(group) + 1) > frame_budget:
                 padded = nn.utils.rnn.pad_sequence([segments[i] for i in group], batch_first=True)
+                padded_summaries = nn.utils.rnn.pad_sequence([summaries[i] for i in group], batch_first=True)
                 frame_mask = torch.arange(padded.shape[1], device=padded.device) < torch.tensor(
                     [lengths[i] for i in group], device=padded.device
                 ).unsqueeze(1)
                 encoded = self.connector(
                     padded,
+                    padded_summaries,
                     frame_mask,
                     max_token_drop=self.config.max_token_drop,
                     token_drop_reference_length=self.config.token_drop_reference_length,
@@ -257,7 +265,7 @@ class SalovaModel(SalovaPreTrainedModel):
             input_ids=query_input_ids, attention_mask=query_attention_mask, output_hidden_states=True
         )
         last_token = query_attention_mask.sum(1).clamp(min=1) - 1
-        pooled = encoded.last_hidden_state[torch.arange(len(last_token)), last_token]
+        pooled = encoded.last_hidden_state[torch.arange(len(last_token), device=last_token.device), last_token]
         if isinstance(getattr(self.query_encoder, "head", None), nn.Linear):
             pooled = self.query_encoder.head(pooled)
         states = torch.cat([pooled[:, None], encoded.hidden_states[-2]], dim=1)
@@ -277,8 +285,8 @@ class SalovaModel(SalovaPreTrainedModel):
         """Encodes, routes and assembles the FocusFast tokens of a batch (shapes in the module docstring)."""
         num_focus_segments = num_focus_segments or self.config.num_focus_segments
         _check_video_layout(self.config, pixel_values_videos, frames_per_segment, segments_per_video, query_input_ids)
-        frame_features = self.encode_frames(pixel_values_videos)
-        segment_tokens = self.encode_segments(frame_features, frames_per_segment)
+        frame_features, frame_summaries = self.encode_frames(pixel_values_videos)
+        segment_tokens = self.encode_segments(frame_features, frame_summaries, frames_per_segment)
         query_states, query_mask = self.encode_query(query_input_ids, query_attention_mask)
 
         segment_mask = torch.arange(int(segments_per_video.max()), device=segment_tokens.device) < (
@@ -370,7 +378,8 @@ class SalovaModel(SalovaPreTrainedModel):
                 input_ids, segments_per_video, num_focus_segments or self.config.num_focus_segments
             )
             inputs_embeds = inputs_embeds.masked_scatter(
-                placeholder_mask[..., None], video_features.video_embeds.to(inputs_embeds.dtype)
+                placeholder_mask[..., None].to(inputs_embeds.device),
+                video_features.video_embeds.to(inputs_embeds.device, inputs_embeds.dtype),
             )
         elif input_ids is not None and self.config.video_token_id is not None:
             if (input_ids == self.config.video_token_id).any() and past_key_values is None:
@@ -554,6 +563,18 @@ class SalovaForConditionalGeneration(SalovaPreTrainedModel, GenerationMixin):
             for name in VIDEO_INPUT_NAMES:
                 model_inputs.pop(name, None)
         return model_inputs
+
+
+def truncate_vision_tower(vision_tower: nn.Module, config: SalovaConfig) -> None:
+    """Drops the encoder layers past `vision_feature_layer` and the final norm, in place.
+
+    Their outputs are never used: left in, they cost compute and, when the tower trains (stage 2), hold
+    parameters that never get a gradient, which DDP rejects.
+    """
+    transformer = getattr(vision_tower, "vision_model", vision_tower)  # flattened in recent transformers
+    kept_layers = config.vision_feature_layer % (config.vision_config.num_hidden_layers + 1)
+    transformer.encoder.layers = transformer.encoder.layers[:kept_layers]
+    transformer.post_layernorm = nn.Identity()
 
 
 def _repeat_videos(values: torch.Tensor, counts: list[int], expand_size: int) -> torch.Tensor:

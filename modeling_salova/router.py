@@ -1,7 +1,8 @@
 """Segment-Retrieval Router: scores every segment of a video against the query and picks the focus segments.
 
-Routing tokens (one per segment, in temporal order) are the queries of a small post-norm transformer
-decoder whose memory is the projected query text. Each updated routing token is compared with the
+Routing tokens (one per segment, in temporal order) are the queries of a small post-norm transformer whose
+layers cross-attend to the projected query text (no attention among segments, so a segment's score does not
+depend on the other segments). Each updated routing token is compared with the
 projected pooled text by a scaled cosine: `s_i = cos(R'_i, t) * exp(logit_scale)`.
 """
 
@@ -38,28 +39,20 @@ class Attention(nn.Module):
 
 
 class RouterLayer(GradientCheckpointingLayer):
-    """Post-norm decoder layer: segment self-attention, segment-to-text cross-attention, PReLU feed-forward."""
+    """Post-norm layer: segment-to-text cross-attention, then a PReLU feed-forward."""
 
     def __init__(self, dim: int, heads: int, ff_dim: int, dropout: float):
         super().__init__()
-        self.self_attention = Attention(dim, heads, dropout)
         self.cross_attention = Attention(dim, heads, dropout)
         self.feed_forward = nn.Sequential(
             nn.Linear(dim, ff_dim), nn.PReLU(), nn.Dropout(dropout), nn.Linear(ff_dim, dim)
         )
-        self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(3))
+        self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(2))
         self.dropout = nn.Dropout(dropout)
 
-    def forward(
-        self,
-        segments: torch.Tensor,
-        segment_mask: torch.Tensor,
-        text: torch.Tensor,
-        text_mask: torch.Tensor,
-    ) -> torch.Tensor:
-        segments = self.norms[0](segments + self.dropout(self.self_attention(segments, segments, segment_mask)))
-        segments = self.norms[1](segments + self.dropout(self.cross_attention(segments, text, text_mask)))
-        return self.norms[2](segments + self.dropout(self.feed_forward(segments)))
+    def forward(self, segments: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+        segments = self.norms[0](segments + self.dropout(self.cross_attention(segments, text, text_mask)))
+        return self.norms[1](segments + self.dropout(self.feed_forward(segments)))
 
 
 class SegmentRetrievalRouter(nn.Module):
@@ -108,7 +101,7 @@ class SegmentRetrievalRouter(nn.Module):
         segments = self.dropout(self.segment_norm(routing_tokens + self.segment_positions.weight[:num_segments]))
         text = self.dropout(self.text_norm(text_states + self.text_positions.weight[:num_text]))
         for layer in self.layers:
-            segments = layer(segments, segment_mask, text, text_mask)
+            segments = layer(segments, text, text_mask)
         similarity = F.cosine_similarity(segments, text_states[:, :1], dim=-1)
         scores = similarity * self.logit_scale.exp()
         return scores.masked_fill(~segment_mask, float("-inf"))
@@ -134,10 +127,11 @@ def select_focus_segments(
     """
     num_segments = scores.shape[1]
     k = min(top_k, num_segments)
+    segment_mask = segment_mask.to(scores.device)
     order = scores.detach().float().masked_fill(~segment_mask, float("-inf")).argsort(dim=-1, descending=True)
     if labels is not None:
         # Stable sort by label over the score order: labels decide, router scores break ties.
-        label_key = labels.float().masked_fill(~segment_mask, float("-inf")).gather(1, order)
+        label_key = labels.to(scores.device).float().masked_fill(~segment_mask, float("-inf")).gather(1, order)
         order = order.gather(1, label_key.argsort(dim=-1, descending=True, stable=True))
     chosen = order[:, :k]
     chosen = chosen.masked_fill(~segment_mask.gather(1, chosen), num_segments).sort(dim=-1).values

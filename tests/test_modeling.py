@@ -179,12 +179,38 @@ def test_vision_chunk_size_does_not_change_features(tiny):
     pixels = torch.randn(11, 3, model.config.vision_config.image_size, model.config.vision_config.image_size)
     with torch.no_grad():
         model.config.vision_chunk_size = 64
-        whole = model.model.encode_frames(pixels)
+        whole, whole_summaries = model.model.encode_frames(pixels)
         model.config.vision_chunk_size = 3
-        chunked = model.model.encode_frames(pixels)
+        chunked, chunked_summaries = model.model.encode_frames(pixels)
     grid = -(-model.config.patch_grid_size // 2)
     assert whole.shape == (11, grid * grid, model.config.vision_hidden_size)
-    assert torch.allclose(whole, chunked, atol=1e-5)
+    assert whole_summaries.shape == (11, model.config.vision_hidden_size)
+    assert torch.allclose(whole, chunked, atol=1e-5) and torch.allclose(whole_summaries, chunked_summaries, atol=1e-5)
+
+
+def test_frame_features_come_from_the_penultimate_layer(tiny):
+    model, _ = tiny
+    config = model.config
+    tower = model.model.vision_tower
+    assert len(tower.encoder.layers) == config.vision_config.num_hidden_layers - 1
+    full = type(tower)._from_config(config.vision_config).eval()
+    full.load_state_dict(tower.state_dict(), strict=False)
+    pixels = torch.randn(2, 3, config.vision_config.image_size, config.vision_config.image_size)
+    with torch.no_grad():
+        penultimate = full(pixel_values=pixels, output_hidden_states=True).hidden_states[-2]
+        tokens, summaries = model.model.encode_frames(pixels)
+    assert torch.allclose(summaries, penultimate.mean(dim=1), atol=1e-5)  # SigLIP: mean of the raw patches
+    assert torch.allclose(tokens, model.model._pool_patches(penultimate), atol=1e-5)
+
+
+def test_every_trainable_parameter_gets_a_gradient(tiny):
+    """Stage 2 trains everything; DDP rejects parameters that never receive a gradient."""
+    model = copy.deepcopy(tiny[0]).train()
+    batch = make_batch(model.config, SEGMENTS)
+    out = model(**batch, segment_labels=torch.tensor([1.0, 0, 0, 0, 0, 0, 0, 0, 1]))
+    out.loss.backward()
+    unused = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert unused == []
 
 
 def test_generate_consumes_the_video_at_prefill_only(tiny):
@@ -193,7 +219,7 @@ def test_generate_consumes_the_video_at_prefill_only(tiny):
     batch.pop("labels")
     calls = []
     original = model.model.encode_frames
-    model.model.encode_frames = lambda pixels: calls.append(len(pixels)) or original(pixels)
+    model.model.encode_frames = lambda pixels: calls.append(len(pixels)) or original(pixels)  # noqa: B023
     try:
         with torch.no_grad():
             cached = model.generate(**batch, max_new_tokens=6, do_sample=False, min_new_tokens=6)

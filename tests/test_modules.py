@@ -49,13 +49,15 @@ def connector(tiny):
 def test_connector_shapes_and_no_drop_in_eval(connector):
     module, config = connector
     frames = torch.randn(2, 5, config.tokens_per_frame, config.vision_hidden_size)
+    summaries = torch.randn(2, 5, config.vision_hidden_size)
     mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]], dtype=torch.bool)
     module.eval()
-    plain = module(frames, mask)
+    plain = module(frames, summaries, mask)
     assert plain.shape == (2, 1 + config.connector_num_latents, config.hidden_width)
-    assert torch.allclose(module(frames, mask, max_token_drop=0.9), plain)  # eval mode never drops
+    assert torch.allclose(module(frames, summaries, mask, max_token_drop=0.9), plain)  # eval mode never drops
     module.train()
-    assert not torch.allclose(module(frames, mask, max_token_drop=0.9, token_drop_reference_length=10), plain)
+    dropped = module(frames, summaries, mask, max_token_drop=0.9, token_drop_reference_length=10)
+    assert not torch.allclose(dropped, plain)
 
 
 def test_connector_padding_does_not_leak(connector):
@@ -63,17 +65,36 @@ def test_connector_padding_does_not_leak(connector):
     module.eval()
     short = torch.randn(1, 2, config.tokens_per_frame, config.vision_hidden_size)
     long = torch.randn(1, 6, config.tokens_per_frame, config.vision_hidden_size)
+    short_summary, long_summary = (
+        torch.randn(1, 2, config.vision_hidden_size),
+        torch.randn(1, 6, config.vision_hidden_size),
+    )
     batch = torch.cat([F.pad(short, (0, 0, 0, 0, 0, 4), value=7.0), long])
+    summaries = torch.cat([F.pad(short_summary, (0, 0, 0, 4), value=7.0), long_summary])
     mask = torch.tensor([[1, 1, 0, 0, 0, 0], [1] * 6], dtype=torch.bool)
-    alone = module(short, torch.ones(1, 2, dtype=torch.bool))
-    assert torch.allclose(module(batch, mask)[0], alone[0], atol=1e-5)
+    alone = module(short, short_summary, torch.ones(1, 2, dtype=torch.bool))
+    assert torch.allclose(module(batch, summaries, mask)[0], alone[0], atol=1e-5)
+
+
+def test_routing_token_starts_from_the_mean_frame_summary(connector):
+    module, config = connector
+    module.eval()
+    frames = torch.randn(1, 3, config.tokens_per_frame, config.vision_hidden_size)
+    summaries = torch.randn(1, 3, config.vision_hidden_size)
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    shifted = summaries - summaries.mean(dim=1, keepdim=True) + 5.0  # same mean shift for every frame
+    reference = module(frames, summaries, mask)
+    assert not torch.allclose(module(frames, shifted, mask)[:, 0], reference[:, 0])
+    permuted = summaries[:, [2, 0, 1]]  # only the mean matters
+    assert torch.allclose(module(frames, permuted, mask), reference, atol=1e-5)
 
 
 def test_connector_rejects_segments_longer_than_its_temporal_table(connector):
     module, config = connector
     frames = torch.randn(1, config.max_frames_per_segment + 1, 1, config.vision_hidden_size)
+    summaries = torch.randn(1, frames.shape[1], config.vision_hidden_size)
     with pytest.raises(ValueError, match="max_frames_per_segment"):
-        module(frames, torch.ones(1, frames.shape[1], dtype=torch.bool))
+        module(frames, summaries, torch.ones(1, frames.shape[1], dtype=torch.bool))
 
 
 def test_top_k_is_returned_in_temporal_order():
@@ -117,6 +138,9 @@ def test_router_scores_are_masked_and_padding_invariant(router):
     assert scores.shape == (2, 4) and torch.isinf(scores[0, 2:]).all() and torch.isfinite(scores[1]).all()
     alone = module(segments[:1, :2], segment_mask[:1, :2], text[:1, :3], text_mask[:1, :3])
     assert torch.allclose(scores[0, :2], alone[0], atol=1e-5)
+    # Segments do not attend to each other: a segment's score ignores its neighbours.
+    first_three = module(segments[1:, :3], segment_mask[1:, :3], text[1:], text_mask[1:])
+    assert torch.allclose(scores[1, :3], first_three[0], atol=1e-5)
     bound = math.exp(config.router_logit_scale_init)  # scaled cosine
     assert scores[1].abs().max() <= bound + 1e-5
 
