@@ -56,10 +56,8 @@ def run_demo(question: str = "What moves in the blue scene?", window_seconds: in
         sampled = sample_frames(video_path, fps=1.0)
 
     # Fixed windows until scene detection lands: one segment per `window_seconds` of sampled frames.
-    frames_per_segment = [
-        len(chunk)
-        for chunk in np.array_split(sampled.timestamps, range(window_seconds, len(sampled.timestamps), window_seconds))
-    ]
+    num_frames = len(sampled.frames)
+    frames_per_segment = [min(window_seconds, num_frames - start) for start in range(0, num_frames, window_seconds)]
     starts = np.cumsum([0] + frames_per_segment[:-1])
     pixels = preprocess_frames(sampled.frames, config.vision_config.image_size, config.tower_config.model_type)
     num_segments = len(frames_per_segment)
