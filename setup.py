@@ -22,7 +22,7 @@ setup(
     python_requires=">=3.10",
     packages=list(PACKAGE_DIRS),
     package_dir=PACKAGE_DIRS,
-    package_data={"salova.hub_configs": ["*.json"]},
+    package_data={"salova.hub_configs": ["*.json", "chat_templates/*.jinja"]},
     install_requires=[
         "torch>=2.4",
         "transformers>=5.23",

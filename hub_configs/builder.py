@@ -1,7 +1,8 @@
-"""Assembles a stage-1 SALOVA model from pretrained component checkpoints (Hub ids or local folders).
+"""Assembles a stage-1 SALOVA model and its processor from pretrained component checkpoints (Hub ids or folders).
 
-The vision tower and the query encoder come from one SigLIP/CLIP checkpoint, the LLM (and its LM head and
-tokenizer) from a causal-LM checkpoint; the connector, router, query projection and projector start fresh.
+The vision tower, the query encoder and the query tokenizer come from one SigLIP/CLIP checkpoint, the LLM (and
+its LM head and tokenizer) from a causal-LM checkpoint; the connector, router, query projection and projector
+start fresh. The processor gets the chat template of the variant's LLM family (`chat_templates/`).
 The query encoder's position table grows to `router_max_query_tokens` rows: the pretrained rows are copied,
 the new ones freshly initialised.
 """
@@ -15,9 +16,13 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTra
 
 from ..modeling import SalovaConfig, SalovaForConditionalGeneration
 from ..modeling.modeling_salova import TOWER_CLASSES, truncate_vision_tower
+from ..processing import TOWER_PRESETS, SalovaProcessor
 from .tiny_tokenizer import VIDEO_TOKEN, build_tiny_tokenizer
 
 VARIANTS = {"tiny": "salova-tiny", "3b": "salova-3b", "3.8b": "salova-3.8b", "7b": "salova-7b"}
+CHAT_TEMPLATES = ("qwen2.5", "llama-3.2", "phi-3.5", "plain")
+# SALOVA truncates router queries at 1024 tokens (the position table has room for 2048).
+QUERY_MAX_LENGTH = 1024
 
 
 def load_variant(variant: str) -> dict:
@@ -27,17 +32,46 @@ def load_variant(variant: str) -> dict:
     return json.loads((Path(__file__).parent / f"{VARIANTS[variant]}.json").read_text())
 
 
+def load_chat_template(name: str) -> str:
+    """A chat template shipped with the package: one per LLM family, and `plain` (stages 1 and 1.5)."""
+    if name not in CHAT_TEMPLATES:
+        raise ValueError(f"Unknown chat template {name!r}; choose one of {CHAT_TEMPLATES}.")
+    return (Path(__file__).parent / "chat_templates" / f"{name}.jinja").read_text()
+
+
+def build_processor(
+    config: SalovaConfig,
+    tokenizer: PreTrainedTokenizerBase,
+    query_tokenizer: PreTrainedTokenizerBase,
+    chat_template: str = "qwen2.5",
+) -> SalovaProcessor:
+    """The processor matching `config`: tower input size and normalisation, placeholder layout, segment limits."""
+    return SalovaProcessor(
+        tokenizer,
+        query_tokenizer,
+        chat_template=load_chat_template(chat_template),
+        video_token=VIDEO_TOKEN,
+        num_latents=config.connector_num_latents,
+        num_focus_segments=config.num_focus_segments,
+        image_size=config.vision_config.image_size,
+        max_frames_per_segment=config.max_frames_per_segment,
+        max_segments=config.router_max_segments,
+        query_max_length=min(QUERY_MAX_LENGTH, config.router_max_query_tokens),
+        **TOWER_PRESETS[config.tower_config.model_type],
+    )
+
+
 def build_salova(
     variant: str,
     vision_tower: str | None = None,
     llm: str | None = None,
     dtype: torch.dtype = torch.float32,
     seed: int = 0,
-) -> tuple[SalovaForConditionalGeneration, PreTrainedTokenizerBase]:
-    """A stage-1 model and its LLM tokenizer (with the `<video>` placeholder) for `variant`.
+) -> tuple[SalovaForConditionalGeneration, SalovaProcessor]:
+    """A stage-1 model and its processor for `variant`.
 
     `vision_tower` / `llm` override the variant's components. The tiny variant without components is a
-    random model with a tokenizer trained on the spot; with components it uses the tiny variant's settings.
+    random model with tokenizers trained on the spot; with components it uses the tiny variant's settings.
     """
     spec = load_variant(variant)
     vision_tower = vision_tower or spec["vision_tower"]
@@ -50,10 +84,10 @@ def build_salova(
             f"Variant {variant!r} has no default {'vision tower' if vision_tower is None else 'LLM'}: "
             "pass both --vision-tower and --llm, or neither."
         )
-    return assemble_from_components(vision_tower, llm, spec["settings"], dtype)
+    return assemble_from_components(vision_tower, llm, spec["settings"], dtype, spec["chat_template"])
 
 
-def _build_random(spec: dict, dtype: torch.dtype) -> tuple[SalovaForConditionalGeneration, PreTrainedTokenizerBase]:
+def _build_random(spec: dict, dtype: torch.dtype) -> tuple[SalovaForConditionalGeneration, SalovaProcessor]:
     tokenizer = build_tiny_tokenizer()
     text_config = {**spec["text_config"], "vocab_size": max(spec["text_config"]["vocab_size"], len(tokenizer))}
     config = SalovaConfig(
@@ -65,12 +99,13 @@ def _build_random(spec: dict, dtype: torch.dtype) -> tuple[SalovaForConditionalG
     model = SalovaForConditionalGeneration(config).to(dtype)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return model, tokenizer
+    query_tokenizer = build_tiny_tokenizer(vocab_size=config.query_encoder_config.vocab_size, with_video_token=False)
+    return model, build_processor(config, tokenizer, query_tokenizer, spec["chat_template"])
 
 
 def assemble_from_components(
-    vision_tower: str, llm: str, settings: dict, dtype: torch.dtype = torch.float32
-) -> tuple[SalovaForConditionalGeneration, PreTrainedTokenizerBase]:
+    vision_tower: str, llm: str, settings: dict, dtype: torch.dtype = torch.float32, chat_template: str = "qwen2.5"
+) -> tuple[SalovaForConditionalGeneration, SalovaProcessor]:
     tower_config = AutoConfig.from_pretrained(vision_tower)
     if tower_config.model_type not in TOWER_CLASSES:
         raise ValueError(
@@ -119,7 +154,7 @@ def assemble_from_components(
     still_empty = [name for name, tensor in model.state_dict().items() if tensor.is_meta]
     if still_empty:
         raise RuntimeError(f"The assembled model left tensors uninitialised: {still_empty[:5]}")
-    return model, tokenizer
+    return model, build_processor(config, tokenizer, AutoTokenizer.from_pretrained(vision_tower), chat_template)
 
 
 def extend_position_table(text_model: nn.Module, num_positions: int) -> None:

@@ -12,6 +12,8 @@ Input contract of one batch of B rows, each with one video (an image is a one-fr
   `connector_num_latents * min(K, N_v) + N_v` `video_token_id` placeholders.
 * `segment_labels` `(S,)`, optional: retrieval target of each segment in [0, 1]; enables `L_sim` and, in
   training mode, teacher-forced focus segments.
+* `segment_times` `(S, 2)`, optional: start and end seconds of each segment (from the processor), checked
+  against `frames_per_segment` and otherwise only carried along.
 """
 
 from dataclasses import dataclass
@@ -57,6 +59,7 @@ VIDEO_INPUT_NAMES = (
     "query_input_ids",
     "query_attention_mask",
     "segment_labels",
+    "segment_times",
     "num_focus_segments",
 )
 
@@ -337,6 +340,7 @@ class SalovaModel(SalovaPreTrainedModel):
         query_input_ids: torch.LongTensor | None = None,
         query_attention_mask: torch.Tensor | None = None,
         segment_labels: torch.Tensor | None = None,
+        segment_times: torch.Tensor | None = None,
         num_focus_segments: int | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
@@ -365,6 +369,11 @@ class SalovaModel(SalovaPreTrainedModel):
             ]
             if missing:
                 raise ValueError(f"pixel_values_videos was given without {', '.join(missing)}.")
+            if segment_times is not None and tuple(segment_times.shape) != (len(frames_per_segment), 2):
+                raise ValueError(
+                    f"segment_times must be (S, 2) = ({len(frames_per_segment)}, 2) start/end seconds, got shape "
+                    f"{tuple(segment_times.shape)}."
+                )
             video_features = self.get_video_features(
                 pixel_values_videos,
                 frames_per_segment,
@@ -457,6 +466,7 @@ class SalovaForConditionalGeneration(SalovaPreTrainedModel, GenerationMixin):
         query_input_ids: torch.LongTensor | None = None,
         query_attention_mask: torch.Tensor | None = None,
         segment_labels: torch.Tensor | None = None,
+        segment_times: torch.Tensor | None = None,
         num_focus_segments: int | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
@@ -470,6 +480,8 @@ class SalovaForConditionalGeneration(SalovaPreTrainedModel, GenerationMixin):
         r"""
         labels (`torch.LongTensor` of shape `(B, L)`, *optional*):
             LM targets, -100 outside the response. segment_labels (`(S,)`): retrieval targets (see module docstring).
+        segment_times (`torch.Tensor` of shape `(S, 2)`, *optional*):
+            Start and end seconds of each segment, as the processor returns them; checked, not computed with.
         num_focus_segments (`int`, *optional*):
             `K` for this call (defaults to `config.num_focus_segments`); the prompt's placeholders must match it.
         """
@@ -481,6 +493,7 @@ class SalovaForConditionalGeneration(SalovaPreTrainedModel, GenerationMixin):
             query_input_ids=query_input_ids,
             query_attention_mask=query_attention_mask,
             segment_labels=segment_labels,
+            segment_times=segment_times,
             num_focus_segments=num_focus_segments,
             attention_mask=attention_mask,
             position_ids=position_ids,
@@ -542,7 +555,9 @@ class SalovaForConditionalGeneration(SalovaPreTrainedModel, GenerationMixin):
     ):
         """Beam search and `num_return_sequences` repeat each row; frames and segments repeat by whole video."""
         per_frame = model_kwargs.pop("pixel_values_videos", None)
-        per_segment = {name: model_kwargs.pop(name, None) for name in ("frames_per_segment", "segment_labels")}
+        per_segment = {
+            name: model_kwargs.pop(name, None) for name in ("frames_per_segment", "segment_labels", "segment_times")
+        }
         segments_per_video = model_kwargs.get("segments_per_video")
         input_ids, model_kwargs = super()._expand_inputs_for_generation(
             expand_size, is_encoder_decoder, input_ids, **model_kwargs

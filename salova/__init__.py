@@ -1,5 +1,13 @@
-"""SALOVA: Segment-Augmented LOng Video Assistant as a Hub-native transformers package."""
+"""SALOVA: Segment-Augmented LOng Video Assistant as a Hub-native transformers package.
+
+Importing it registers the config, models and processor with the transformers Auto classes.
+"""
+
+from transformers import AutoProcessor
 
 from .modeling import SalovaConfig, SalovaForConditionalGeneration, SalovaModel
+from .processing import SalovaProcessor
 
-__all__ = ["SalovaConfig", "SalovaForConditionalGeneration", "SalovaModel"]
+AutoProcessor.register(SalovaConfig, SalovaProcessor, exist_ok=True)
+
+__all__ = ["SalovaConfig", "SalovaForConditionalGeneration", "SalovaModel", "SalovaProcessor"]

@@ -25,9 +25,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "build":
         from .hub_configs import build_salova
 
-        model, tokenizer = build_salova(args.variant, args.vision_tower, args.llm, dtype=DTYPES[args.dtype])
+        model, processor = build_salova(args.variant, args.vision_tower, args.llm, dtype=DTYPES[args.dtype])
         model.save_pretrained(args.out)
-        tokenizer.save_pretrained(args.out)
+        processor.save_pretrained(args.out)
         print(f"wrote SALOVA-{args.variant} ({sum(p.numel() for p in model.parameters()):,} parameters) to {args.out}")
     else:
         from .demo import run_demo

@@ -1,18 +1,18 @@
 """The package's main job on its embedded default: build a tiny SALOVA, make a video, retrieve and answer.
 
 The tiny model's weights are random until the training pipeline has run, so the answer text is noise; what
-the demo shows is the whole inference path: decode at 1 FPS, segment, encode, route, FocusFast, generate.
+the demo shows is the whole inference path: one decode pass with scene detection and 1 FPS sampling, segment
+encoding, routing, FocusFast and generation.
 """
 
 import tempfile
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 
-from .hub_configs import VIDEO_TOKEN, build_salova
-from .processing import preprocess_frames, sample_frames
+from .hub_configs import build_salova
+from .video_writer import write_video
 
 SCENE_COLOURS = {
     "red": (220, 40, 40),
@@ -24,74 +24,49 @@ SCENE_COLOURS = {
 }
 
 
-def write_scene_video(path: Path, scene_seconds: int = 4, fps: int = 8, size: int = 96) -> list[str]:
-    """Writes one scene per colour (a white square moving on a coloured background); returns the colours."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width = stream.height = size
-        stream.pix_fmt = "yuv420p"
-        for colour in SCENE_COLOURS.values():
-            for index in range(scene_seconds * fps):
-                frame = np.empty((size, size, 3), dtype=np.uint8)
-                frame[:] = colour
-                offset = index * (size // 2) // (scene_seconds * fps)
-                frame[size // 4 : size // 4 + 16, offset : offset + 16] = 255
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
-    return list(SCENE_COLOURS)
+def scene_frames(scene_seconds: int = 4, fps: int = 8, size: int = 96):
+    """One scene per colour: a white square moving left to right on a coloured background."""
+    per_scene = scene_seconds * fps
+    for colour in SCENE_COLOURS.values():
+        for index in range(per_scene):
+            frame = np.empty((size, size, 3), dtype=np.uint8)
+            frame[:] = colour
+            offset = index * (size // 2) // per_scene
+            frame[size // 4 : size // 4 + 16, offset : offset + 16] = 255
+            yield frame
 
 
-def hhmmss(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
-def run_demo(question: str = "What moves in the blue scene?", window_seconds: int = 4, max_new_tokens: int = 12):
-    model, tokenizer = build_salova("tiny")
+def run_demo(question: str = "What moves in the blue scene?", scene_seconds: int = 4, max_new_tokens: int = 12):
+    model, processor = build_salova("tiny")
     model.eval()
-    config = model.config
     with tempfile.TemporaryDirectory() as workdir:
-        video_path = Path(workdir) / "scenes.mp4"
-        write_scene_video(video_path, scene_seconds=window_seconds)
-        sampled = sample_frames(video_path, fps=1.0)
-
-    # Fixed windows until scene detection lands: one segment per `window_seconds` of sampled frames.
-    num_frames = len(sampled.frames)
-    frames_per_segment = [min(window_seconds, num_frames - start) for start in range(0, num_frames, window_seconds)]
-    starts = np.cumsum([0] + frames_per_segment[:-1])
-    pixels = preprocess_frames(sampled.frames, config.vision_config.image_size, config.tower_config.model_type)
-    num_segments = len(frames_per_segment)
-
-    placeholders = VIDEO_TOKEN * config.num_video_tokens(num_segments)
-    prompt = tokenizer.apply_chat_template(
-        [{"role": "user", "content": f"{placeholders}\n{question}"}], tokenize=False, add_generation_prompt=True
-    )
-    inputs = tokenizer(prompt, return_tensors="pt")
-    query = tokenizer(question, return_tensors="pt")
-    video_inputs = {
-        "pixel_values_videos": pixels,
-        "frames_per_segment": torch.tensor(frames_per_segment),
-        "segments_per_video": torch.tensor([num_segments]),
-        "query_input_ids": query.input_ids,
-        "query_attention_mask": query.attention_mask,
-    }
+        video_path = write_video(Path(workdir) / "scenes.mp4", scene_frames(scene_seconds), fps=8)
+        inputs = processor.apply_chat_template(
+            [{"role": "user", "content": [{"type": "video", "path": str(video_path)}, question]}],
+            add_generation_prompt=True,
+            tokenize=True,
+        )
     with torch.no_grad():
-        features = model.get_video_features(**video_inputs)
-        output = model.generate(**inputs, **video_inputs, max_new_tokens=max_new_tokens, do_sample=False)
-    answer = tokenizer.decode(output[0, inputs.input_ids.shape[1] :], skip_special_tokens=True)
+        features = model.get_video_features(
+            **{name: inputs[name] for name in ("pixel_values_videos", "frames_per_segment", "segments_per_video")},
+            query_input_ids=inputs["query_input_ids"],
+            query_attention_mask=inputs["query_attention_mask"],
+        )
+        output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+    answer = processor.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
 
-    scores = features.router_scores[0]
-    selected = set(features.selected_segments[0].tolist())
-    print(f"video: {sampled.duration:.1f} s, {len(sampled.frames)} frames at 1 FPS, {num_segments} segments")
+    segments = processor.describe_segments(inputs, features.router_scores, features.selected_segments)[0]
+    num_segments = len(segments)
+    frames = int(inputs["frames_per_segment"].sum())
+    print(f"video: {len(SCENE_COLOURS)} scenes of {scene_seconds} s, {frames} frames at 1 FPS, {num_segments} segments")
     print(f"question: {question}")
     print(
-        f"LLM visual tokens: {config.num_video_tokens(num_segments)} "
-        f"= {config.connector_num_latents} x min({config.num_focus_segments}, {num_segments}) + {num_segments}"
+        f"LLM visual tokens: {processor.num_video_tokens(num_segments)} "
+        f"= {processor.num_latents} x min({processor.num_focus_segments}, {num_segments}) + {num_segments}"
     )
-    for index in range(num_segments):
-        start = sampled.timestamps[starts[index]]
-        end = sampled.timestamps[starts[index] + frames_per_segment[index] - 1] + 1.0
-        mark = "focus" if index in selected else ""
-        print(f"  segment {index}: {hhmmss(start)}-{hhmmss(end)}  score {scores[index].item():+.3f}  {mark}")
+    for segment in segments:
+        span = f"{segment['start']}-{segment['end']}"
+        mark = "focus" if segment["selected"] else ""
+        print(f"  segment {segment['segment']}: {span}  score {segment['score']:+.3f}  {mark}")
     print(f"answer (random weights until trained): {answer!r}")
     return answer

@@ -1,13 +1,63 @@
+from pathlib import Path
+
+import av
+import numpy as np
 import pytest
 import torch
 from salova.hub_configs import build_salova
 
+from salova.video_writer import write_video
+
+# x264 prints its statistics for every file the tests write.
+av.logging.set_level(av.logging.ERROR)
+
+REAL_VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-videos"
+
 
 @pytest.fixture(scope="session")
 def tiny():
-    """(model, tokenizer) of the tiny variant, eval mode. Tests that train must deep-copy the model."""
-    model, tokenizer = build_salova("tiny", seed=0)
-    return model.eval(), tokenizer
+    """(model, processor) of the tiny variant, eval mode. Tests that train must deep-copy the model."""
+    model, processor = build_salova("tiny", seed=0)
+    return model.eval(), processor
+
+
+def real_video(name: str) -> Path:
+    path = REAL_VIDEOS / name
+    if not path.is_file():
+        pytest.fail(f"Real test clip missing: {path} (see shared/data/real-videos/README.md).")
+    return path
+
+
+def colour_scenes(colours, seconds_each: float, fps: int = 10, size=(48, 64)):
+    """Frames of one scene per RGB colour, each with a white square moving left to right."""
+    per_scene = round(seconds_each * fps)
+    for colour in colours:
+        for index in range(per_scene):
+            frame = np.empty((*size, 3), dtype=np.uint8)
+            frame[:] = colour
+            left = index * (size[1] - 12) // max(per_scene - 1, 1)
+            frame[size[0] // 3 : size[0] // 3 + 12, left : left + 12] = 255
+            yield frame
+
+
+@pytest.fixture(scope="session")
+def scene_video(tmp_path_factory) -> Path:
+    """5 colour scenes of 3 s at 10 FPS (cuts at 3, 6, 9, 12 s)."""
+    colours = [(220, 40, 40), (40, 200, 60), (40, 70, 220), (230, 220, 40), (150, 50, 200)]
+    return write_video(tmp_path_factory.mktemp("videos") / "scenes.mp4", colour_scenes(colours, 3.0), fps=10)
+
+
+@pytest.fixture(scope="session")
+def concatenated_real_video(tmp_path_factory) -> Path:
+    """bikes + bigbuckbunny + carphone + bikes, re-encoded at 320x180 and 25 FPS: a real multi-scene video."""
+
+    def frames():
+        for name in ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4", "bikes.mp4"):
+            with av.open(str(real_video(name))) as container:
+                for frame in container.decode(video=0):
+                    yield frame.reformat(width=320, height=180, format="rgb24").to_ndarray()
+
+    return write_video(tmp_path_factory.mktemp("videos") / "concatenated.mp4", frames(), fps=25)
 
 
 def make_batch(config, segment_frames, query_lengths=None, seed=0, num_focus_segments=None, prompt_lengths=None):

@@ -63,6 +63,7 @@ def _save_components(root, tower="siglip"):
     )
     llm = llm_class(llm_config_class(**DECODER, **TOKEN_IDS, vocab_size=len(tokenizer), tie_word_embeddings=tied))
     tower_model.save_pretrained(root / "tower")
+    build_tiny_tokenizer(with_video_token=False).save_pretrained(root / "tower")  # the query tokenizer
     llm.save_pretrained(root / "llm")
     tokenizer.save_pretrained(root / "llm")
     return tower_model, llm, tokenizer
@@ -72,7 +73,10 @@ def _save_components(root, tower="siglip"):
 def test_builder_copies_components_and_extends_positions(tmp_path, tower):
     tower_model, llm, llm_tokenizer = _save_components(tmp_path, tower)
     settings = load_variant("tiny")["settings"]
-    model, tokenizer = assemble_from_components(str(tmp_path / "tower"), str(tmp_path / "llm"), settings)
+    model, processor = assemble_from_components(
+        str(tmp_path / "tower"), str(tmp_path / "llm"), settings, chat_template="llama-3.2"
+    )
+    tokenizer = processor.tokenizer
     inner = model.model
 
     pretrained_vision = tower_model.vision_model.state_dict()
@@ -99,6 +103,13 @@ def test_builder_copies_components_and_extends_positions(tmp_path, tower):
     else:
         assert torch.equal(model.lm_head.weight[: len(llm_tokenizer)], llm.lm_head.weight)
     assert not any(t.is_meta for t in model.state_dict().values())
+
+    # The processor matches the tower's input and the model's placeholder layout.
+    assert processor.image_size == model.config.vision_config.image_size
+    assert processor.resize_mode == {"siglip": "squash", "clip": "shortest_edge_crop"}[tower]
+    assert processor.num_latents == model.config.connector_num_latents
+    assert processor.video_token_id == model.config.video_token_id
+    assert processor.chat_template.startswith("{{- bos_token -}}")  # Llama-3.2 family
 
     # 7x7 SigLIP patches pool to 4x4; CLIP's 5x5 patches (+ class token, dropped) pool to 3x3.
     assert model.config.tokens_per_frame == {"siglip": 16, "clip": 9}[tower]
@@ -133,7 +144,8 @@ FRESH_PROCESS = textwrap.dedent(
 
 
 def test_saved_folder_loads_with_remote_code_in_a_fresh_process(tiny, tmp_path):
-    model, tokenizer = tiny
+    model, processor = tiny
+    tokenizer = processor.tokenizer
     folder = tmp_path / "salova-tiny"
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -182,7 +194,8 @@ def test_cli_builds_the_tiny_variant(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "wrote SALOVA-tiny" in result.stdout
-    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in out.iterdir()}
+    written = {p.name for p in out.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "processor_config.json", "query_tokenizer"} <= written
 
 
 def test_cli_rejects_half_a_component_pair(tmp_path):

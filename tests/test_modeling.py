@@ -214,7 +214,7 @@ def test_every_trainable_parameter_gets_a_gradient(tiny):
 
 
 def test_generate_consumes_the_video_at_prefill_only(tiny):
-    model, tokenizer = tiny
+    model, processor = tiny
     batch = make_batch(model.config, [[2, 3, 1]])
     batch.pop("labels")
     calls = []

@@ -1,0 +1,264 @@
+"""SalovaProcessor: placeholder arithmetic, router queries, batches, chat templates, bad input, fresh-process load."""
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from conftest import colour_scenes, real_video
+from PIL import Image
+from salova.hub_configs import load_chat_template
+from salova.processing import SalovaProcessor, format_timestamp
+
+QUESTION = "What moves in the blue scene?"
+
+
+def _placeholders(processor, inputs):
+    return (inputs["input_ids"] == processor.video_token_id).sum(1).tolist()
+
+
+def test_model_ready_tensors_for_a_video(tiny, scene_video):
+    model, processor = tiny
+    inputs = processor(videos=str(scene_video), text=QUESTION)
+    assert inputs["pixel_values_videos"].shape == (15, 3, 56, 56)
+    assert inputs["frames_per_segment"].tolist() == [3, 3, 3, 3, 3]
+    assert inputs["segments_per_video"].tolist() == [5]
+    np.testing.assert_allclose(inputs["segment_times"][:, 0], [0, 3, 6, 9, 12], atol=0.1)
+    assert inputs["segment_times"][-1, 1].item() == pytest.approx(15.0)
+    # SigLIP normalisation maps [0, 255] to [-1, 1].
+    assert -1.0 <= inputs["pixel_values_videos"].min() < -0.5 < 0.9 < inputs["pixel_values_videos"].max() <= 1.0
+    assert processor.query_tokenizer.decode(inputs["query_input_ids"][0]) == QUESTION
+    with torch.no_grad():
+        out = model(**inputs)
+    assert out.router_scores.shape == (1, 5) and torch.isfinite(out.logits).all()
+    described = processor.describe_segments(inputs, out.router_scores, out.selected_segments)[0]
+    assert [d["start"] for d in described] == ["00:00:00", "00:00:03", "00:00:06", "00:00:09", "00:00:12"]
+    assert all(d["selected"] for d in described)  # 5 segments, K = 5
+
+
+@pytest.mark.parametrize(("num_segments", "k"), [(1, 5), (5, 5), (12, 5), (12, 1), (3, 9)])
+def test_placeholder_count_is_latents_times_min_k_n_plus_n(tiny, num_segments, k):
+    model, processor = tiny
+    frames = np.stack(list(colour_scenes([(200, 30, 30)], num_segments * 2.0, fps=2)))
+    boundaries = [float(2 * index) for index in range(1, num_segments)]
+    inputs = processor(videos=frames, video_fps=2, text=QUESTION, segment_boundaries=[boundaries], num_focus_segments=k)
+    expected = processor.num_latents * min(k, num_segments) + num_segments
+    assert inputs["segments_per_video"].tolist() == [num_segments]
+    assert _placeholders(processor, inputs) == [expected] == [model.config.num_video_tokens(num_segments, k)]
+    with torch.no_grad():
+        assert model(**inputs).selected_segments.shape == (1, min(k, num_segments))
+
+
+def test_placeholder_goes_where_the_text_puts_it(tiny, scene_video):
+    _, processor = tiny
+    inputs = processor(videos=str(scene_video), text=f"Look: {processor.video_token} {QUESTION}")
+    ids = inputs["input_ids"][0]
+    first = int((ids == processor.video_token_id).nonzero()[0])
+    assert processor.tokenizer.decode(ids[:first]).strip() == "Look:"
+    # The router query never holds the placeholder.
+    assert processor.query_tokenizer.decode(inputs["query_input_ids"][0]) == f"Look:  {QUESTION}"
+    explicit = processor(videos=str(scene_video), text=f"Look: {QUESTION}", queries="blue scene")
+    assert processor.query_tokenizer.decode(explicit["query_input_ids"][0]) == "blue scene"
+    # Without a placeholder the video goes first, followed by a newline.
+    plain = processor(videos=str(scene_video), text=QUESTION)
+    assert processor.tokenizer.decode(plain["input_ids"][0]).replace(processor.video_token, "") == f"\n{QUESTION}"
+
+
+def test_batch_of_videos_of_different_lengths(tiny, scene_video):
+    model, processor = tiny
+    short = np.stack(list(colour_scenes([(200, 30, 30), (30, 200, 30)], 4.0, fps=5)))
+    image = Image.fromarray(np.full((40, 60, 3), 90, np.uint8))
+    questions = [QUESTION, "What colour is the second scene?", "What is in the image?"]
+    inputs = processor(videos=[str(scene_video), short, image], text=questions, video_fps=5.0)
+    counts = inputs["segments_per_video"].tolist()
+    assert counts == [5, 2, 1]
+    assert inputs["frames_per_segment"].tolist() == [3, 3, 3, 3, 3, 4, 4, 1]
+    assert inputs["pixel_values_videos"].shape[0] == 24 == int(inputs["frames_per_segment"].sum())
+    assert _placeholders(processor, inputs) == [processor.num_video_tokens(n) for n in counts]
+    lengths = inputs["attention_mask"].sum(1)
+    assert inputs["input_ids"].shape[1] == int(lengths.max())
+    pad = processor.tokenizer.pad_token_id
+    for row, length in enumerate(lengths.tolist()):  # right padding, masked
+        assert (inputs["input_ids"][row, length:] == pad).all() and inputs["attention_mask"][row, :length].all()
+    query_lengths = inputs["query_attention_mask"].sum(1).tolist()
+    assert len(set(query_lengths)) > 1 and inputs["query_input_ids"].shape[1] == max(query_lengths)
+
+    # Each row of the padded batch scores its segments as it does alone.
+    with torch.no_grad():
+        batch_scores = model(**inputs).router_scores
+        for row, (video, question) in enumerate(zip([str(scene_video), short, image], questions, strict=True)):
+            alone = model(**processor(videos=[video], text=question, video_fps=5.0)).router_scores
+            torch.testing.assert_close(batch_scores[row, : counts[row]], alone[0], rtol=1e-4, atol=1e-5)
+
+
+def test_images_are_one_frame_one_segment_videos(tiny):
+    _, processor = tiny
+    images = [Image.fromarray(np.full((30, 30, 3), value, np.uint8)) for value in (10, 200)]
+    inputs = processor(videos=images, text=["a dark square", "a light square"])
+    assert inputs["frames_per_segment"].tolist() == [1, 1] and inputs["segments_per_video"].tolist() == [1, 1]
+    assert _placeholders(processor, inputs) == [processor.num_latents + 1] * 2
+
+
+EXPECTED_TEMPLATES = {
+    "qwen2.5": (
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n<video>\nWhat happens?<|im_end|>\n"
+        "<|im_start|>assistant\nA bike.<|im_end|>\n<|im_start|>user\nAnd then?<|im_end|>\n<|im_start|>assistant\n"
+    ),
+    "llama-3.2": (
+        "<|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|><|start_header_id|>user<|end_header_id|>"
+        "\n\n<video>\nWhat happens?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nA bike.<|eot_id|>"
+        "<|start_header_id|>user<|end_header_id|>\n\nAnd then?<|eot_id|><|start_header_id|>assistant<|end_header_id|>"
+        "\n\n"
+    ),
+    "phi-3.5": (
+        "<|system|>\nBe brief.<|end|>\n<|user|>\n<video>\nWhat happens?<|end|>\n<|assistant|>\nA bike.<|end|>\n"
+        "<|user|>\nAnd then?<|end|>\n<|assistant|>\n"
+    ),
+}
+CONVERSATION = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": [{"type": "video", "path": "clip.mp4"}, {"type": "text", "text": "What happens?"}]},
+    {"role": "assistant", "content": "A bike."},
+    {"role": "user", "content": "And then?"},
+]
+
+
+@pytest.mark.parametrize("family", sorted(EXPECTED_TEMPLATES))
+def test_chat_template_per_llm_family(tiny, family):
+    _, processor = tiny
+    rendered = processor.apply_chat_template(
+        CONVERSATION, chat_template=load_chat_template(family), add_generation_prompt=True
+    )
+    assert rendered == EXPECTED_TEMPLATES[family]
+
+
+def test_qwen_template_adds_the_default_system_turn_and_plain_template_is_video_then_caption(tiny):
+    _, processor = tiny
+    user_only = [{"role": "user", "content": [{"type": "video", "path": "c.mp4"}, {"type": "text", "text": "Hi?"}]}]
+    qwen = processor.apply_chat_template(user_only, chat_template=load_chat_template("qwen2.5"))
+    assert qwen.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n<video>\n")
+    caption = [
+        {"role": "user", "content": [{"type": "video", "path": "c.mp4"}]},
+        {"role": "assistant", "content": "A red square moves right."},
+    ]
+    plain = processor.apply_chat_template(caption, chat_template=load_chat_template("plain"))
+    assert plain == f"<video>\nA red square moves right.{processor.tokenizer.eos_token}"
+
+
+def test_chat_input_tokenized_with_the_last_user_turn_as_query(tiny, scene_video):
+    model, processor = tiny
+    conversation = [
+        {"role": "user", "content": [{"type": "video", "path": str(scene_video)}, {"type": "text", "text": "Hi."}]},
+        {"role": "assistant", "content": "Hello."},
+        {"role": "user", "content": QUESTION},
+    ]
+    inputs = processor.apply_chat_template([conversation, conversation[:1]], add_generation_prompt=True, tokenize=True)
+    queries = [processor.query_tokenizer.decode(row, skip_special_tokens=True) for row in inputs["query_input_ids"]]
+    assert queries == [QUESTION, "Hi."]
+    assert _placeholders(processor, inputs) == [processor.num_video_tokens(5)] * 2
+    text = processor.tokenizer.decode(inputs["input_ids"][0]).replace(processor.video_token, "")
+    assert text.startswith("<|im_start|>system") and text.count("<|im_start|>") == 5
+    with torch.no_grad():
+        output = model.generate(**inputs, max_new_tokens=3, do_sample=False)
+    assert output.shape[0] == 2
+
+
+def test_real_clip_through_processor_and_model(tiny):
+    model, processor = tiny
+    inputs = processor(videos=str(real_video("bikes.mp4")), text="Where do the bikes go?")
+    # bikes: 6 scenes; the last (9.68-10 s) holds no 1 FPS frame and joins the fifth.
+    assert inputs["frames_per_segment"].tolist() == [2, 2, 2, 2, 2]
+    np.testing.assert_allclose(inputs["segment_times"][:, 0], [0.0, 1.2, 3.04, 5.48, 7.48], atol=0.041)
+    with torch.no_grad():
+        assert torch.isfinite(model(**inputs).logits).all()
+
+
+def test_bad_text_inputs_are_named(tiny, scene_video):
+    _, processor = tiny
+    with pytest.raises(ValueError, match="2 videos for 1 texts"):
+        processor(videos=[str(scene_video), str(scene_video)], text=QUESTION)
+    with pytest.raises(ValueError, match="holds 2 '<video>' placeholders"):
+        processor(videos=str(scene_video), text="<video> <video> what?")
+    with pytest.raises(ValueError, match="holds '<video>' but no video was given"):
+        processor(text="<video> what?")
+    with pytest.raises(ValueError, match=r"Rows \[0\] have an empty router query"):
+        processor(videos=str(scene_video), text="<video>")
+    with pytest.raises(ValueError, match="truncation"):
+        processor(videos=str(scene_video), text=QUESTION, truncation=True, max_length=20)
+    with pytest.raises(ValueError, match="more than one video"):
+        processor.apply_chat_template(
+            [{"role": "user", "content": [{"type": "video", "path": "a.mp4"}, {"type": "video", "path": "b.mp4"}]}]
+        )
+    with pytest.raises(FileNotFoundError, match="missing.mp4"):
+        processor(videos="missing.mp4", text=QUESTION)
+
+
+def test_processor_refuses_a_tokenizer_without_the_placeholder(tiny):
+    from salova.hub_configs import build_tiny_tokenizer
+
+    _, processor = tiny
+    with pytest.raises(ValueError, match="does not know the video placeholder"):
+        SalovaProcessor(build_tiny_tokenizer(with_video_token=False), processor.query_tokenizer)
+
+
+def test_timestamps_are_hh_mm_ss():
+    assert format_timestamp(0) == "00:00:00"
+    assert format_timestamp(3725.9) == "01:02:05"
+    assert format_timestamp(-1) == "00:00:00"
+
+
+FRESH_PROCESS = textwrap.dedent(
+    """
+    import importlib.abc, sys
+    class BlockRepo(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name.split(".")[0] in {"salova", "modeling_salova", "processing", "training", "hub_configs"}:
+                raise ImportError(f"{name} must not be importable here")
+    sys.meta_path.insert(0, BlockRepo())
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+    folder, video, expected_path = sys.argv[1:4]
+    processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+    model = AutoModelForImageTextToText.from_pretrained(folder, trust_remote_code=True).eval()
+    assert type(processor).__module__.startswith("transformers_modules."), type(processor).__module__
+    inputs = processor(videos=video, text="What moves in the blue scene?")
+    expected = torch.load(expected_path)
+    for name, value in expected["inputs"].items():
+        assert torch.equal(inputs[name], value), name
+    with torch.no_grad():
+        out = model(**inputs)
+    print("max_abs_diff", (out.logits - expected["logits"]).abs().max().item())
+    print("segments", processor.describe_segments(inputs)[0][1]["start"])
+    """
+)
+
+
+def test_model_and_processor_load_with_remote_code_in_a_fresh_process(tiny, tmp_path, scene_video):
+    model, processor = tiny
+    folder = tmp_path / "checkpoint"
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    remote_files = {"processing_salova.py", "video_decoding.py", "scene_detection.py", "segmentation.py"}
+    assert remote_files | {"frame_preprocessing.py", "processor_config.json"} <= {p.name for p in folder.iterdir()}
+    for name in remote_files:  # flat files importing each other relatively only
+        source = (folder / name).read_text()
+        assert "from processing" not in source and "from salova" not in source and "import salova" not in source
+    inputs = processor(videos=str(scene_video), text=QUESTION)
+    with torch.no_grad():
+        logits = model(**inputs).logits
+    torch.save({"inputs": dict(inputs), "logits": logits}, tmp_path / "expected.pt")
+    script = tmp_path / "load.py"
+    script.write_text(FRESH_PROCESS)
+    result = subprocess.run(
+        [sys.executable, str(script), str(folder), str(scene_video), str(tmp_path / "expected.pt")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    # Same inputs bit for bit (checked in the script); logits equal up to float summation order.
+    assert float(result.stdout.split("max_abs_diff ")[1].split()[0]) < 1e-5
+    assert "segments 00:00:03" in result.stdout

@@ -1,0 +1,256 @@
+"""One-pass decoding: cuts agree with PySceneDetect, 1 FPS sampling, rotation, VFR, odd sizes, inputs, bad input."""
+
+import io
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import scenedetect
+from conftest import colour_scenes, real_video
+from PIL import Image
+from salova.processing import FrameTransform, SceneCutDetector, decode_video
+from salova.processing import video_decoding as video_decoding_module
+
+from salova.video_writer import write_video
+
+TRANSFORM = FrameTransform(32)
+
+
+def _reference_cuts(path: Path) -> list[float]:
+    scenes = scenedetect.detect(str(path), scenedetect.AdaptiveDetector(), backend="pyav")
+    return [start.seconds for start, _ in scenes[1:]]
+
+
+def _decode(path, **kwargs):
+    return decode_video(path, TRANSFORM, cut_detector=SceneCutDetector(), **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected_cuts"),
+    [("bikes.mp4", 5), ("bigbuckbunny.mp4", 0), ("carphone_pristine.mp4", 0)],
+)
+def test_cuts_match_pyscenedetect_on_real_clips(name, expected_cuts):
+    path = real_video(name)
+    reference = _reference_cuts(path)
+    decoded = _decode(path)
+    assert len(reference) == expected_cuts
+    assert len(decoded.cut_times) == len(reference)
+    one_frame = 1.0 / decoded.frame_rate
+    np.testing.assert_allclose(decoded.cut_times, reference, atol=one_frame + 1e-6)
+
+
+def test_cuts_match_pyscenedetect_on_a_concatenated_real_video(concatenated_real_video):
+    reference = _reference_cuts(concatenated_real_video)
+    decoded = _decode(concatenated_real_video)
+    # bikes' 5 cuts twice, plus the joins between clips.
+    assert len(reference) >= 12
+    assert len(decoded.cut_times) == len(reference)
+    np.testing.assert_allclose(decoded.cut_times, reference, atol=1.0 / 25 + 1e-6)
+
+
+def test_bikes_has_six_scenes_at_the_documented_times():
+    decoded = _decode(real_video("bikes.mp4"))
+    np.testing.assert_allclose(decoded.cut_times, [1.20, 3.04, 5.48, 7.48, 9.68], atol=0.04 + 1e-6)
+    assert decoded.num_decoded_frames == 250
+    np.testing.assert_allclose(decoded.timestamps, np.arange(10.0))
+    assert decoded.duration == pytest.approx(10.0)
+
+
+def test_every_frame_is_decoded_once(monkeypatch):
+    opened, decoded_frames = [], []
+    real_open = av.open
+
+    def counting_open(*args, **kwargs):
+        container = real_open(*args, **kwargs)
+        opened.append(container)
+        return container
+
+    real_process = SceneCutDetector.process
+
+    def counting_process(self, frame, timecode):
+        decoded_frames.append(timecode.seconds)
+        return real_process(self, frame, timecode)
+
+    monkeypatch.setattr(video_decoding_module.av, "open", counting_open)
+    monkeypatch.setattr(SceneCutDetector, "process", counting_process)
+    decoded = _decode(real_video("bikes.mp4"))
+    assert len(opened) == 1
+    assert len(decoded_frames) == len(set(decoded_frames)) == 250 == decoded.num_decoded_frames
+
+
+def test_scene_colours_are_detected_and_sampled_at_one_fps(scene_video):
+    decoded = _decode(scene_video)
+    np.testing.assert_allclose(decoded.cut_times, [3.0, 6.0, 9.0, 12.0], atol=0.1 + 1e-6)
+    np.testing.assert_allclose(decoded.timestamps, np.arange(15.0))
+    assert decoded.frames.shape == (15, 32, 32, 3) and decoded.frames.dtype == np.uint8
+    # Frame 7 (t = 7 s) lies in the third scene, blue.
+    assert decoded.frames[7, 0, 0, 2] > 180 > decoded.frames[7, 0, 0, 0]
+
+
+def test_variable_frame_rate_samples_first_frame_of_each_second(tmp_path):
+    times = [0.0, 0.1, 0.15, 0.9, 1.0, 1.05, 2.6, 2.7, 3.4, 5.2]
+    frames = (np.full((32, 48, 3), 20 * index, np.uint8) for index in range(len(times)))
+    path = write_video(tmp_path / "vfr.mp4", frames, fps=10, frame_times=times)
+    decoded = decode_video(path, TRANSFORM)
+    np.testing.assert_allclose(decoded.timestamps, [0.0, 1.0, 2.6, 3.4, 5.2], atol=1e-3)
+    assert decoded.num_decoded_frames == len(times)
+
+
+def test_display_rotation_is_applied(tmp_path):
+    frame = np.zeros((32, 64, 3), np.uint8)
+    frame[:, :16] = 255  # a white band on the left of the stored frame
+    plain = decode_video(write_video(tmp_path / "plain.mp4", [frame] * 3, fps=3), TRANSFORM).frames[0]
+    rotated = decode_video(write_video(tmp_path / "rotated.mp4", [frame] * 3, fps=3, rotation=90), TRANSFORM)
+    assert plain[:, :4].mean() > 200 and plain[:, -4:].mean() < 60
+    # Rotated 90 degrees counter-clockwise for display, the left band becomes the bottom rows.
+    assert rotated.frames[0][-4:].mean() > 200 and rotated.frames[0][:4].mean() < 60
+
+
+def test_shortest_edge_crop_keeps_the_centre_of_the_displayed_frame(tmp_path):
+    frame = np.zeros((32, 96, 3), np.uint8)
+    frame[:, 40:56] = 255  # a white band in the middle third
+    decoded = decode_video(
+        write_video(tmp_path / "wide.mp4", [frame] * 2, fps=2), FrameTransform(32, "shortest_edge_crop")
+    )
+    centre = decoded.frames[0]
+    assert centre.shape == (32, 32, 3)
+    assert centre[:, 12:20].mean() > 200 and centre[:, :4].mean() < 60 and centre[:, -4:].mean() < 60
+
+
+def test_odd_sizes_decode_and_detect(tmp_path):
+    frames = colour_scenes([(200, 30, 30), (30, 30, 200)], 2.0, fps=10, size=(17, 33))
+    path = write_video(tmp_path / "odd.mp4", frames, fps=10)
+    decoded = _decode(path)
+    assert decoded.frames.shape == (4, 32, 32, 3)
+    assert decoded.cut_times == pytest.approx([2.0], abs=0.1 + 1e-6)
+
+
+def test_file_object_and_path_give_the_same_result(scene_video):
+    from_path = _decode(scene_video)
+    with open(scene_video, "rb") as handle:
+        from_handle = _decode(io.BytesIO(handle.read()))
+    np.testing.assert_array_equal(from_path.frames, from_handle.frames)
+    assert from_path.cut_times == from_handle.cut_times
+
+
+def test_frames_in_memory_as_array_or_pil_images():
+    frames = np.stack(list(colour_scenes([(200, 30, 30), (30, 30, 200)], 2.0, fps=10)))
+    from_array = _decode(frames, video_fps=10)
+    from_images = _decode([Image.fromarray(frame) for frame in frames], video_fps=10)
+    np.testing.assert_array_equal(from_array.frames, from_images.frames)
+    np.testing.assert_allclose(from_array.timestamps, [0.0, 1.0, 2.0, 3.0])
+    assert from_array.cut_times == pytest.approx([2.0], abs=0.1 + 1e-6) == from_images.cut_times
+    with pytest.raises(ValueError, match="video_fps"):
+        _decode(frames)
+
+
+def test_an_image_is_a_one_frame_video():
+    image = Image.fromarray(np.full((40, 70, 3), 128, np.uint8))
+    decoded = _decode(image)
+    assert decoded.is_image and decoded.frames.shape == (1, 32, 32, 3) and decoded.cut_times == []
+    np.testing.assert_array_equal(decoded.frames, _decode(np.asarray(image)).frames)
+
+
+def test_one_frame_video(tmp_path):
+    path = write_video(tmp_path / "one.mp4", [np.full((32, 32, 3), 90, np.uint8)], fps=25)
+    decoded = _decode(path)
+    assert decoded.num_decoded_frames == 1 and decoded.frames.shape[0] == 1 and decoded.cut_times == []
+
+
+def test_large_resolution_decodes_to_the_tower_size(tmp_path):
+    frames = [np.full((2160, 3840, 3), value, np.uint8) for value in (10, 200)]
+    decoded = _decode(write_video(tmp_path / "uhd.mp4", frames, fps=2))
+    assert decoded.frames.shape == (1, 32, 32, 3)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere.mp4"):
+        _decode(tmp_path / "nowhere.mp4")
+
+
+def test_not_a_video(tmp_path):
+    path = tmp_path / "notes.mp4"
+    path.write_text("these are not video bytes\n" * 50)
+    with pytest.raises(ValueError, match=r"notes\.mp4: not a readable video"):
+        _decode(path)
+
+
+def test_truncated_mp4_without_index(tmp_path, scene_video):
+    data = scene_video.read_bytes()
+    path = tmp_path / "truncated.mp4"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"truncated\.mp4: not a readable video"):
+        _decode(path)
+
+
+def test_truncated_mp4_with_index_first(tmp_path):
+    noise = (np.random.default_rng(index).integers(0, 255, (48, 64, 3), dtype=np.uint8) for index in range(40))
+    source = tmp_path / "faststart.mp4"
+    with av.open(str(source), "w", options={"movflags": "+faststart"}) as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for pixels in noise:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        container.mux(stream.encode())
+    data = source.read_bytes()
+    path = tmp_path / "cut.mp4"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"cut\.mp4: decoding (failed|stopped) after \d+ .* truncated or corrupt"):
+        _decode(path)
+
+
+def test_corrupt_bytes_in_the_middle(tmp_path, scene_video):
+    data = bytearray(scene_video.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 3000] = bytes(3000)
+    path = tmp_path / "corrupt.mp4"
+    path.write_bytes(bytes(data))
+    try:
+        decoded = _decode(path)
+    except ValueError as error:
+        assert "corrupt.mp4" in str(error)
+    else:  # the decoder concealed the damage: the result must still be complete
+        assert len(decoded.timestamps) == 15
+
+
+def test_audio_only_file(tmp_path):
+    path = tmp_path / "speech.m4a"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        for index in range(8):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, index * 1024
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    with pytest.raises(ValueError, match=r"speech\.m4a: has no video stream \(streams found: audio\)"):
+        _decode(path)
+
+
+@pytest.mark.parametrize("suffix", ["mp4", "mkv"])
+def test_zero_frame_video(tmp_path, suffix):
+    path = tmp_path / f"empty.{suffix}"
+    container = av.open(str(path), "w")
+    stream = container.add_stream("libx264", rate=10)
+    stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+    container.start_encoding()
+    container.close()
+    with pytest.raises(
+        ValueError, match=rf"empty\.{suffix}: (has no video stream|not a readable|.*no decodable frame)"
+    ):
+        _decode(path)
+
+
+def test_frames_over_the_pixel_limit_are_refused_before_decoding(tmp_path, scene_video):
+    with pytest.raises(ValueError, match=r"scenes\.mp4: frames are 64x48 = 3072 pixels, over max_frame_pixels=1000"):
+        _decode(scene_video, max_frame_pixels=1000)
+
+
+def test_bad_in_memory_frames():
+    with pytest.raises(ValueError, match=r"frames must be \(H, W, 3\) uint8"):
+        _decode(np.zeros((4, 8, 8), np.float32), video_fps=1)
+    with pytest.raises(ValueError, match="holds no frame"):
+        _decode([], video_fps=1)
