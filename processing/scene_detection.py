@@ -3,9 +3,12 @@
 The detector sees every decoded frame, downscaled the way `scenedetect.SceneManager` does (to about 256
 pixels on the long side), so the cuts agree with `scenedetect.detect(path, AdaptiveDetector())` while the
 same decode pass also yields the 1 FPS frames for the model. For planar YUV 4:2:0 (nearly every video file)
-the downscale works on the planes before colour conversion, which costs a fraction of scaling to BGR first.
+the downscale works on the planes before colour conversion, by nearest-neighbour sampling, which costs a
+fraction of scaling to BGR first; the tests check that the cuts still agree with PySceneDetect's within a frame.
 """
 
+import queue
+import threading
 from fractions import Fraction
 
 import av
@@ -70,14 +73,54 @@ class SceneCutDetector:
         if frame.format.name not in _PLANAR_420:
             return frame.reformat(width=width, height=height, format="bgr24").to_ndarray()
         packed = np.empty((height * 3 // 2, width), dtype=np.uint8)
-        packed[:height] = cv2.resize(_plane(frame, 0), (width, height), interpolation=cv2.INTER_LINEAR)
+        packed[:height] = cv2.resize(_plane(frame, 0), (width, height), interpolation=cv2.INTER_NEAREST)
         # I420 layout: the full-size Y plane, then the quarter-size U and V planes back to back.
         chroma_planes = packed.reshape(-1)[width * height :].reshape(2, height // 2, width // 2)
         for index in (1, 2):
             chroma_planes[index - 1] = cv2.resize(
-                _plane(frame, index), (width // 2, height // 2), interpolation=cv2.INTER_LINEAR
+                _plane(frame, index), (width // 2, height // 2), interpolation=cv2.INTER_NEAREST
             )
         return cv2.cvtColor(packed, cv2.COLOR_YUV2BGR_I420)
+
+
+class DetectionThread:
+    """Runs a `SceneCutDetector` on its own thread, fed through a bounded queue, so that detection overlaps
+    decoding (FFmpeg and OpenCV release the GIL). Use as a context manager; `submit` frames in order.
+
+    A detector error stops detection but not the drain of the queue (so the decoder never blocks on a full
+    queue); it is raised from `submit` or on exit.
+    """
+
+    _DONE = object()
+
+    def __init__(self, detector: SceneCutDetector, queue_size: int = 64):
+        self.detector = detector
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="scene-detection", daemon=True)
+
+    def __enter__(self) -> "DetectionThread":
+        self._thread.start()
+        return self
+
+    def submit(self, frame: av.VideoFrame, timecode: FrameTimecode) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put((frame, timecode))
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        self._queue.put(self._DONE)
+        self._thread.join()
+        if self._error is not None and exc_type is None:
+            raise self._error
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not self._DONE:
+            if self._error is None:
+                try:
+                    self.detector.process(*item)
+                except BaseException as error:  # re-raised on the decoding thread
+                    self._error = error
 
 
 def _plane(frame: av.VideoFrame, index: int) -> np.ndarray:

@@ -9,6 +9,7 @@ flat whatever the video's length.
 
 import math
 import os
+from contextlib import nullcontext
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -21,7 +22,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .frame_preprocessing import FrameTransform
-from .scene_detection import SceneCutDetector
+from .scene_detection import DetectionThread, SceneCutDetector
 
 VideoInput = str | os.PathLike | BinaryIO | np.ndarray | Image.Image | Sequence[Image.Image]
 
@@ -98,20 +99,21 @@ def _decode_pass(frames, frame_transform, sampling_fps, cut_detector, max_frame_
     bar = tqdm(total=frames.expected_frames, unit="frame", desc=f"decoding {frames.name}", disable=not show_progress)
     sampled, timestamps = [], []
     next_sample_time, last_time, count, reported = 0.0, 0.0, 0, 0
-    for frame, seconds, timecode in frames:
-        if count == 0:
-            _check_frame_size(frames.name, frame.width, frame.height, max_frame_pixels)
-        count += 1
-        last_time = seconds
-        if cut_detector is not None:
-            cut_detector.process(frame, timecode)
-        # Keep the first frame at or after each sampling instant k / fps (tolerant to timestamp rounding).
-        if seconds + 1e-6 >= next_sample_time:
-            sampled.append(frame_transform(frame, frame.rotation if frames.from_file else 0))
-            timestamps.append(seconds)
-            next_sample_time = (math.floor(seconds * sampling_fps + 1e-6) + 1) / sampling_fps
-            bar.update(count - reported)
-            reported = count
+    with DetectionThread(cut_detector) if cut_detector is not None else nullcontext() as detection:
+        for frame, seconds, timecode in frames:
+            if count == 0:
+                _check_frame_size(frames.name, frame.width, frame.height, max_frame_pixels)
+            count += 1
+            last_time = seconds
+            if detection is not None:
+                detection.submit(frame, timecode)
+            # Keep the first frame at or after each sampling instant k / fps (tolerant to timestamp rounding).
+            if seconds + 1e-6 >= next_sample_time:
+                sampled.append(frame_transform(frame, frame.rotation if frames.from_file else 0))
+                timestamps.append(seconds)
+                next_sample_time = (math.floor(seconds * sampling_fps + 1e-6) + 1) / sampling_fps
+                bar.update(count - reported)
+                reported = count
     bar.update(count - reported)
     bar.close()
     if count == 0:

@@ -254,3 +254,12 @@ def test_bad_in_memory_frames():
         _decode(np.zeros((4, 8, 8), np.float32), video_fps=1)
     with pytest.raises(ValueError, match="holds no frame"):
         _decode([], video_fps=1)
+
+
+def test_a_detector_error_surfaces_without_hanging_the_decoder(monkeypatch, scene_video):
+    def broken(self, frame, timecode):
+        raise RuntimeError("detector exploded")
+
+    monkeypatch.setattr(SceneCutDetector, "process", broken)
+    with pytest.raises(RuntimeError, match="detector exploded"):
+        _decode(scene_video)
