@@ -22,9 +22,9 @@ import av
 import numpy as np
 import scenedetect
 from PIL import Image
-
 from salova.hub_configs import build_tiny_tokenizer
 from salova.processing import TOWER_PRESETS, SalovaProcessor
+
 from salova.video_writer import write_video
 
 RESULTS = Path(__file__).parent / "results"
@@ -130,7 +130,8 @@ def main():
         rows.append(row)
         print(
             f"{row['video']:<36} {row['resolution']:>9} {row['duration_s']:>7.1f} s  segments {row['segments']:>3}  "
-            f"bare {row['bare_decode_s']:.2f} s  processor {row['processor_s']:.2f} s  two-pass {row['two_pass_s']:.2f} s"
+            f"bare {row['bare_decode_s']:.2f} s  processor {row['processor_s']:.2f} s  "
+            f"two-pass {row['two_pass_s']:.2f} s"
             f"  | processor/bare {row['processor_over_bare_decode']:.2f}x  processor/two-pass "
             f"{row['processor_over_two_pass']:.2f}x  realtime {row['processor_realtime_factor']:.0f}x",
             flush=True,

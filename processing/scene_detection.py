@@ -14,6 +14,7 @@ from fractions import Fraction
 import av
 import cv2
 import numpy as np
+from av.video.reformatter import VideoReformatter
 from scenedetect import AdaptiveDetector, FrameTimecode
 from scenedetect.common import Timecode
 from scenedetect.scene_manager import compute_downscale_factor
@@ -44,6 +45,9 @@ class SceneCutDetector:
         self._cuts: list[FrameTimecode] = []
         self._detection_size: tuple[int, int] | None = None
         self._last_timecode: FrameTimecode | None = None
+        # A frame's own `reformat` reuses one scaler cached on the frame; detection runs on another thread than
+        # the 1 FPS resize of the same frame, so it needs a scaler of its own.
+        self._reformatter = VideoReformatter()
 
     @staticmethod
     def timecode(index: int, pts: int | None, time_base: Fraction | None, frame_rate: Fraction) -> FrameTimecode:
@@ -71,7 +75,7 @@ class SceneCutDetector:
             self._detection_size = (width, height)
         width, height = self._detection_size
         if frame.format.name not in _PLANAR_420:
-            return frame.reformat(width=width, height=height, format="bgr24").to_ndarray()
+            return self._reformatter.reformat(frame, width=width, height=height, format="bgr24").to_ndarray()
         packed = np.empty((height * 3 // 2, width), dtype=np.uint8)
         packed[:height] = cv2.resize(_plane(frame, 0), (width, height), interpolation=cv2.INTER_NEAREST)
         # I420 layout: the full-size Y plane, then the quarter-size U and V planes back to back.

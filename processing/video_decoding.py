@@ -9,8 +9,8 @@ flat whatever the video's length.
 
 import math
 import os
-from contextlib import nullcontext
 from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path

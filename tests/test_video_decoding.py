@@ -145,6 +145,14 @@ def test_frames_in_memory_as_array_or_pil_images():
         _decode(frames)
 
 
+def test_decoding_is_deterministic_while_detection_runs_alongside():
+    # Detection (its own thread) and the 1 FPS resize scale the same frames: they must not share a scaler.
+    frames = np.stack(list(colour_scenes([(200, 30, 30), (30, 30, 200)], 4.0, fps=10)))
+    first = _decode(frames, video_fps=10).frames
+    for _ in range(5):
+        np.testing.assert_array_equal(_decode(frames, video_fps=10).frames, first)
+
+
 def test_an_image_is_a_one_frame_video():
     image = Image.fromarray(np.full((40, 70, 3), 128, np.uint8))
     decoded = _decode(image)
