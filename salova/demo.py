@@ -12,16 +12,10 @@ import numpy as np
 import torch
 
 from .hub_configs import build_salova
+from .training.synthetic_corpus import BACKGROUNDS
 from .video_writer import write_video
 
-SCENE_COLOURS = {
-    "red": (220, 40, 40),
-    "green": (40, 200, 60),
-    "blue": (40, 70, 220),
-    "yellow": (230, 220, 40),
-    "purple": (150, 50, 200),
-    "cyan": (40, 210, 220),
-}
+SCENE_COLOURS = {name: BACKGROUNDS[name] for name in ("red", "green", "blue", "yellow", "purple", "cyan")}
 
 
 def scene_frames(scene_seconds: int = 4, fps: int = 8, size: int = 96):

