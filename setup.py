@@ -22,7 +22,10 @@ setup(
     python_requires=">=3.10",
     packages=list(PACKAGE_DIRS),
     package_dir=PACKAGE_DIRS,
-    package_data={"salova.hub_configs": ["*.json", "chat_templates/*.jinja"]},
+    package_data={
+        "salova.hub_configs": ["*.json", "chat_templates/*.jinja"],
+        "salova.training": ["stages/*.json", "accelerate/*.yaml"],
+    },
     install_requires=[
         "torch>=2.4",
         "transformers>=5.23",
@@ -42,5 +45,5 @@ setup(
         "gpu": ["flash-attn>=2.6"],
         "dev": ["pytest>=8.0"],
     },
-    entry_points={"console_scripts": ["salova=salova.cli:main"]},
+    entry_points={"console_scripts": ["salova=salova.cli:main", "salova-train=salova.training.cli:main"]},
 )

@@ -17,7 +17,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTra
 from ..modeling import SalovaConfig, SalovaForConditionalGeneration
 from ..modeling.modeling_salova import TOWER_CLASSES, truncate_vision_tower
 from ..processing import TOWER_PRESETS, SalovaProcessor
-from .tiny_tokenizer import VIDEO_TOKEN, build_tiny_tokenizer
+from .tiny_tokenizer import END_OF_TURN, VIDEO_TOKEN, build_tiny_tokenizer
 
 VARIANTS = {"tiny": "salova-tiny", "3b": "salova-3b", "3.8b": "salova-3.8b", "7b": "salova-7b"}
 CHAT_TEMPLATES = ("qwen2.5", "llama-3.2", "phi-3.5", "plain")
@@ -97,7 +97,8 @@ def _build_random(spec: dict, dtype: torch.dtype) -> tuple[SalovaForConditionalG
         **spec["settings"],
     )
     model = SalovaForConditionalGeneration(config).to(dtype)
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    # Like Qwen2.5-Instruct's generation config: a reply ends at the end of its turn or at the end of text.
+    model.generation_config.eos_token_id = [tokenizer.convert_tokens_to_ids(END_OF_TURN), tokenizer.eos_token_id]
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     query_tokenizer = build_tiny_tokenizer(vocab_size=config.query_encoder_config.vocab_size, with_video_token=False)
     return model, build_processor(config, tokenizer, query_tokenizer, spec["chat_template"])

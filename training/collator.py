@@ -4,6 +4,7 @@ Videos are decoded here (in the data-loader workers), through the processor, wit
 segment boundaries so that each retrieval label stays on its scene.
 """
 
+import json
 from dataclasses import dataclass
 
 import torch
@@ -23,11 +24,12 @@ class SalovaCollator:
         processor = self.processor
         prompts, responses = [], []
         for row in rows:
+            messages = json.loads(row["messages"])
             prompt = processor.apply_chat_template(
-                row["messages"], chat_template=self.chat_template, add_generation_prompt=True
+                messages, chat_template=self.chat_template, add_generation_prompt=True
             )
             full = processor.apply_chat_template(
-                [*row["messages"], {"role": "assistant", "content": row["response"]}], chat_template=self.chat_template
+                [*messages, {"role": "assistant", "content": row["response"]}], chat_template=self.chat_template
             )
             if not full.startswith(prompt):
                 raise RecordError(f"record {row['id']}: the chat template renders the prompt differently with a reply.")

@@ -16,6 +16,9 @@ Stage 2 (instruction tuning; scores are [user turns x scenes], the last user tur
     {"id", "video", "scenes": [{"start", "end"}, ...],
      "conversations": [{"role": "user", "content": "..."}, {"role": "assistant", "content": "..."}], "v2t": [[...]]}
 
+A stage-2 record without `scenes` (e.g. converted LLaVA-Video data) trains the LM only: the processor segments
+the video and no retrieval label exists.
+
 Retrieval labels follow the paper: in stage 1.5 a scene is positive for a caption where `t2t > tau_t2t` or
 `v2t > tau_v2t` (paper 0.8 / 0.18, authors' code 0.83 / 0.21); in stage 2 where `v2t > 0.20`, else the arg-max
 scene. A query left without any positive falls back to its arg-max scene too, so no row trains on all-negative
@@ -73,8 +76,9 @@ def training_rows(
 ) -> list[dict]:
     """Rows the collator consumes, from one record. Raises `RecordError` for a record that cannot be used.
 
-    A row: `{"id", "video", "boundaries" (segment starts, or None), "messages" (prompt turns), "response",
-    "query", "segment_labels" (one per scene, or None)}`.
+    A row: `{"id", "video", "boundaries" (segment starts; `[]`: one segment; None: the processor's segmenter),
+    "messages" (the prompt turns, JSON-encoded since an Arrow column holds one type), "response", "query",
+    "segment_labels" (one per scene, or None)}`.
     """
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}.")
@@ -83,9 +87,11 @@ def training_rows(
     if stage == "1":
         caption = _text(record.get("caption"), record_id, "caption")
         prompt = [{"role": "user", "content": [{"type": "video", "path": video}]}]
-        return [_row(record_id, video, None, prompt, caption, caption, None)]
+        return [_row(record_id, video, [], prompt, caption, caption, None)]
 
     scenes = record.get("scenes")
+    if stage == "2" and scenes is None:
+        return _conversation_row(record, record_id, video, None, None)
     if not isinstance(scenes, list) or not scenes:
         raise RecordError(f"record {record_id}: needs a non-empty 'scenes' list.")
     boundaries = [float(scene["start"]) for scene in scenes[1:]]
@@ -100,19 +106,34 @@ def training_rows(
             for index, caption in enumerate(captions[:max_queries_per_video])
         ]
 
+    num_user_turns = sum(turn.get("role") == "user" for turn in _conversation(record, record_id))
+    v2t = _scores(record, "v2t", (num_user_turns, len(scenes)), record_id)
+    return _conversation_row(record, record_id, video, boundaries, question_labels(v2t, thresholds)[-1].tolist())
+
+
+def _conversation(record: dict, record_id: str) -> list[dict]:
     conversation = record.get("conversations")
-    if not isinstance(conversation, list) or len(conversation) < 2 or conversation[-1].get("role") != "assistant":
+    if (
+        not isinstance(conversation, list)
+        or len(conversation) < 2
+        or not all(isinstance(turn, dict) for turn in conversation)
+        or conversation[-1].get("role") != "assistant"
+        or not any(turn.get("role") == "user" for turn in conversation)
+    ):
         raise RecordError(f"record {record_id}: 'conversations' must hold user turns and end with an assistant turn.")
+    return conversation
+
+
+def _conversation_row(record: dict, record_id: str, video: str, boundaries, labels) -> list[dict]:
+    conversation = _conversation(record, record_id)
     user_turns = [turn for turn in conversation if turn.get("role") == "user"]
-    v2t = _scores(record, "v2t", (len(user_turns), len(scenes)), record_id)
-    labels = question_labels(v2t, thresholds)[-1]
     messages = [dict(turn) for turn in conversation[:-1]]
     first_user = next(index for index, turn in enumerate(messages) if turn["role"] == "user")
     text = _text(messages[first_user].get("content"), record_id, "user turn")
     messages[first_user]["content"] = [{"type": "video", "path": video}, {"type": "text", "text": text}]
     query = _text(user_turns[-1].get("content"), record_id, "last user turn")
     response = _text(conversation[-1].get("content"), record_id, "assistant turn")
-    return [_row(record_id, video, boundaries, messages, response, query, labels.tolist())]
+    return [_row(record_id, video, boundaries, messages, response, query, labels)]
 
 
 def load_rows(
@@ -150,7 +171,7 @@ def _row(record_id, video, boundaries, messages, response, query, segment_labels
         "id": record_id,
         "video": video,
         "boundaries": boundaries,
-        "messages": messages,
+        "messages": json.dumps(messages),
         "response": response,
         "query": query,
         "segment_labels": segment_labels,

@@ -10,12 +10,48 @@ accumulation steps), multiplied by the number of processes when tokens are avera
 per-micro-batch mean, so it is divided by the accumulation steps whenever the Trainer leaves that to the loss.
 """
 
+import shutil
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from trl import SFTTrainer
 
+from .recipe import TOWER_MODULES, parameter_groups
+
 
 class SalovaTrainer(SFTTrainer):
+    """`tower_learning_rate`: the rate of parameters under `tower_modules` (None: the args' `learning_rate`)."""
+
+    def __init__(self, *args, tower_learning_rate: float | None = None, tower_modules=TOWER_MODULES, **kwargs):
+        self.tower_learning_rate = tower_learning_rate
+        self.tower_modules = list(tower_modules)
+        super().__init__(*args, **kwargs)
+
+    def create_optimizer(self, model=None):
+        """AdamW (or the args' optimizer) over the tower and non-tower groups. DeepSpeed uses it too, as long as its
+        config has no `optimizer` block."""
+        if self.optimizer is None:
+            model = self.model if model is None else model
+            groups = parameter_groups(
+                model,
+                self.args.learning_rate,
+                self.tower_learning_rate,
+                self.tower_modules,
+                self.args.weight_decay,
+                set(self.get_decay_parameter_names(model)),
+            )
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+            self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        return self.optimizer
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        """Periodic pushes upload `output_dir` after copying only weights and config into it; the remote code the
+        config's `auto_map` points to must be there too, or the pushed repository does not load."""
+        if self.is_world_process_zero():
+            stage_remote_code(checkpoint_folder, self.args.output_dir)
+        super()._push_from_checkpoint(checkpoint_folder)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
         labels = inputs.pop("labels")
@@ -39,3 +75,12 @@ class SalovaTrainer(SFTTrainer):
         self._metrics[mode]["lm_loss"].append((token_losses / (targets != -100).sum().clamp(min=1)).detach().item())
         inputs["labels"] = labels
         return (loss, outputs) if return_outputs else loss
+
+
+def stage_remote_code(checkpoint_folder: str | Path, output_dir: str | Path) -> list[str]:
+    """Copies the checkpoint's remote-code files (`*.py`) into the folder a periodic push uploads."""
+    copied = []
+    for source in sorted(Path(checkpoint_folder).glob("*.py")):
+        shutil.copy(source, Path(output_dir) / source.name)
+        copied.append(source.name)
+    return copied

@@ -1,0 +1,165 @@
+"""A stage recipe: which checkpoint and data, which parameters train at which rate, and the stage's SALOVA settings.
+
+Each stage ships its defaults as a small JSON file in `training/stages/` (the paper's recipe, spec section 4). A
+user's config file names the stage's inputs and overrides any default::
+
+    {"model": "out/stage1", "train_data": "data/scenewalk.jsonl", "output_dir": "out/stage1_5",
+     "training_args": {"per_device_train_batch_size": 1, "gradient_accumulation_steps": 8}}
+
+Keys:
+
+- `model`: the checkpoint the stage starts from (folder or Hub id); `train_data`: a JSONL file of the stage's schema
+  (`training.data`); `output_dir`: where checkpoints and the final Hub-format model go.
+- `trainable`: parameter-name prefixes that train (`"*"`: all); `frozen`: prefixes then frozen again.
+- `learning_rate`; `tower_learning_rate` for parameters under `tower_modules` (None: `learning_rate`).
+- `max_token_drop`, `similarity_loss_weight`, `similarity_margin_loss`, `router_in_batch_negatives`,
+  `num_focus_segments`: written into the model's config for the stage (and saved with its checkpoint).
+- `chat_template`: a shipped template name (`plain` in stages 1 and 1.5), or None for the checkpoint's own.
+- `label_thresholds` (`code` | `paper`), `max_queries_per_video`, `strict_data`: how records become rows.
+- `training_args`: any `trl.SFTConfig` field (batch size, accumulation, epochs, schedule, saving, `push_to_hub`,
+  `hub_model_id`, `hub_strategy`, `bf16`, `gradient_checkpointing`, ...).
+"""
+
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from torch import nn
+from trl import SFTConfig
+
+STAGE_FILES = {"1": "stage1.json", "1.5": "stage1_5.json", "2": "stage2.json"}
+# SFTConfig fields the recipe owns: the collator decodes videos itself and the trainer computes its own loss.
+FIXED_TRAINING_ARGS = {
+    "dataset_kwargs": {"skip_prepare_dataset": True},
+    "remove_unused_columns": False,
+    "max_length": None,
+}
+TOWER_MODULES = ("model.vision_tower", "model.query_encoder")
+MODEL_SETTINGS = (
+    "max_token_drop",
+    "similarity_loss_weight",
+    "similarity_margin_loss",
+    "router_in_batch_negatives",
+    "num_focus_segments",
+)
+
+
+@dataclass
+class StageRecipe:
+    stage: str
+    model: str
+    train_data: str
+    output_dir: str
+    trainable: list[str]
+    learning_rate: float
+    max_token_drop: float
+    similarity_loss_weight: float
+    similarity_margin_loss: bool
+    router_in_batch_negatives: bool
+    frozen: list[str] = field(default_factory=list)
+    tower_learning_rate: float | None = None
+    tower_modules: list[str] = field(default_factory=lambda: list(TOWER_MODULES))
+    num_focus_segments: int | None = None
+    chat_template: str | None = None
+    label_thresholds: str = "code"
+    max_queries_per_video: int = 16
+    strict_data: bool = False
+    training_args: dict = field(default_factory=dict)
+
+    def sft_config(self, **overrides) -> SFTConfig:
+        fixed = {key: value for key, value in self.training_args.items() if key in FIXED_TRAINING_ARGS}
+        if fixed:
+            raise ValueError(f"training_args may not set {sorted(fixed)}: the stage recipe sets them.")
+        return SFTConfig(
+            output_dir=self.output_dir,
+            learning_rate=self.learning_rate,
+            **FIXED_TRAINING_ARGS,
+            **{**self.training_args, **overrides},
+        )
+
+    def apply_model_settings(self, model) -> None:
+        for name in MODEL_SETTINGS:
+            value = getattr(self, name)
+            if value is not None:
+                setattr(model.config, name, value)
+
+
+def load_recipe(stage: str, config: str | Path | dict | None = None, **overrides) -> StageRecipe:
+    """The stage's shipped defaults, updated by `config` (a JSON file or a dict), then by `overrides`.
+
+    `training_args` dictionaries merge key by key. Unknown keys, a config written for another stage and missing
+    inputs raise a `ValueError` naming them.
+    """
+    if stage not in STAGE_FILES:
+        raise ValueError(f"stage must be one of {sorted(STAGE_FILES)}, got {stage!r}.")
+    defaults_path = Path(__file__).parent / "stages" / STAGE_FILES[stage]
+    values = json.loads(defaults_path.read_text())
+    source = "overrides"
+    if isinstance(config, (str, Path)):
+        source = str(config)
+        if not Path(config).is_file():
+            raise FileNotFoundError(f"Stage config not found: {config}")
+        try:
+            config = json.loads(Path(config).read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{source}: not valid JSON ({error}).") from error
+    for layer, name in ((config or {}, source), (overrides, "overrides")):
+        unknown = set(layer) - {f.name for f in fields(StageRecipe)}
+        if unknown:
+            raise ValueError(f"{name}: unknown recipe keys {sorted(unknown)}; see `salova.training.recipe`.")
+        if layer.get("stage", stage) != stage:
+            raise ValueError(f"{name} is a stage {layer['stage']} config, but stage {stage} was asked for.")
+        training_args = {**values.get("training_args", {}), **layer.get("training_args", {})}
+        values.update(layer, training_args=training_args)
+    missing = [key for key in ("model", "train_data", "output_dir") if not values.get(key)]
+    if missing:
+        raise ValueError(f"stage {stage}: the config must name {missing} (in the file or as command-line options).")
+    return StageRecipe(**values)
+
+
+def _matches(name: str, prefixes: list[str]) -> bool:
+    return any(prefix == "*" or name == prefix or name.startswith(prefix + ".") for prefix in prefixes)
+
+
+def freeze_for_stage(model: nn.Module, recipe: StageRecipe) -> dict[str, int]:
+    """Sets `requires_grad` from the recipe's `trainable` and `frozen` prefixes; returns trainable/frozen counts.
+
+    A prefix that names no parameter raises, so a typo never leaves a module silently frozen or trained.
+    """
+    names = [name for name, _ in model.named_parameters()]
+    for prefix in [*recipe.trainable, *recipe.frozen, *recipe.tower_modules]:
+        if prefix != "*" and not any(_matches(name, [prefix]) for name in names):
+            raise ValueError(f"stage {recipe.stage}: the prefix {prefix!r} names no parameter of the model.")
+    counts = {"trainable": 0, "frozen": 0}
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad = _matches(name, recipe.trainable) and not _matches(name, recipe.frozen)
+        counts["trainable" if parameter.requires_grad else "frozen"] += parameter.numel()
+    return counts
+
+
+def parameter_groups(
+    model: nn.Module,
+    learning_rate: float,
+    tower_learning_rate: float | None,
+    tower_modules: list[str],
+    weight_decay: float,
+    decay_parameter_names: set[str],
+) -> list[dict]:
+    """AdamW groups of the trainable parameters: (towers | the rest) x (decayed | not), empty groups left out."""
+    groups = {}
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        tower = _matches(name, tower_modules)
+        decay = name in decay_parameter_names
+        group = groups.setdefault(
+            (tower, decay),
+            {
+                "params": [],
+                "lr": tower_learning_rate if tower and tower_learning_rate is not None else learning_rate,
+                "weight_decay": weight_decay if decay else 0.0,
+                "name": f"{'towers' if tower else 'rest'}{'' if decay else '_no_decay'}",
+            },
+        )
+        group["params"].append(parameter)
+    return list(groups.values())
