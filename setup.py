@@ -24,7 +24,7 @@ setup(
     package_dir=PACKAGE_DIRS,
     package_data={
         "salova.hub_configs": ["*.json", "chat_templates/*.jinja"],
-        "salova.training": ["stages/*.json", "accelerate/*.yaml"],
+        "salova.training": ["stages/*.json", "accelerate/*.yaml", "accelerate/*.json"],
     },
     install_requires=[
         "torch>=2.4",
