@@ -66,6 +66,10 @@ class SalovaConfig(PreTrainedConfig):
         the paper's appendix says 1024.
     connector_num_latents (`int`, defaults to 256):
         Visual latents per segment (the routing latent comes on top).
+    connector_position_init_std (`float`, defaults to 1.0):
+        Standard deviation of the connector's spatial and temporal embeddings at initialisation. Unit variance
+        (like the latents and lucidrains' `media_pos_emb`) makes a token's frame and patch position as loud as
+        its content from the first step; at 0.02 a connector trained from scratch cannot tell frames apart.
     max_frames_per_segment (`int`, defaults to 2160):
         Rows of the connector's temporal embedding: the longest segment, in frames, it accepts.
     max_token_drop (`float`, defaults to 0.0):
@@ -110,6 +114,7 @@ class SalovaConfig(PreTrainedConfig):
     connector_num_heads: int = 2
     connector_head_dim: int = 64
     connector_ff_mult: int = 4
+    connector_position_init_std: float = 1.0
     max_frames_per_segment: int = 2160
     max_token_drop: float = 0.0
     token_drop_reference_length: int = 18000
@@ -193,6 +198,7 @@ class SalovaConfig(PreTrainedConfig):
         for name in ("connector_num_latents", "connector_num_layers", "connector_num_heads", "connector_head_dim"):
             _check_range(name, getattr(self, name), 1)
         _check_range("connector_ff_mult", self.connector_ff_mult, 1)
+        _check_range("connector_position_init_std", self.connector_position_init_std, 0.0)
         _check_range("max_frames_per_segment", self.max_frames_per_segment, 1)
         _check_range("max_token_drop", self.max_token_drop, 0.0, 1.0, high_inclusive=False)
         _check_range("token_drop_reference_length", self.token_drop_reference_length, 1)

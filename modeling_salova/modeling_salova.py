@@ -16,6 +16,7 @@ Input contract of one batch of B rows, each with one video (an image is a one-fr
   against `frames_per_segment` and otherwise only carried along.
 """
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -156,8 +157,13 @@ class SalovaPreTrainedModel(PreTrainedModel):
         if isinstance(module, SpatioTemporalConnector):
             init.normal_(module.latents, mean=0.0, std=1.0)
             init.zeros_(module.routing_latent)
-            init.normal_(module.spatial_embedding, std=0.02)
-            init.normal_(module.temporal_embedding, std=0.02)
+            init.normal_(module.spatial_embedding, std=self.config.connector_position_init_std)
+            init.normal_(module.temporal_embedding, std=self.config.connector_position_init_std)
+            for linear in module.modules():
+                if isinstance(linear, nn.Linear):
+                    # nn.Linear's own fan-in scaled default, as in lucidrains' resampler: about the 0.02 of
+                    # `initializer_range` at real widths, while at a tiny width 0.02 leaves the latents blind to media.
+                    init.kaiming_uniform_(linear.weight, a=math.sqrt(5))
         elif isinstance(module, SegmentRetrievalRouter):
             init.constant_(module.logit_scale, self.config.router_logit_scale_init)
         elif isinstance(module, nn.PReLU):

@@ -40,6 +40,7 @@ def test_paper_connector_width_is_one_setting_away(tiny):
         ("router_dropout", 1.0, "[0.0, 1.0)"),
         ("vision_chunk_size", 0, ">= 1"),
         ("connector_num_latents", 0, ">= 1"),
+        ("connector_position_init_std", -0.5, ">= 0.0"),
         ("similarity_loss_weight", -1.0, ">= 0.0"),
         ("vision_feature_layer", 40, "[-28, 27]"),
     ],

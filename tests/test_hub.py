@@ -72,7 +72,7 @@ def _save_components(root, tower="siglip"):
 @pytest.mark.parametrize("tower", ["siglip", "clip"])
 def test_builder_copies_components_and_extends_positions(tmp_path, tower):
     tower_model, llm, llm_tokenizer = _save_components(tmp_path, tower)
-    settings = load_variant("tiny")["settings"]
+    settings = {**load_variant("tiny")["settings"], "vision_pooling_stride": 2}  # the real variants' pooling
     model, processor = assemble_from_components(
         str(tmp_path / "tower"), str(tmp_path / "llm"), settings, chat_template="llama-3.2"
     )

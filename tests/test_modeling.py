@@ -182,8 +182,7 @@ def test_vision_chunk_size_does_not_change_features(tiny):
         whole, whole_summaries = model.model.encode_frames(pixels)
         model.config.vision_chunk_size = 3
         chunked, chunked_summaries = model.model.encode_frames(pixels)
-    grid = -(-model.config.patch_grid_size // 2)
-    assert whole.shape == (11, grid * grid, model.config.vision_hidden_size)
+    assert whole.shape == (11, model.config.tokens_per_frame, model.config.vision_hidden_size)
     assert whole_summaries.shape == (11, model.config.vision_hidden_size)
     assert torch.allclose(whole, chunked, atol=1e-5) and torch.allclose(whole_summaries, chunked_summaries, atol=1e-5)
 
@@ -297,3 +296,15 @@ def test_beam_search_repeats_whole_videos(tiny):
     with torch.no_grad():
         beams = model.generate(**batch, max_new_tokens=3, num_beams=2, num_return_sequences=2, do_sample=False)
     assert beams.shape[0] == 4
+
+
+def test_connector_initialisation_is_fan_in_scaled_with_unit_position_tables(tiny):
+    """A fixed std of 0.02 leaves a tiny-width connector blind to its media (benchmarks/connector_learnability.py)."""
+    config, connector = tiny[0].config, tiny[0].model.connector
+    for table in (connector.spatial_embedding, connector.temporal_embedding):
+        assert abs(table.std().item() - config.connector_position_init_std) < 0.1 * config.connector_position_init_std
+    for linear in (m for m in connector.modules() if isinstance(m, torch.nn.Linear)):
+        expected = (3 * linear.in_features) ** -0.5  # nn.Linear's default, uniform in +-1/sqrt(fan_in)
+        assert abs(linear.weight.std().item() - expected) < 0.15 * expected
+    # The rest of the model keeps transformers' default std of 0.02.
+    assert abs(tiny[0].model.projector[0].weight.std().item() - 0.02) < 0.004

@@ -46,7 +46,7 @@ def _attributes(caption: str) -> dict[str, str]:
 
 
 def _background_of(frame: np.ndarray) -> str:
-    """The palette colour nearest the frame's median colour (the object covers under a tenth of it)."""
+    """The palette colour nearest the frame's median colour (the object and its trail cover under half of it)."""
     median = np.median(frame.reshape(-1, 3), axis=0)
     return min(BACKGROUNDS, key=lambda name: np.abs(median - BACKGROUNDS[name]).sum())
 
@@ -124,6 +124,21 @@ def test_scene_boundaries_and_motions_match_the_video(corpus):
             )
             expected = {"left": column_moved < -20, "right": column_moved > 20, "up": row_moved < -20}
             assert expected.get(attributes["motion"], row_moved > 20), (record["id"], scene)
+
+
+def test_one_frame_shows_the_motion_by_its_trail(corpus):
+    """The faded copies behind the object lie on the side it comes from, in the middle frame of every scene."""
+    for record in _long_video_records(corpus)[:4]:
+        frames = _decode(corpus / record["video"])
+        for scene in record["scenes"]:
+            attributes = _attributes(scene["caption"])
+            frame = frames[round((scene["start"] + scene["end"]) / 2 * TINY.fps)].astype(int)
+            distance = np.abs(frame - BACKGROUNDS[attributes["background"]]).sum(axis=-1)
+            ink = np.argwhere(distance > 0.8 * distance.max()).mean(axis=0)
+            trail = np.argwhere((distance > 0.1 * distance.max()) & (distance < 0.5 * distance.max())).mean(axis=0)
+            row_behind, column_behind = trail - ink
+            expected = {"left": column_behind > 3, "right": column_behind < -3, "up": row_behind > 3}
+            assert expected.get(attributes["motion"], row_behind < -3), (record["id"], scene, trail - ink)
 
 
 def test_long_videos_vary_scenes_and_use_the_vocabulary(corpus):

@@ -47,6 +47,9 @@ class EndToEndSettings:
     batch_sizes: dict = field(default_factory=lambda: {"1": 8, "1.5": 4, "2": 4})
     learning_rates: dict = field(default_factory=lambda: {"1": 1e-3, "1.5": 1e-3, "2": 1e-3})
     tower_learning_rate: float = 3e-4
+    # The recipe's stage 1 freezes the LLM, which in a real variant arrives pretrained and already reads; the tiny
+    # one is random, so here it learns to read captions off the visual tokens in stage 1 with the connector.
+    extra_trainable: dict = field(default_factory=lambda: {"1": ["model.language_model", "lm_head"]})
     seed: int = 0
 
     def recipe_overrides(self, stage: str, model: str, train_data: str, output_dir: str) -> dict:
@@ -104,6 +107,7 @@ def run_end_to_end(
         output_dir = workdir / f"stage{stage.replace('.', '_')}"
         overrides = settings.recipe_overrides(stage, str(checkpoint), str(corpus[CORPUS_FILES[stage]]), str(output_dir))
         recipe = load_recipe(stage, overrides)
+        recipe.trainable = [*recipe.trainable, *settings.extra_trainable.get(stage, [])]
         print(f"stage {stage}: training from {checkpoint.name} on {Path(recipe.train_data).name}", flush=True)
         checkpoint = train_stage(recipe)
         timings[f"stage {stage}"] = time.perf_counter() - start

@@ -1,8 +1,9 @@
 """A deterministic synthetic corpus for the three training stages and a held-out evaluation split.
 
 Every video is a sequence of scenes. A scene is a flat background colour with one white or black shape crossing
-the frame (left, right, up or down), so a tiny vision tower (56x56 input) can tell scenes apart by colour, shape
-and motion, and a cut is wherever the background changes. Its caption reads
+the frame (left, right, up or down) and leaving a fading trail, so a tiny vision tower (56x56 input) can tell scenes
+apart by colour, shape and motion, even in the 2-4 frames a scene gives at 1 FPS, and a cut is wherever the
+background changes. Its caption reads
 "a white circle moves left in the red scene"; captions, questions and answers only use the words the tiny
 tokenizer was trained on (colours, shapes, motions and question words).
 
@@ -68,8 +69,14 @@ MOTIONS = ("left", "right", "up", "down")
 SPLITS = ("stage1", "stage1_5", "stage2", "eval")
 _VIDEO_PREFIXES = {"stage1": "s1", "stage1_5": "s15", "stage2": "s2", "eval": "ev"}
 
-# The object's radius as a fraction of the frame side: about 9 pixels once resized for a 56x56 vision tower.
-_OBJECT_RADIUS = 0.16
+# The object's radius as a fraction of the frame side: 14 pixels once resized for a 56x56 vision tower, so the
+# object spans about 4x4 of its 8-pixel patches and the shapes differ patch by patch.
+_OBJECT_RADIUS = 0.25
+# The object leaves a fading trail, as motion blur does, so that one frame shows the direction of motion: at the
+# 1 FPS the model samples, a scene is only 2-4 frames. Copies every `_TRAIL_SPACING` radii behind it, nearest first.
+_TRAIL_OPACITIES = (0.6, 0.35, 0.15)
+_TRAIL_SPACING = 0.5
+_DIRECTIONS = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0)}  # (row, column) steps
 _TRAINING_SCENES = (6, 10)
 _EVAL_SCENES = (12, 14)
 _MIN_SINGLE_BACKGROUNDS = 4
@@ -338,11 +345,18 @@ def _frames(scenes: list[_Scene], size: int) -> Iterator[np.ndarray]:
     radius = _OBJECT_RADIUS * size
     for scene in scenes:
         inside = _SHAPE_MASKS[scene.shape]
-        for row, column in _centres(scene, size, radius):
-            frame = np.empty((size, size, 3), dtype=np.uint8)
-            frame[:] = BACKGROUNDS[scene.background]
-            frame[inside(rows - row, columns - column, radius)] = _INKS[scene.ink]
-            yield frame
+        background = np.array(BACKGROUNDS[scene.background], dtype=np.float32)
+        ink = np.array(_INKS[scene.ink], dtype=np.float32)
+        behind = -np.array(_DIRECTIONS[scene.motion]) * _TRAIL_SPACING * radius
+        for centre in _centres(scene, size, radius):
+            frame = np.empty((size, size, 3), dtype=np.float32)
+            frame[:] = background
+            # Faintest copy first, so nearer copies and the object itself paint over it.
+            for distance, opacity in reversed(list(enumerate(_TRAIL_OPACITIES, start=1))):
+                row, column = centre + distance * behind
+                frame[inside(rows - row, columns - column, radius)] = (1 - opacity) * background + opacity * ink
+            frame[inside(rows - centre[0], columns - centre[1], radius)] = ink
+            yield frame.round().astype(np.uint8)
 
 
 def _centres(scene: _Scene, size: int, radius: float) -> np.ndarray:
