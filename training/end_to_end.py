@@ -20,7 +20,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from ..hub_configs import build_salova
 from .evaluation import evaluate, random_router, summarise
-from .recipe import load_recipe
+from .recipe import StageRecipe, load_recipe
 from .run import train_stage
 from .synthetic_corpus import CorpusSettings, generate_corpus
 
@@ -52,23 +52,29 @@ class EndToEndSettings:
     extra_trainable: dict = field(default_factory=lambda: {"1": ["model.language_model", "lm_head"]})
     seed: int = 0
 
-    def recipe_overrides(self, stage: str, model: str, train_data: str, output_dir: str) -> dict:
-        return {
-            "model": model,
-            "train_data": train_data,
-            "output_dir": output_dir,
-            "learning_rate": self.learning_rates[stage],
-            "tower_learning_rate": None if stage == "1" else self.tower_learning_rate,
-            "num_focus_segments": self.num_focus_segments,
-            "training_args": {
-                **CPU_TRAINING_ARGS,
-                "num_train_epochs": self.epochs[stage],
-                "per_device_train_batch_size": self.batch_sizes[stage],
-                "gradient_accumulation_steps": 1,
-                "warmup_steps": 0.05,
-                "seed": self.seed,
+    def recipe(self, stage: str, model: str, train_data: str, output_dir: str) -> StageRecipe:
+        """The shipped stage recipe with this setting's data, sizes, rates and extra trainable modules."""
+        recipe = load_recipe(
+            stage,
+            {
+                "model": model,
+                "train_data": train_data,
+                "output_dir": output_dir,
+                "learning_rate": self.learning_rates[stage],
+                "tower_learning_rate": None if stage == "1" else self.tower_learning_rate,
+                "num_focus_segments": self.num_focus_segments,
+                "training_args": {
+                    **CPU_TRAINING_ARGS,
+                    "num_train_epochs": self.epochs[stage],
+                    "per_device_train_batch_size": self.batch_sizes[stage],
+                    "gradient_accumulation_steps": 1,
+                    "warmup_steps": 0.05,
+                    "seed": self.seed,
+                },
             },
-        }
+        )
+        recipe.trainable = [*recipe.trainable, *self.extra_trainable.get(stage, [])]
+        return recipe
 
 
 # smoke: CI's check that the pipeline runs (about 30 s); default: about 3 minutes on 2 cores; full: twice the data.
@@ -105,9 +111,7 @@ def run_end_to_end(
     for stage in STAGES:
         start = time.perf_counter()
         output_dir = workdir / f"stage{stage.replace('.', '_')}"
-        overrides = settings.recipe_overrides(stage, str(checkpoint), str(corpus[CORPUS_FILES[stage]]), str(output_dir))
-        recipe = load_recipe(stage, overrides)
-        recipe.trainable = [*recipe.trainable, *settings.extra_trainable.get(stage, [])]
+        recipe = settings.recipe(stage, str(checkpoint), str(corpus[CORPUS_FILES[stage]]), str(output_dir))
         print(f"stage {stage}: training from {checkpoint.name} on {Path(recipe.train_data).name}", flush=True)
         checkpoint = train_stage(recipe)
         timings[f"stage {stage}"] = time.perf_counter() - start
