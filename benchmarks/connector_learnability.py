@@ -2,15 +2,17 @@
 
 A diagnostic for the end-to-end run: the LLM can only answer what the focus latents carry. Scenes of the synthetic
 corpus go through the tiny vision tower (random, frozen) once; then a fresh `SpatioTemporalConnector` and a small
-MLP head on its flattened focus latents train to classify each scene's shape (6 classes) and motion (4 classes),
-and held-out scenes (the `eval` split) are scored every 500 steps. Two initialisations run side by side on the same
-features, data order and head: the package's (`connector_position_init_std`, fan-in scaled linear layers) and
-transformers' generic one (every linear layer and both position tables at std 0.02).
+MLP head on its flattened focus latents train to classify each scene's shape and motion (4 classes each),
+and held-out scenes (the `eval` split) are scored every 500 steps. Three initialisations run side by side on the
+same features, data order and head: the tiny variant's (`connector_position_init_std`, fan-in scaled linear layers,
+`connector_attention_init_gain` 5 on queries and keys), the same without the attention gain (lucidrains' resampler),
+and transformers' generic one (every linear layer and both position tables at std 0.02).
 
     python benchmarks/connector_learnability.py [--steps 3000] [--workdir /tmp/salova-learnability]
 """
 
 import argparse
+import copy
 import json
 import re
 from pathlib import Path
@@ -60,6 +62,9 @@ def generic_init(connector: SpatioTemporalConnector) -> None:
 
 def train_and_score(model_class, config, train, held_out, init, steps: int, seed: int = 0) -> list[dict]:
     torch.manual_seed(seed)
+    if init == "no gain":
+        config = copy.deepcopy(config)
+        config.connector_attention_init_gain = 1.0
     connector = model_class(config).model.connector  # initialised by the model's `_init_weights`
     if init == "generic":
         generic_init(connector)
@@ -114,9 +119,12 @@ def main():
     model, processor = build_salova("tiny")
     train = scene_features(model.eval(), processor, corpus["stage2"])
     held_out = scene_features(model, processor, corpus["eval"])
-    print(f"{len(train)} training scenes, {len(held_out)} held-out scenes; chance: shape 0.167, motion 0.25")
+    print(
+        f"{len(train)} training scenes, {len(held_out)} held-out scenes; "
+        f"chance: shape {1 / len(SHAPES):.3f}, motion {1 / len(MOTIONS):.3f}"
+    )
     results = {"training_scenes": len(train), "held_out_scenes": len(held_out)}
-    for init in ("package", "generic"):
+    for init in ("package", "no gain", "generic"):
         results[init] = train_and_score(type(model), model.config, train, held_out, init, args.steps)
         print(init.ljust(8), "  ".join(f"{p['step']}: {p['shape']:.2f}/{p['motion']:.2f}" for p in results[init]))
     RESULTS.mkdir(exist_ok=True)

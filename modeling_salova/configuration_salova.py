@@ -70,6 +70,13 @@ class SalovaConfig(PreTrainedConfig):
         Standard deviation of the connector's spatial and temporal embeddings at initialisation. Unit variance
         (like the latents and lucidrains' `media_pos_emb`) makes a token's frame and patch position as loud as
         its content from the first step; at 0.02 a connector trained from scratch cannot tell frames apart.
+    connector_attention_init_gain (`float`, defaults to 1.0):
+        Gain on the fan-in scaled initialisation of the connector's query and key projections; attention logits
+        start with a std of about `gain**2 / 3`. At 1 (lucidrains' resampler) every latent starts by reading the
+        average of its media, which keeps what a pretrained tower's features say but loses where things are.
+        Larger gains start each latent on a few positions, so spatial detail (the shape of an object, the side its
+        motion trail lies on) reaches the latents before attention has learnt where to look: the tiny variant,
+        over a random tower, uses 5.
     max_frames_per_segment (`int`, defaults to 2160):
         Rows of the connector's temporal embedding: the longest segment, in frames, it accepts.
     max_token_drop (`float`, defaults to 0.0):
@@ -115,6 +122,7 @@ class SalovaConfig(PreTrainedConfig):
     connector_head_dim: int = 64
     connector_ff_mult: int = 4
     connector_position_init_std: float = 1.0
+    connector_attention_init_gain: float = 1.0
     max_frames_per_segment: int = 2160
     max_token_drop: float = 0.0
     token_drop_reference_length: int = 18000
@@ -199,6 +207,7 @@ class SalovaConfig(PreTrainedConfig):
             _check_range(name, getattr(self, name), 1)
         _check_range("connector_ff_mult", self.connector_ff_mult, 1)
         _check_range("connector_position_init_std", self.connector_position_init_std, 0.0)
+        _check_range("connector_attention_init_gain", self.connector_attention_init_gain, 0.0, low_inclusive=False)
         _check_range("max_frames_per_segment", self.max_frames_per_segment, 1)
         _check_range("max_token_drop", self.max_token_drop, 0.0, 1.0, high_inclusive=False)
         _check_range("token_drop_reference_length", self.token_drop_reference_length, 1)
@@ -217,13 +226,14 @@ class SalovaConfig(PreTrainedConfig):
         _check_range("similarity_margin", self.similarity_margin, 0.0)
 
 
-def _check_range(name, value, low, high=None, high_inclusive=True):
+def _check_range(name, value, low, high=None, high_inclusive=True, low_inclusive=True):
     above_high = high is not None and (value > high if high_inclusive else value >= high)
-    if value < low or above_high:
+    below_low = value < low if low_inclusive else value <= low
+    if below_low or above_high:
         if high is None:
-            allowed = f">= {low}"
+            allowed = f"{'>=' if low_inclusive else '>'} {low}"
         else:
-            allowed = f"in [{low}, {high}{']' if high_inclusive else ')'}"
+            allowed = f"in {'[' if low_inclusive else '('}{low}, {high}{']' if high_inclusive else ')'}"
         raise ValueError(f"SalovaConfig.{name} must be {allowed}, got {value!r}.")
 
 

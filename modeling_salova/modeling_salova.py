@@ -164,6 +164,10 @@ class SalovaPreTrainedModel(PreTrainedModel):
                     # nn.Linear's own fan-in scaled default, as in lucidrains' resampler: about the 0.02 of
                     # `initializer_range` at real widths, while at a tiny width 0.02 leaves the latents blind to media.
                     init.kaiming_uniform_(linear.weight, a=math.sqrt(5))
+            for attention in (layer.attention for layer in module.layers):
+                inner = attention.to_q.out_features
+                attention.to_q.weight.mul_(self.config.connector_attention_init_gain)
+                attention.to_kv.weight[:inner].mul_(self.config.connector_attention_init_gain)  # keys; values follow
         elif isinstance(module, SegmentRetrievalRouter):
             init.constant_(module.logit_scale, self.config.router_logit_scale_init)
         elif isinstance(module, nn.PReLU):

@@ -41,6 +41,7 @@ def test_paper_connector_width_is_one_setting_away(tiny):
         ("vision_chunk_size", 0, ">= 1"),
         ("connector_num_latents", 0, ">= 1"),
         ("connector_position_init_std", -0.5, ">= 0.0"),
+        ("connector_attention_init_gain", 0.0, "> 0.0"),
         ("similarity_loss_weight", -1.0, ">= 0.0"),
         ("vision_feature_layer", 40, "[-28, 27]"),
     ],

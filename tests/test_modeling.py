@@ -299,12 +299,22 @@ def test_beam_search_repeats_whole_videos(tiny):
 
 
 def test_connector_initialisation_is_fan_in_scaled_with_unit_position_tables(tiny):
-    """A fixed std of 0.02 leaves a tiny-width connector blind to its media (benchmarks/connector_learnability.py)."""
+    """A fixed std of 0.02 leaves a tiny-width connector blind to its media, and the gain on queries and keys lets
+    its latents start on a few positions (benchmarks/connector_learnability.py)."""
     config, connector = tiny[0].config, tiny[0].model.connector
+    gain = config.connector_attention_init_gain
+    assert gain > 1
     for table in (connector.spatial_embedding, connector.temporal_embedding):
         assert abs(table.std().item() - config.connector_position_init_std) < 0.1 * config.connector_position_init_std
-    for linear in (m for m in connector.modules() if isinstance(m, torch.nn.Linear)):
+    for name, linear in ((n, m) for n, m in connector.named_modules() if isinstance(m, torch.nn.Linear)):
         expected = (3 * linear.in_features) ** -0.5  # nn.Linear's default, uniform in +-1/sqrt(fan_in)
-        assert abs(linear.weight.std().item() - expected) < 0.15 * expected
-    # The rest of the model keeps transformers' default std of 0.02.
-    assert abs(tiny[0].model.projector[0].weight.std().item() - 0.02) < 0.004
+        if name.endswith("to_kv"):
+            keys, values = linear.weight.chunk(2)
+            assert abs(keys.std().item() - gain * expected) < 0.15 * gain * expected
+            assert abs(values.std().item() - expected) < 0.15 * expected
+        else:
+            scale = gain if name.endswith("to_q") else 1.0
+            assert abs(linear.weight.std().item() - scale * expected) < 0.15 * scale * expected
+    # The rest of the model takes the text config's `initializer_range` (the tiny variant's fan-in std at width 64).
+    std = config.text_config.initializer_range
+    assert std == 0.125 and abs(tiny[0].model.projector[0].weight.std().item() - std) < 0.2 * std

@@ -70,10 +70,11 @@ def test_same_seed_same_corpus_other_seed_other_corpus(corpus, tmp_path):
     again = generate_corpus(tmp_path / "again", TINY)
     for split, path in again.items():
         assert path.read_bytes() == (corpus / f"{split}.jsonl").read_bytes()
-    # x264's frame threads may change a few bytes of a bitstream, not the decoded frames.
+    # x264 may code a few blocks differently from run to run (seen: the first corpus a process writes), so under 1%
+    # of the decoded values may move by more than 8 levels.
     for video in (tmp_path / "again" / "videos").iterdir():
         frames, expected = _decode(video).astype(int), _decode(corpus / "videos" / video.name).astype(int)
-        assert frames.shape == expected.shape and np.abs(frames - expected).mean() < 0.5
+        assert frames.shape == expected.shape and (np.abs(frames - expected) > 8).mean() < 0.01
     other = generate_corpus(tmp_path / "other", replace(TINY, seed=1))
     assert all(path.read_bytes() != (corpus / f"{split}.jsonl").read_bytes() for split, path in other.items())
 
@@ -180,13 +181,13 @@ def test_stage1_5_similarity_targets(corpus):
         assert t2t[off_diagonal].max() < 0.8
 
 
-@pytest.mark.parametrize("split", ["stage2", "eval"])
-def test_questions_identify_one_scene_and_its_answer(corpus, split):
+@pytest.mark.parametrize(("split", "per_video"), [("stage2", 8), ("eval", 2)])
+def test_questions_identify_one_scene_and_its_answer(corpus, split, per_video):
     records = _records(corpus, split)
     assert records
     for video, questions in Counter(record["video"] for record in records).items():
         same_video = [record for record in records if record["video"] == video]
-        assert 2 <= questions <= 3 and all(record["scenes"] == same_video[0]["scenes"] for record in same_video)
+        assert questions == per_video and all(record["scenes"] == same_video[0]["scenes"] for record in same_video)
         assert len({record["conversations"][0]["content"] for record in same_video}) == questions
     for record in records:
         scenes = [_attributes(scene["caption"]) for scene in record["scenes"]]
@@ -197,14 +198,10 @@ def test_questions_identify_one_scene_and_its_answer(corpus, split):
         assert v2t[0, target] > 0.20 and np.delete(v2t[0], target).max() < 0.18
         words = user["content"].rstrip("?").split()
         if user["content"].startswith("what shape is in the"):
-            colour = words[-2]
-            matching = [index for index, scene in enumerate(scenes) if scene["background"] == colour]
             assert assistant["content"] == scenes[target]["shape"]
         else:
             assert words[0] == "the" and words[2:4] == ["in", "the"] and words[5:] == ["scene", "moves", "where"]
-            shape, colour = words[1], words[4]
-            matching = [
-                index for index, scene in enumerate(scenes) if (scene["background"], scene["shape"]) == (colour, shape)
-            ]
-            assert assistant["content"] == scenes[target]["motion"]
-        assert matching == [target]
+            assert words[1] == scenes[target]["shape"] and assistant["content"] == scenes[target]["motion"]
+        # The colour alone names the scene.
+        colour = words[-2] if user["content"].startswith("what shape") else words[4]
+        assert [index for index, scene in enumerate(scenes) if scene["background"] == colour] == [target]
