@@ -53,7 +53,7 @@ class EndToEndSettings:
     extra_trainable: dict = field(
         default_factory=lambda: {"1": ["model.vision_tower", "model.language_model", "lm_head"]}
     )
-    # Stage 2's few hundred questions would only pull the tower away from what stage 1 taught it to see, at twice
+    # Stage 2's thousand or so questions would only pull the tower away from what stage 1 taught it to see, at twice
     # the cost of a step.
     extra_frozen: dict = field(default_factory=lambda: {"2": ["model.vision_tower"]})
     seed: int = 0
