@@ -1,5 +1,6 @@
 """SalovaProcessor: placeholder arithmetic, router queries, batches, chat templates, bad input, fresh-process load."""
 
+import copy
 import subprocess
 import sys
 import textwrap
@@ -34,21 +35,23 @@ def test_model_ready_tensors_for_a_video(tiny, scene_video):
         out = model(**inputs)
     assert out.router_scores.shape == (1, 5) and torch.isfinite(out.logits).all()
     described = processor.describe_segments(inputs, out.router_scores, out.selected_segments)[0]
-    assert [d["start"] for d in described] == ["00:00:00", "00:00:03", "00:00:06", "00:00:09", "00:00:12"]
+    assert [d["start"] for d in described] == [f"00:00:{s:02d}.000" for s in (0, 3, 6, 9, 12)]
     assert all(d["selected"] for d in described)  # 5 segments, K = 5
 
 
 @pytest.mark.parametrize(("num_segments", "k"), [(1, 5), (5, 5), (12, 5), (12, 1), (3, 9)])
 def test_placeholder_count_is_latents_times_min_k_n_plus_n(tiny, num_segments, k):
     model, processor = tiny
+    processor = copy.copy(processor)
+    processor.num_focus_segments = k
     frames = np.stack(list(colour_scenes([(200, 30, 30)], num_segments * 2.0, fps=2)))
     boundaries = [float(2 * index) for index in range(1, num_segments)]
-    inputs = processor(videos=frames, video_fps=2, text=QUESTION, segment_boundaries=[boundaries], num_focus_segments=k)
+    inputs = processor(videos=frames, video_fps=2, text=QUESTION, segment_boundaries=[boundaries])
     expected = processor.num_latents * min(k, num_segments) + num_segments
     assert inputs["segments_per_video"].tolist() == [num_segments]
     assert _placeholders(processor, inputs) == [expected] == [model.config.num_video_tokens(num_segments, k)]
     with torch.no_grad():
-        assert model(**inputs).selected_segments.shape == (1, min(k, num_segments))
+        assert model(**inputs, num_focus_segments=k).selected_segments.shape == (1, min(k, num_segments))
 
 
 def test_placeholder_goes_where_the_text_puts_it(tiny, scene_video):
@@ -79,9 +82,10 @@ def test_batch_of_videos_of_different_lengths(tiny, scene_video):
     assert _placeholders(processor, inputs) == [processor.num_video_tokens(n) for n in counts]
     lengths = inputs["attention_mask"].sum(1)
     assert inputs["input_ids"].shape[1] == int(lengths.max())
-    pad = processor.tokenizer.pad_token_id
-    for row, length in enumerate(lengths.tolist()):  # right padding, masked
-        assert (inputs["input_ids"][row, length:] == pad).all() and inputs["attention_mask"][row, :length].all()
+    pad, width = processor.tokenizer.pad_token_id, inputs["input_ids"].shape[1]
+    for row, length in enumerate(lengths.tolist()):  # left padding (for generation), masked
+        assert (inputs["input_ids"][row, : width - length] == pad).all()
+        assert inputs["attention_mask"][row, width - length :].all()
     query_lengths = inputs["query_attention_mask"].sum(1).tolist()
     assert len(set(query_lengths)) > 1 and inputs["query_input_ids"].shape[1] == max(query_lengths)
 
@@ -154,7 +158,9 @@ def test_chat_input_tokenized_with_the_last_user_turn_as_query(tiny, scene_video
         {"role": "assistant", "content": "Hello."},
         {"role": "user", "content": QUESTION},
     ]
-    inputs = processor.apply_chat_template([conversation, conversation[:1]], add_generation_prompt=True, tokenize=True)
+    inputs = processor.apply_chat_template(
+        [conversation, conversation[:1]], add_generation_prompt=True, tokenize=True, return_dict=True
+    )
     queries = [processor.query_tokenizer.decode(row, skip_special_tokens=True) for row in inputs["query_input_ids"]]
     assert queries == [QUESTION, "Hi."]
     assert _placeholders(processor, inputs) == [processor.num_video_tokens(5)] * 2
@@ -189,7 +195,8 @@ def test_bad_text_inputs_are_named(tiny, scene_video):
         processor(videos=str(scene_video), text=QUESTION, truncation=True, max_length=20)
     with pytest.raises(ValueError, match="more than one video"):
         processor.apply_chat_template(
-            [{"role": "user", "content": [{"type": "video", "path": "a.mp4"}, {"type": "video", "path": "b.mp4"}]}]
+            [{"role": "user", "content": [{"type": "video", "path": "a.mp4"}, {"type": "video", "path": "b.mp4"}]}],
+            tokenize=True,
         )
     with pytest.raises(FileNotFoundError, match="missing.mp4"):
         processor(videos="missing.mp4", text=QUESTION)
@@ -200,13 +207,17 @@ def test_processor_refuses_a_tokenizer_without_the_placeholder(tiny):
 
     _, processor = tiny
     with pytest.raises(ValueError, match="does not know the video placeholder"):
-        SalovaProcessor(build_tiny_tokenizer(with_video_token=False), processor.query_tokenizer)
+        SalovaProcessor(
+            processor.video_processor, build_tiny_tokenizer(with_video_token=False), processor.query_tokenizer
+        )
 
 
-def test_timestamps_are_hh_mm_ss():
-    assert format_timestamp(0) == "00:00:00"
-    assert format_timestamp(3725.9) == "01:02:05"
-    assert format_timestamp(-1) == "00:00:00"
+def test_timestamps_are_hh_mm_ss_mmm():
+    assert format_timestamp(0) == "00:00:00.000"
+    assert format_timestamp(0.79) == "00:00:00.790"  # a cut before the first second is not at 00:00:00
+    assert format_timestamp(3725.9) == "01:02:05.900"
+    assert format_timestamp(1.0005) == "00:00:01.000"
+    assert format_timestamp(-1) == "00:00:00.000"
 
 
 FRESH_PROCESS = BLOCK_REPO_IMPORTS + textwrap.dedent(
@@ -225,6 +236,7 @@ FRESH_PROCESS = BLOCK_REPO_IMPORTS + textwrap.dedent(
         out = model(**inputs)
     print("max_abs_diff", (out.logits - expected["logits"]).abs().max().item())
     print("segments", processor.describe_segments(inputs)[0][1]["start"])
+    print("video_processor", type(processor.video_processor).__module__)
     """
 )
 
@@ -234,7 +246,13 @@ def test_model_and_processor_load_with_remote_code_in_a_fresh_process(tiny, tmp_
     folder = tmp_path / "checkpoint"
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
-    remote_files = {"processing_salova.py", "video_decoding.py", "scene_detection.py", "segmentation.py"}
+    remote_files = {
+        "processing_salova.py",
+        "video_processing_salova.py",
+        "video_decoding.py",
+        "scene_detection.py",
+        "segmentation.py",
+    }
     assert remote_files | {"frame_preprocessing.py", "processor_config.json"} <= {p.name for p in folder.iterdir()}
     for name in remote_files:  # flat files importing each other relatively only
         source = (folder / name).read_text()
@@ -255,4 +273,5 @@ def test_model_and_processor_load_with_remote_code_in_a_fresh_process(tiny, tmp_
     assert result.returncode == 0, result.stderr[-3000:]
     # Same inputs bit for bit (checked in the script); logits equal up to float summation order.
     assert float(result.stdout.split("max_abs_diff ")[1].split()[0]) < 1e-5
-    assert "segments 00:00:03" in result.stdout
+    assert "segments 00:00:03.000" in result.stdout
+    assert "video_processor transformers_modules." in result.stdout
