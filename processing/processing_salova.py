@@ -6,7 +6,6 @@ the SigLIP/CLIP text tokenizer of the router's query encoder. Each video's `<vid
 `num_latents · min(K, N_v) + N_v` tokens, the FocusFast layout of the model.
 """
 
-import torch
 from transformers import BatchFeature
 from transformers.processing_utils import ProcessingKwargs, ProcessorMixin, Unpack
 from transformers.video_processing_utils import VideoProcessorMixin
@@ -167,7 +166,6 @@ class SalovaProcessor(ProcessorMixin):
                 raise ValueError(
                     f"segments_per_video must hold one positive count per text ({len(texts)}), got {counts}."
                 )
-            data["segments_per_video"] = torch.tensor(counts, dtype=torch.long)
         query_list = self._queries(queries, texts)
         if counts is None:
             for row, prompt in enumerate(texts):
@@ -233,12 +231,20 @@ class SalovaProcessor(ProcessorMixin):
         video_settings = processor_dict.get("video_processor")
         if video_settings is None:
             video_settings = legacy_video_settings(processor_dict)
-        video_settings = {k: v for k, v in video_settings.items() if k not in ("video_processor_type", "auto_map")}
+        video_settings = {k: v for k, v in video_settings.items() if k != "video_processor_type"}
         tokenizers = [
             cls._load_tokenizer_from_pretrained(name, pretrained_model_name_or_path, subfolder=subfolder, **kwargs)
             for name in ("tokenizer", "query_tokenizer")
         ]
         return [SalovaVideoProcessor.from_dict(video_settings, **kwargs), *tokenizers]
+
+    @classmethod
+    def from_args_and_dict(cls, args, processor_dict: dict, **kwargs):
+        loaded = super().from_args_and_dict(args, processor_dict, **kwargs)
+        # Keep where the remote code lives, so that a loaded processor saves (and compares) as it was saved.
+        if "auto_map" in processor_dict:
+            (loaded[0] if isinstance(loaded, tuple) else loaded).auto_map = processor_dict["auto_map"]
+        return loaded
 
     def _multimodal_inputs_from_conversations(self, conversations, audio_loading_params, load_audio_from_video=False):
         """Per conversation, its one video (`"video"` items; an `"image"` item is a one-frame video) and its router

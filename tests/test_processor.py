@@ -1,6 +1,7 @@
 """SalovaProcessor: placeholder arithmetic, router queries, batches, chat templates, bad input, fresh-process load."""
 
 import copy
+import json
 import subprocess
 import sys
 import textwrap
@@ -8,10 +9,10 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from conftest import BLOCK_REPO_IMPORTS, colour_scenes, real_video
+from conftest import BLOCK_REPO_IMPORTS, REPO, colour_scenes, real_video
 from PIL import Image
 from salova.hub_configs import load_chat_template
-from salova.processing import SalovaProcessor, format_timestamp
+from salova.processing import SalovaProcessor, SalovaVideoProcessor, format_timestamp
 
 QUESTION = "What moves in the blue scene?"
 
@@ -275,3 +276,162 @@ def test_model_and_processor_load_with_remote_code_in_a_fresh_process(tiny, tmp_
     assert float(result.stdout.split("max_abs_diff ")[1].split()[0]) < 1e-5
     assert "segments 00:00:03.000" in result.stdout
     assert "video_processor transformers_modules." in result.stdout
+
+
+def test_video_settings_changed_after_creation_take_effect(tiny):
+    _, processor = tiny
+    uncut = np.stack(list(colour_scenes([(200, 30, 30)], 20.0, fps=2)))  # 20 s, no cut
+    video_processor = copy.deepcopy(processor.video_processor)
+    assert video_processor(uncut, video_fps=2)["segments_per_video"].tolist() == [1]
+    video_processor.segmenter = "fixed_windows"
+    video_processor.window_seconds = 10
+    built = SalovaVideoProcessor(size={"height": 56, "width": 56}, segmenter="fixed_windows", window_seconds=10)
+    assert video_processor(uncut, video_fps=2)["segments_per_video"].tolist() == [2]
+    assert built(uncut, video_fps=2)["segments_per_video"].tolist() == [2]
+    assert video_processor(uncut, video_fps=2, window_seconds=5)["segments_per_video"].tolist() == [4]  # per call
+
+    two_scenes = np.stack(list(colour_scenes([(200, 30, 30), (30, 30, 200)], 4.0, fps=10)))
+    video_processor.segmenter = "scenes"
+    assert video_processor(two_scenes, video_fps=10)["segments_per_video"].tolist() == [2]
+    video_processor.detector_min_content = 255.0  # no content change reaches it: no cut
+    assert video_processor(two_scenes, video_fps=10)["segments_per_video"].tolist() == [1]
+
+    video_processor.size = {"height": 32, "width": 32}
+    assert video_processor(uncut, video_fps=2)["pixel_values_videos"].shape[-2:] == (32, 32)
+    video_processor.do_normalize = False
+    assert video_processor(uncut, video_fps=2)["pixel_values_videos"].min() >= 0.0
+
+
+def test_decoded_arrays_without_frame_rate_or_channels_first(tiny):
+    _, processor = tiny
+    video_processor = processor.video_processor
+    frames = np.stack(list(colour_scenes([(200, 30, 30), (30, 30, 200)], 4.0, fps=1)))  # (8, 48, 64, 3)
+    # Without a frame rate the frames are taken as already sampled at 1 FPS: every frame is kept.
+    last = video_processor(frames)
+    assert int(last["frames_per_segment"].sum()) == 8
+    assert last["segment_times"].tolist() == [[0.0, 8.0]]
+    first = video_processor(frames.transpose(0, 3, 1, 2))
+    for name in last:
+        torch.testing.assert_close(first[name], last[name], rtol=0, atol=0)
+    assert int(video_processor(frames, video_fps=4)["frames_per_segment"].sum()) == 2  # 8 frames at 4 FPS: 2 s
+    with pytest.raises(ValueError, match="input_data_format"):
+        video_processor(np.zeros((4, 3, 10, 3), np.uint8))
+    explicit = video_processor(np.zeros((4, 3, 10, 3), np.uint8), input_data_format="channels_last")
+    assert explicit["pixel_values_videos"].shape == (4, 3, 56, 56)
+
+
+def test_video_settings_are_checked(tiny):
+    _, processor = tiny
+    assert SalovaVideoProcessor(scene_detection="fast").scene_detection == "fast"
+    with pytest.raises(ValueError, match="scene_detection must be one of"):
+        SalovaVideoProcessor(scene_detection="quick")
+    with pytest.raises(ValueError, match="segmenter must be one of"):
+        processor.video_processor(np.zeros((2, 8, 8, 3), np.uint8), segmenter="shots")
+    with pytest.raises(ValueError, match="size must be a square"):
+        SalovaVideoProcessor(size={"height": 32, "width": 48})
+    broken = copy.copy(processor)
+    broken.num_focus_segments = 0
+    with pytest.raises(ValueError, match="num_focus_segments must be a positive integer"):
+        broken(text=QUESTION, segments_per_video=[3])
+
+
+def test_text_inputs_for_a_stored_index_match_the_video_path(tiny, scene_video):
+    _, processor = tiny
+    from_video = processor(videos=str(scene_video), text=QUESTION)
+    from_count = processor(text=QUESTION, segments_per_video=[5])
+    assert set(from_count) == {"input_ids", "attention_mask", "query_input_ids", "query_attention_mask"}
+    for name in from_count:
+        assert torch.equal(from_count[name], from_video[name]), name
+    # Through the chat template: a video item without a source, and the segment count.
+    conversation = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": QUESTION}]}]
+    with_source = [
+        {"role": "user", "content": [{"type": "video", "path": str(scene_video)}, conversation[0]["content"][1]]}
+    ]
+    chat_count = processor.apply_chat_template(
+        conversation, tokenize=True, return_dict=True, processor_kwargs={"segments_per_video": [5]}
+    )
+    chat_video = processor.apply_chat_template(with_source, tokenize=True, return_dict=True)
+    for name in chat_count:
+        assert torch.equal(chat_count[name], chat_video[name]), name
+    with pytest.raises(ValueError, match="one positive count per text"):
+        processor(text=[QUESTION, QUESTION], segments_per_video=[5])
+
+
+def test_batched_greedy_generation_equals_each_row_alone(tiny, scene_video):
+    model, processor = tiny
+    short = np.stack(list(colour_scenes([(200, 30, 30), (30, 200, 30)], 4.0, fps=5)))
+    videos = [str(scene_video), short]
+    questions = [QUESTION, "What colour is the second scene of the video, and what shape moves in it?"]
+    batch = processor(videos=videos, text=questions, video_fps=5.0)
+    assert (batch["attention_mask"][:, -1] == 1).all() and (batch["attention_mask"][:, 0] == 0).any()  # left
+    pad = processor.tokenizer.pad_token_id
+    with torch.no_grad():
+        together = model.generate(**batch, max_new_tokens=6, do_sample=False)[:, batch["input_ids"].shape[1] :]
+        for row, (video, question) in enumerate(zip(videos, questions, strict=True)):
+            alone_inputs = processor(videos=[video], text=question, video_fps=5.0)
+            alone = model.generate(**alone_inputs, max_new_tokens=6, do_sample=False)[0]
+            alone = alone[alone_inputs["input_ids"].shape[1] :].tolist()
+            assert together[row, : len(alone)].tolist() == alone
+            assert (together[row, len(alone) :] == pad).all()
+
+
+V0_FIXTURE = REPO / "tests" / "fixtures" / "processor_v0"
+
+
+def test_processor_saved_before_the_video_processor_component_still_loads(tiny, tmp_path):
+    """`processor_v0` is the processor folder `salova build --variant tiny` wrote before the video processor was a
+    component (flat settings in processor_config.json); `expected_outputs.json` holds that code's outputs."""
+    _, processor = tiny
+    old = SalovaProcessor.from_pretrained(V0_FIXTURE)
+    assert "video_processor" not in json.loads((V0_FIXTURE / "processor_config.json").read_text())
+    expected = json.loads((V0_FIXTURE / "expected_outputs.json").read_text())
+    frames = np.stack(list(colour_scenes([(220, 40, 40), (40, 200, 60), (40, 70, 220)], 3.0, fps=10)))
+    inputs = old(videos=frames, video_fps=10, text=QUESTION)
+    assert inputs["input_ids"].tolist() == expected["input_ids"]
+    assert inputs["query_input_ids"].tolist() == expected["query_input_ids"]
+    assert inputs["frames_per_segment"].tolist() == expected["frames_per_segment"]
+    assert inputs["segment_times"].tolist() == expected["segment_times"]
+    pixels = inputs["pixel_values_videos"].double()
+    assert list(pixels.shape) == expected["pixel_shape"]
+    np.testing.assert_allclose(pixels.mean(dim=(1, 2, 3)), expected["pixel_frame_means"], rtol=0, atol=1e-6)
+    assert float((pixels**2).sum()) == pytest.approx(expected["pixel_sum_of_squares"], rel=1e-6)
+    # The same settings as a processor built now, and saved again in the new layout.
+    new = processor(videos=frames, video_fps=10, text=QUESTION)
+    for name in new:
+        assert torch.equal(inputs[name], new[name]), name
+    old.save_pretrained(tmp_path)
+    assert "video_processor" in json.loads((tmp_path / "processor_config.json").read_text())
+    again = SalovaProcessor.from_pretrained(tmp_path)(videos=frames, video_fps=10, text=QUESTION)
+    for name in new:
+        assert torch.equal(again[name], new[name]), name
+
+
+def test_saved_processor_keeps_types_auto_map_and_input_names(tiny, tmp_path):
+    _, processor = tiny
+    processor.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "processor_config.json").read_text())
+    assert saved["auto_map"] == {"AutoProcessor": "processing_salova.SalovaProcessor"}
+    video_class = saved["video_processor"]["auto_map"]["AutoVideoProcessor"]
+    assert video_class == "video_processing_salova.SalovaVideoProcessor"
+    reloaded = SalovaProcessor.from_pretrained(tmp_path)
+    assert reloaded.video_processor.image_mean == (0.5, 0.5, 0.5)  # a tuple again, not a list
+    assert reloaded.to_dict() == processor.to_dict()
+    assert reloaded.image_size == processor.image_size == 56
+    assert processor.model_input_names == [
+        "input_ids",
+        "attention_mask",
+        "query_input_ids",
+        "query_attention_mask",
+        "pixel_values_videos",
+        "frames_per_segment",
+        "segments_per_video",
+        "segment_times",
+    ]
+
+
+def test_prompt_longer_than_the_llm_positions_is_refused(tiny):
+    _, processor = tiny
+    assert processor.tokenizer.model_max_length == 16384  # the tiny LLM's position table
+    long_question = "what colour is the " * 5000
+    with pytest.raises(ValueError, match=r"Row 0: the prompt is \d+ tokens, more than the LLM's 16384 positions"):
+        processor(text=long_question, segments_per_video=[3])
