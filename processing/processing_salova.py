@@ -6,6 +6,8 @@ the SigLIP/CLIP text tokenizer of the router's query encoder. Each video's `<vid
 `num_latents · min(K, N_v) + N_v` tokens, the FocusFast layout of the model.
 """
 
+import json
+
 from transformers import BatchFeature
 from transformers.processing_utils import ProcessingKwargs, ProcessorMixin, Unpack
 from transformers.video_processing_utils import VideoProcessorMixin
@@ -238,13 +240,16 @@ class SalovaProcessor(ProcessorMixin):
         ]
         return [SalovaVideoProcessor.from_dict(video_settings, **kwargs), *tokenizers]
 
-    @classmethod
-    def from_args_and_dict(cls, args, processor_dict: dict, **kwargs):
-        loaded = super().from_args_and_dict(args, processor_dict, **kwargs)
-        # Keep where the remote code lives, so that a loaded processor saves (and compares) as it was saved.
-        if "auto_map" in processor_dict:
-            (loaded[0] if isinstance(loaded, tuple) else loaded).auto_map = processor_dict["auto_map"]
-        return loaded
+    def to_dict(self) -> dict:
+        # `auto_map` says where the remote code lives; save_pretrained writes it, but it is no setting of the
+        # processor: a processor compares equal whether it was loaded, saved or built from components.
+        return {key: value for key, value in super().to_dict().items() if key != "auto_map"}
+
+    def to_json_string(self) -> str:
+        settings = self.to_dict()
+        if getattr(self, "auto_map", None):
+            settings["auto_map"] = self.auto_map
+        return json.dumps(settings, indent=2, sort_keys=True) + "\n"
 
     def _multimodal_inputs_from_conversations(self, conversations, audio_loading_params, load_audio_from_video=False):
         """Per conversation, its one video (`"video"` items; an `"image"` item is a one-frame video) and its router

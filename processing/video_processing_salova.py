@@ -174,8 +174,13 @@ class SalovaVideoProcessor(VideoProcessorMixin, PilBackend):
         video = _channels_last(video, kwargs.get("input_data_format"))
         fps = self._setting("fps", kwargs.get("fps"))
         in_memory = isinstance(video, (np.ndarray, list, tuple)) and not _is_single_image(video)
-        if in_memory and (video_fps is None or not self._setting("do_sample_frames", kwargs.get("do_sample_frames"))):
+        sample = self._setting("do_sample_frames", kwargs.get("do_sample_frames"))
+        if in_memory and (video_fps is None or not sample):
             video_fps = fps  # decoded frames without a frame rate are taken as already sampled
+        elif not sample and not _is_single_image(video) and not isinstance(video, Image.Image):
+            raise ValueError(
+                "do_sample_frames=False keeps every frame of decoded frames; a video file is always sampled at fps."
+            )
         policy = self.segmentation_policy(**kwargs)
         detect = segment_boundaries is None and policy.segmenter == "scenes"
         decoded = decode_video(
@@ -215,6 +220,10 @@ class SalovaVideoProcessor(VideoProcessorMixin, PilBackend):
             valid_processor_keys=list(self.valid_kwargs.__annotations__) + ["return_tensors"],
         )
         kwargs = {name: value for name, value in kwargs.items() if value is not None}
+        if "num_frames" in kwargs:
+            raise ValueError(
+                "num_frames is not supported: SALOVA samples frames by time (fps) and the segment policy groups them."
+            )
         settings = {name: kwargs.get(name, getattr(self, name, None)) for name in self._valid_kwargs_names}
         settings = {**settings, **self._standardize_kwargs(**settings)}
         self._validate_preprocess_kwargs(**settings)
