@@ -221,6 +221,17 @@ def test_timestamps_are_hh_mm_ss_mmm():
     assert format_timestamp(-1) == "00:00:00.000"
 
 
+def test_segment_descriptions_show_milliseconds(tiny):
+    _, processor = tiny
+    frames = np.stack(list(colour_scenes([(200, 30, 30)], 4.0, fps=10)))
+    inputs = processor(videos=frames, video_fps=10, text=QUESTION, segment_boundaries=[[0.79]])
+    described = processor.describe_segments(inputs)[0]
+    assert [(d["start"], d["end"]) for d in described] == [
+        ("00:00:00.000", "00:00:00.790"),
+        ("00:00:00.790", "00:00:04.000"),
+    ]
+
+
 FRESH_PROCESS = BLOCK_REPO_IMPORTS + textwrap.dedent(
     """
     import torch
