@@ -16,6 +16,7 @@ import inspect
 
 import numpy as np
 import torch
+from huggingface_hub.dataclasses import validate_typed_dict
 from PIL import Image
 from transformers.image_processing_backends import PilBackend
 from transformers.image_processing_utils import BatchFeature
@@ -58,11 +59,11 @@ class SalovaVideoProcessorKwargs(VideosKwargs, total=False):
     segmenter: str
     max_frames_per_segment: int
     max_segments: int
-    window_seconds: float
+    window_seconds: int | float
     split_uncut_videos: bool
-    tiling_threshold_std: float
-    detector_threshold: float
-    detector_min_content: float
+    tiling_threshold_std: int | float
+    detector_threshold: int | float
+    detector_min_content: int | float
     detector_min_scene_len: int
     scene_detection: str
     max_frame_pixels: int
@@ -219,6 +220,7 @@ class SalovaVideoProcessor(VideoProcessorMixin, PilBackend):
             captured_kwargs=kwargs.keys(),
             valid_processor_keys=list(self.valid_kwargs.__annotations__) + ["return_tensors"],
         )
+        validate_typed_dict(self.valid_kwargs, kwargs)
         kwargs = {name: value for name, value in kwargs.items() if value is not None}
         if "num_frames" in kwargs:
             raise ValueError(

@@ -300,6 +300,12 @@ def test_video_settings_changed_after_creation_take_effect(tiny):
     assert video_processor(uncut, video_fps=2)["segments_per_video"].tolist() == [2]
     assert built(uncut, video_fps=2)["segments_per_video"].tolist() == [2]
     assert video_processor(uncut, video_fps=2, window_seconds=5)["segments_per_video"].tolist() == [4]  # per call
+    # Through the processor, as plain keywords or grouped for the video processor.
+    windows = processor(videos=uncut, video_fps=2, text=QUESTION, segmenter="fixed_windows", window_seconds=10)
+    grouped = processor(
+        videos=uncut, video_fps=2, text=QUESTION, videos_kwargs={"segmenter": "fixed_windows", "window_seconds": 5}
+    )
+    assert windows["segments_per_video"].tolist() == [2] and grouped["segments_per_video"].tolist() == [4]
 
     two_scenes = np.stack(list(colour_scenes([(200, 30, 30), (30, 30, 200)], 4.0, fps=10)))
     video_processor.segmenter = "scenes"
