@@ -185,7 +185,9 @@ class SalovaProcessor(ProcessorMixin):
         return_offsets = text_kwargs.pop(
             "return_text_replacement_offsets", output_kwargs.get("return_text_replacement_offsets")
         )
-        text_kwargs.pop("return_mm_token_type_ids", None)
+        return_mm_token_type_ids = text_kwargs.pop(
+            "return_mm_token_type_ids", output_kwargs.get("return_mm_token_type_ids")
+        )
         encoding = self.tokenizer(prompts, **text_kwargs)
         self._check_lengths(encoding["input_ids"], counts, truncated=bool(text_kwargs.get("truncation")))
         query_encoding = self.query_tokenizer(
@@ -195,6 +197,8 @@ class SalovaProcessor(ProcessorMixin):
         data.update(query_input_ids=query_encoding["input_ids"], query_attention_mask=query_encoding["attention_mask"])
         if return_offsets:
             data["text_replacement_offsets"] = replacement_offsets
+        if return_mm_token_type_ids:
+            data["mm_token_type_ids"] = self.create_mm_token_type_ids(encoding["input_ids"])
         return BatchFeature(data=data, tensor_type=return_tensors, skip_tensor_conversion=self.skip_tensor_conversion)
 
     def describe_segments(self, inputs: BatchFeature, router_scores=None, selected_segments=None) -> list[list[dict]]:

@@ -370,6 +370,8 @@ def test_text_inputs_for_a_stored_index_match_the_video_path(tiny, scene_video):
     chat_video = processor.apply_chat_template(with_source, tokenize=True, return_dict=True)
     for name in chat_count:
         assert torch.equal(chat_count[name], chat_video[name]), name
+    typed = processor(text=QUESTION, segments_per_video=[5], return_mm_token_type_ids=True)["mm_token_type_ids"]
+    assert torch.equal(typed == 2, from_count["input_ids"] == processor.video_token_id)  # 2: video tokens
     with pytest.raises(ValueError, match="one positive count per text"):
         processor(text=[QUESTION, QUESTION], segments_per_video=[5])
 
