@@ -152,7 +152,10 @@ class SalovaProcessor(ProcessorMixin):
             video_list = make_video_list(videos, video_fps)
             texts = [""] * len(video_list) if texts is None else texts
             if len(video_list) != len(texts):
-                raise ValueError(f"Got {len(video_list)} videos for {len(texts)} texts; pass one video per text.")
+                raise ValueError(
+                    f"The number of {self.video_token} tokens in the prompts should be the same as the number of "
+                    f"videos: one video per text, got {len(video_list)} videos for {len(texts)} texts."
+                )
             data.update(
                 self.video_processor(
                     video_list,
@@ -176,8 +179,9 @@ class SalovaProcessor(ProcessorMixin):
             prompts, replacement_offsets = texts, []
         else:
             prompts = [self._with_placeholder(prompt, row) for row, prompt in enumerate(texts)]
+            video_inputs = {"segments_per_video": counts}
             prompts, replacement_offsets = self.get_text_with_replacements(
-                prompts, videos_replacements=[self.video_token * self.num_video_tokens(n) for n in counts]
+                prompts, videos_replacements=[self.replace_video_token(video_inputs, row) for row in range(len(counts))]
             )
 
         text_kwargs = output_kwargs["text_kwargs"]
@@ -200,6 +204,10 @@ class SalovaProcessor(ProcessorMixin):
         if return_mm_token_type_ids:
             data["mm_token_type_ids"] = self.create_mm_token_type_ids(encoding["input_ids"])
         return BatchFeature(data=data, tensor_type=return_tensors, skip_tensor_conversion=self.skip_tensor_conversion)
+
+    def replace_video_token(self, video_inputs: dict, video_idx: int, **kwargs) -> str:
+        """The placeholder run of video `video_idx`: `num_latents · min(K, N_v) + N_v` video tokens."""
+        return self.video_token * self.num_video_tokens(int(video_inputs["segments_per_video"][video_idx]))
 
     def describe_segments(self, inputs: BatchFeature, router_scores=None, selected_segments=None) -> list[list[dict]]:
         """Per video, one dict per segment: `start`/`end` as `HH:MM:SS.mmm`, seconds, frames and, when given, the

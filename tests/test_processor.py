@@ -184,7 +184,7 @@ def test_real_clip_through_processor_and_model(tiny):
 
 def test_bad_text_inputs_are_named(tiny, scene_video):
     _, processor = tiny
-    with pytest.raises(ValueError, match="2 videos for 1 texts"):
+    with pytest.raises(ValueError, match="got 2 videos for 1 texts"):
         processor(videos=[str(scene_video), str(scene_video)], text=QUESTION)
     with pytest.raises(ValueError, match="holds 2 '<video>' placeholders"):
         processor(videos=str(scene_video), text="<video> <video> what?")
