@@ -37,6 +37,30 @@ LEGACY_VIDEO_SETTINGS = {
 }
 
 
+# Renders a message's content, a string or a list of items: a video (or image) item as its placeholder line, a
+# text item as its text. Templates written for string content call it in place of `message['content']`.
+CONTENT_MACRO = """{{%- macro render_content(content) -%}}
+{{%- if content is string -%}}{{{{ content }}}}{{%- else -%}}{{%- for item in content -%}}
+{{%- if item['type'] in ['video', 'image'] -%}}{{{{ {placeholder!r} }}}}
+{{%- elif item['type'] == 'text' -%}}{{{{ item['text'] }}}}{{%- endif -%}}
+{{%- endfor -%}}{{%- endif -%}}
+{{%- endmacro -%}}
+"""
+
+
+def with_list_content(template: str, video_token: str = "<video>") -> str:
+    """A chat template written for string message content (`message['content']`), made to render content lists
+    as well, the form `ProcessorMixin.apply_chat_template` passes on; a leading `bos_token` line stays first."""
+    if "render_content(" in template or "message['content']" not in template:
+        return template
+    head, body = ("", template)
+    if template.startswith("{{- bos_token -}}\n"):
+        head, body = template.split("\n", 1)
+        head += "\n"
+    macro = CONTENT_MACRO.format(placeholder=f"{video_token}\n")
+    return head + macro + body.replace("message['content']", "render_content(message['content'])")
+
+
 def format_timestamp(seconds: float) -> str:
     """`HH:MM:SS.mmm` of a time in seconds (rounded down to the millisecond)."""
     millis = max(0, int(round(seconds * 1000, 6)))
@@ -237,6 +261,18 @@ class SalovaProcessor(ProcessorMixin):
         return descriptions
 
     @classmethod
+    def from_args_and_dict(cls, args, processor_dict: dict, **kwargs):
+        if "video_processor" not in processor_dict and isinstance(processor_dict.get("chat_template"), str):
+            # Saved before the video processor was a component: its template expects string content, which the
+            # processor then flattened itself.
+            video_token = processor_dict.get("video_token", "<video>")
+            processor_dict = {
+                **processor_dict,
+                "chat_template": with_list_content(processor_dict["chat_template"], video_token),
+            }
+        return super().from_args_and_dict(args, processor_dict, **kwargs)
+
+    @classmethod
     def _get_arguments_from_pretrained(cls, pretrained_model_name_or_path, processor_dict=None, **kwargs):
         """The video processor from `processor_config.json` (or, for folders saved before it was a component,
         from the flat settings there), the two tokenizers from their files."""
@@ -342,4 +378,4 @@ def legacy_video_settings(processor_dict: dict) -> dict:
     return settings
 
 
-__all__ = ["SalovaProcessor", "SalovaProcessorKwargs", "format_timestamp"]
+__all__ = ["SalovaProcessor", "SalovaProcessorKwargs", "format_timestamp", "with_list_content"]

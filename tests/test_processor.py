@@ -418,6 +418,11 @@ def test_processor_saved_before_the_video_processor_component_still_loads(tiny, 
     new = processor(videos=frames, video_fps=10, text=QUESTION)
     for name in new:
         assert torch.equal(inputs[name], new[name]), name
+    # Its chat template was written for string content (the old processor flattened messages itself).
+    conversation = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": QUESTION}]}]
+    rendered = old.apply_chat_template(conversation, add_generation_prompt=True)
+    assert f"<|im_start|>user\n<video>\n{QUESTION}<|im_end|>" in rendered
+    assert rendered == processor.apply_chat_template(conversation, add_generation_prompt=True)
     old.save_pretrained(tmp_path)
     assert "video_processor" in json.loads((tmp_path / "processor_config.json").read_text())
     again = SalovaProcessor.from_pretrained(tmp_path)(videos=frames, video_fps=10, text=QUESTION)
