@@ -38,10 +38,12 @@ LEGACY_VIDEO_SETTINGS = {
 
 
 # Renders a message's content, a string or a list of items: a video (or image) item as its placeholder line, a
-# text item as its text. Templates written for string content call it in place of `message['content']`.
+# text item (or a plain string) as its text. Templates written for string content call it in place of
+# `message['content']`.
 CONTENT_MACRO = """{{%- macro render_content(content) -%}}
 {{%- if content is string -%}}{{{{ content }}}}{{%- else -%}}{{%- for item in content -%}}
-{{%- if item['type'] in ['video', 'image'] -%}}{{{{ {placeholder!r} }}}}
+{{%- if item is string -%}}{{{{ item }}}}
+{{%- elif item['type'] in ['video', 'image'] -%}}{{{{ {placeholder!r} }}}}
 {{%- elif item['type'] == 'text' -%}}{{{{ item['text'] }}}}{{%- endif -%}}
 {{%- endfor -%}}{{%- endif -%}}
 {{%- endmacro -%}}
@@ -308,7 +310,8 @@ class SalovaProcessor(ProcessorMixin):
             videos, query = [], ""
             for message in conversation:
                 content = message.get("content") or ""
-                items = [{"type": "text", "text": content}] if isinstance(content, str) else content
+                items = [content] if isinstance(content, str) else content
+                items = [{"type": "text", "text": item} if isinstance(item, str) else item for item in items]
                 for item in items:
                     if item.get("type") in ("video", "image"):
                         videos += [item[key] for key in VIDEO_ITEM_KEYS if key in item]

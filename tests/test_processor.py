@@ -137,6 +137,12 @@ def test_chat_template_per_llm_family(tiny, family):
         CONVERSATION, chat_template=load_chat_template(family), add_generation_prompt=True
     )
     assert rendered == EXPECTED_TEMPLATES[family]
+    # Plain strings among the content items are text.
+    strings = [CONVERSATION[0], {"role": "user", "content": [{"type": "video", "path": "clip.mp4"}, "What happens?"]}]
+    template = load_chat_template(family)
+    assert processor.apply_chat_template(strings, chat_template=template) == processor.apply_chat_template(
+        CONVERSATION[:2], chat_template=template
+    )
 
 
 def test_qwen_template_adds_the_default_system_turn_and_plain_template_is_video_then_caption(tiny):
