@@ -5,6 +5,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -527,3 +528,21 @@ def test_building_and_loading_print_no_special_token_warning(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "must be `None` or an integer within the vocabulary" not in result.stdout + result.stderr
+
+
+OLD_CHECKPOINT = Path(__file__).parent / "fixtures" / "tiny-checkpoint-5c1996c"
+
+
+def test_checkpoint_saved_before_the_conformance_changes_answers_the_same():
+    model, loading = SalovaForConditionalGeneration.from_pretrained(OLD_CHECKPOINT, output_loading_info=True)
+    assert not any(loading.values()), loading  # no missing, unexpected or mismatched weights
+    expected = json.loads((OLD_CHECKPOINT / "expected.json").read_text())
+    batch = make_batch(model.config, SEGMENTS, seed=0)
+    batch.pop("labels")
+    with torch.no_grad():
+        out = model.eval()(**batch)
+        tokens = model.generate(**batch, max_new_tokens=6, min_new_tokens=6, do_sample=False)
+    assert out.selected_segments.tolist() == expected["selected_segments"]
+    assert torch.allclose(out.router_scores, torch.tensor(expected["router_scores"]), atol=1e-5)
+    assert torch.allclose(out.logits[:, -1, :8], torch.tensor(expected["logits_last"]), atol=1e-4)
+    assert tokens[:, batch["input_ids"].shape[1] :].tolist() == expected["greedy_tokens"]
