@@ -743,9 +743,16 @@ class SalovaForConditionalGeneration(SalovaPreTrainedModel, GenerationMixin):
         )
 
     def generate(self, inputs: torch.Tensor | None = None, generation_config=None, **kwargs):
-        """`GenerationMixin.generate`, refusing a prompt whose `<video>` placeholders have no video."""
+        """`GenerationMixin.generate`, refusing a prompt whose `<video>` placeholders have no video.
+
+        Placeholders already in a given `past_key_values` were consumed with their video: only the tokens after
+        the cache need one.
+        """
         has_video = any(kwargs.get(name) is not None for name in ("pixel_values_videos", "video_latents"))
+        cache = kwargs.get("past_key_values")
+        cached = cache.get_seq_length() if isinstance(cache, Cache) else 0
         input_ids = inputs if inputs is not None else kwargs.get("input_ids")
+        input_ids = None if input_ids is None else input_ids[:, cached:]
         prompt = kwargs.get("inputs_embeds")
         if not has_video and self.config.video_token_id is not None and (input_ids is not None or prompt is not None):
             ids = input_ids if input_ids is not None and not torch.is_floating_point(input_ids) else None
