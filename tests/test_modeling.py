@@ -546,3 +546,12 @@ def test_checkpoint_saved_before_the_conformance_changes_answers_the_same():
     assert torch.allclose(out.router_scores, torch.tensor(expected["router_scores"]), atol=1e-5)
     assert torch.allclose(out.logits[:, -1, :8], torch.tensor(expected["logits_last"]), atol=1e-4)
     assert tokens[:, batch["input_ids"].shape[1] :].tolist() == expected["greedy_tokens"]
+
+
+def test_num_focus_segments_may_come_as_a_processor_tensor(tiny):
+    model, _ = tiny
+    batch = make_batch(model.config, SEGMENTS, num_focus_segments=2)
+    with torch.no_grad():
+        assert model(**batch, num_focus_segments=torch.tensor(2)).selected_segments.shape == (2, 2)
+    with pytest.raises(ValueError, match="num_focus_segments must be an integer >= 1"), torch.no_grad():
+        model(**batch, num_focus_segments=torch.tensor(0))
