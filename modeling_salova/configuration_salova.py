@@ -224,10 +224,16 @@ class SalovaConfig(PreTrainedConfig):
         """`K` of one call: the given value (checked), or `num_focus_segments` when None."""
         if num_focus_segments is None:
             return self.num_focus_segments
-        if hasattr(num_focus_segments, "ndim") and num_focus_segments.ndim == 0 and not num_focus_segments.is_floating_point():
+        if (
+            hasattr(num_focus_segments, "ndim")
+            and num_focus_segments.ndim == 0
+            and not num_focus_segments.is_floating_point()
+        ):
             num_focus_segments = int(num_focus_segments)  # a processor's BatchFeature holds it as a 0-d tensor
         if isinstance(num_focus_segments, bool) or not isinstance(num_focus_segments, int) or num_focus_segments < 1:
-            raise ValueError(f"num_focus_segments must be an integer >= 1 (or None for the config's), got {num_focus_segments!r}.")
+            raise ValueError(
+                f"num_focus_segments must be an integer >= 1 (or None for the config's), got {num_focus_segments!r}."
+            )
         return num_focus_segments
 
     def _check_settings(self):

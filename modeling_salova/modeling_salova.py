@@ -237,7 +237,10 @@ class SalovaModel(SalovaPreTrainedModel):
         self.language_model.set_input_embeddings(value)
 
     def encode_frames(
-        self, pixel_values: torch.Tensor, output_hidden_states: bool | None = None, output_attentions: bool | None = None
+        self,
+        pixel_values: torch.Tensor,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, BaseModelOutput]:
         """Frames `(F, 3, H, W)` -> pooled patch tokens `(F, P, d_v)`, frame summaries `(F, d_v)` and the tower's
         per-frame hidden states / attentions (None unless asked for).
@@ -557,7 +560,9 @@ class SalovaModel(SalovaPreTrainedModel):
             return features.last_hidden_state, features.pooler_output
         if video_latents is None or video_routing_tokens is None:
             given, absent = (
-                ("video_latents", "video_routing_tokens") if video_routing_tokens is None else ("video_routing_tokens", "video_latents")
+                ("video_latents", "video_routing_tokens")
+                if video_routing_tokens is None
+                else ("video_routing_tokens", "video_latents")
             )
             raise ValueError(f"{given} was given without {absent}: pass both, as get_video_features returns them.")
         num_segments, width = len(video_routing_tokens), self.config.hidden_width

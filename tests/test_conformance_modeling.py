@@ -10,9 +10,8 @@ import unittest
 
 import pytest
 import torch
-from transformers.models.auto import modeling_auto
-
 from salova.modeling import SalovaConfig, SalovaForConditionalGeneration, SalovaModel
+from transformers.models.auto import modeling_auto
 from transformers_common import import_common
 
 common = import_common("test_modeling_common")
