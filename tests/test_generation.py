@@ -110,3 +110,13 @@ def test_decoding_without_a_video_compiles_to_one_graph(tiny, prompt):
     text = {"input_ids": prompt["input_ids"], "attention_mask": prompt["attention_mask"], "use_cache": False}
     with torch.no_grad():
         assert torch.allclose(compiled(**text).logits, model(**text).logits, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_text_path_exports(tiny, prompt):
+    """torch.export of the forward a decoding step runs (no video): no data-dependent branch on the placeholders."""
+    model, _ = tiny
+    text = {"input_ids": prompt["input_ids"], "attention_mask": prompt["attention_mask"], "use_cache": False}
+    exported = torch.export.export(model, args=(), kwargs=text, strict=False)
+    with torch.no_grad():
+        assert torch.allclose(exported.module()(**text).logits, model(**text).logits, atol=1e-5)
