@@ -153,14 +153,23 @@ class SparseCutSearch:
         self._last_hsv: np.ndarray | None = None
         self._first_timecode: FrameTimecode | None = None
         self._threshold_met: list[FrameTimecode] = []
+        self._kept: list[tuple[FrameTimecode, np.ndarray]] = []
 
-    def process(self, frame: av.VideoFrame, timecode: FrameTimecode) -> None:
+    def key_frame_span(self, frame_duration: float) -> tuple[float, float]:
+        """`(before, after)` seconds around a key frame that hold the window of a cut placed on it."""
+        return (self.detector.window_width + 3) * frame_duration, (self.detector.window_width + 2) * frame_duration
+
+    def process(self, frame: av.VideoFrame, timecode: FrameTimecode, keep_image: bool = False) -> None:
+        """Scores the next decoded frame; `keep_image` keeps its detection image for `judge_kept_window` (frames
+        that were decoded in full runs, around key frames)."""
         hsv = self.detector.detection_image(frame)
         if self._first_timecode is None:
             self._first_timecode = timecode
         self._scores.append(content_score(self._last_hsv, hsv))
         self._times.append(timecode.seconds)
         self._last_hsv = hsv
+        if keep_image:
+            self._kept.append((timecode, hsv))
 
     def windows(self, frame_duration: float) -> list[tuple[float, float]]:
         """`(start, end)` seconds, merged where they overlap, of the frames to decode around each candidate."""
@@ -181,15 +190,30 @@ class SparseCutSearch:
                     spans.append((start, end))
         return spans
 
+    def judge_kept_window(self, start: float, end: float) -> bool:
+        """Judges the window from kept images when they cover it without a gap; returns whether they did."""
+        inside = [(timecode, hsv) for timecode, hsv in self._kept if start <= timecode.seconds <= end]
+        times = [timecode.seconds for timecode, _ in inside]
+        frame_duration = 1.0 / float(self._first_timecode.frame_rate)
+        covered = (
+            len(inside) > 0
+            and times[0] - start < frame_duration
+            and end - times[-1] < frame_duration
+            and all(later - earlier < 1.5 * frame_duration for earlier, later in zip(times, times[1:]))
+        )
+        if covered:
+            self._judge(inside)
+        return covered
+
     def add_window(self, frames: list[tuple[av.VideoFrame, FrameTimecode]]) -> None:
         """Every decoded frame of one window, in order: records the frames that meet the adaptive rule."""
+        self._judge([(timecode, self.detector.detection_image(frame)) for frame, timecode in frames])
+
+    def _judge(self, images: list[tuple[FrameTimecode, np.ndarray]]) -> None:
         detector = self.detector._adaptive_detector(min_scene_len=0)
-        previous = None
-        for frame, timecode in frames:
-            hsv = self.detector.detection_image(frame)
-            if previous is not None:  # the window's first frame only serves as the second one's predecessor
-                self._threshold_met += detector.process_frame(timecode, content_score(previous, hsv))
-            previous = hsv
+        for (_, previous), (timecode, hsv) in zip(images, images[1:]):
+            # The window's first frame only serves as the second one's predecessor.
+            self._threshold_met += detector.process_frame(timecode, content_score(previous, hsv))
 
     def finish(self) -> list[float]:
         """Cut times in seconds, with `min_scene_len` counted from the first frame and from each kept cut."""

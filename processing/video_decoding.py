@@ -7,6 +7,8 @@ correctly; display rotation is applied; frames are resized to the tower size ins
 flat whatever the video's length.
 """
 
+import bisect
+import collections
 import math
 import os
 from collections.abc import Iterator, Sequence
@@ -37,6 +39,9 @@ DETECTION_MODES = ("exact", "fast")
 SKIP_NON_REFERENCE = "NONREF"
 # Most consecutive non-reference frames expected (x264's longest B-frame run is 16).
 MAX_NON_REFERENCE_RUN = 16
+# Packets read ahead of the decoder in the fast mode: more than any reordering delay between decoding order and
+# presentation order, so that a key frame is known before the frames presented just before it are decoded.
+PACKET_LOOKAHEAD = 2 * MAX_NON_REFERENCE_RUN + 8
 
 
 @dataclass
@@ -169,19 +174,20 @@ def _sparse_pass(frames, frame_transform, sampling_fps, cut_detector, max_frame_
     bar = _progress_bar(frames, progress)
     search = SparseCutSearch(cut_detector) if cut_detector is not None else None
     sampler = _NearestFrameSampler(frame_transform, sampling_fps)
+    frame_duration = 1.0 / float(frames.frame_rate)
+    around_key_frames = search.key_frame_span(frame_duration) if search is not None else None
     count = 0
-    for frame, seconds, timecode in frames.reference_frames():
+    for frame, seconds, timecode, near_key_frame in frames.reference_frames(around_key_frames):
         if count == 0:
             _check_frame_size(frames.name, frame.width, frame.height, max_frame_pixels)
         count += 1
         if search is not None:
-            search.process(frame, timecode)
+            search.process(frame, timecode, keep_image=near_key_frame)
         if sampler.offer(frame, seconds):
             bar.update(round(seconds * float(frames.frame_rate)) - bar.n)
     bar.close()
     if count == 0:
         raise ValueError(f"{frames.name}: the video stream holds no decodable frame.")
-    frame_duration = 1.0 / float(frames.frame_rate)
     last_time = max(frames.last_packet_time, sampler.last_time)
     sampler.finish(last_time)
     # Between the last reference frame and the last frame lie at most a few non-reference frames.
@@ -194,9 +200,11 @@ def _sparse_pass(frames, frame_transform, sampling_fps, cut_detector, max_frame_
         )
     if search is not None:
         for start, end in search.windows(frame_duration):
-            window = [(frame, timecode) for frame, _, timecode in frames.all_frames_between(start, end)]
-            count += len(window)
-            search.add_window(window)
+            end = min(end, last_time)
+            if not search.judge_kept_window(start, end):
+                window = frames.all_frames_between(start, end)
+                count += len(window)
+                search.add_window([(frame, timecode) for frame, _, timecode in window])
     return DecodedVideo(
         name=frames.name,
         frames=np.stack(sampler.frames),
@@ -287,26 +295,57 @@ class _FileFrames:
             for frame in self._container.decode(self._stream):
                 yield self._timed(frame)
 
-    def reference_frames(self) -> Iterator[tuple[av.VideoFrame, float, object]]:
-        """The frames other frames reference (FFmpeg skips the rest), from the start; records the last frame's
-        time from the packets."""
+    def reference_frames(
+        self, around_key_frames: tuple[float, float] | None = None
+    ) -> Iterator[tuple[av.VideoFrame, float, object, bool]]:
+        """The frames other frames reference (FFmpeg skips the rest), from the start, each with its time, its
+        detector timecode and whether it lies around a key frame.
+
+        `around_key_frames=(before, after)` seconds: every frame that close to a key frame (bar the first) is
+        decoded too. Encoders start a key frame at most scene cuts, so this yields the full windows cut placement
+        needs there without a second decode; packets are read ahead so that the key frame is known before the
+        frames preceding it are decoded. Records the last frame's time (`last_packet_time`) from the packets.
+        """
         context = self._stream.codec_context
         context.skip_frame = SKIP_NON_REFERENCE
-        last_pts = None
+        time_base = self._stream.time_base
+        before, after = (round(seconds / time_base) for seconds in around_key_frames or (0.0, 0.0))
+        key_pts: list[int] = []  # pts of the key frames read so far, bar the first
+
+        def near_key_frame(pts) -> bool:
+            if around_key_frames is None or pts is None:
+                return False
+            position = bisect.bisect_left(key_pts, pts - after)
+            return position < len(key_pts) and key_pts[position] <= pts + before
+
+        def decode(packet):
+            context.skip_frame = "DEFAULT" if near_key_frame(packet.pts) else SKIP_NON_REFERENCE
+            for frame in packet.decode():
+                if frame.pts is None:
+                    raise ValueError(
+                        f"{self.name}: frames carry no timestamps, which the reference-frame decode needs; "
+                        'use detection_mode="exact".'
+                    )
+                yield *self._timed(frame), near_key_frame(frame.pts)
+
+        lookahead: collections.deque = collections.deque()
+        last_pts, first_key_seen = None, False
         with self._decoding_errors():
             for packet in self._container.demux(self._stream):
                 if packet.pts is not None:
                     last_pts = packet.pts if last_pts is None else max(last_pts, packet.pts)
-                for frame in packet.decode():
-                    if frame.pts is None:
-                        raise ValueError(
-                            f"{self.name}: frames carry no timestamps, which the reference-frame decode needs; "
-                            'use detection_mode="exact".'
-                        )
-                    yield self._timed(frame)
+                    if packet.is_keyframe:
+                        if first_key_seen:
+                            bisect.insort(key_pts, packet.pts)
+                        first_key_seen = True
+                lookahead.append(packet)
+                if len(lookahead) > PACKET_LOOKAHEAD:
+                    yield from decode(lookahead.popleft())
+            while lookahead:
+                yield from decode(lookahead.popleft())
         context.skip_frame = "DEFAULT"
         if last_pts is not None and self._first_pts is not None:
-            self.last_packet_time = float((last_pts - self._first_pts) * self._stream.time_base)
+            self.last_packet_time = float((last_pts - self._first_pts) * time_base)
 
     def all_frames_between(self, start: float, end: float) -> list[tuple[av.VideoFrame, float, object]]:
         """Every frame with a time in `[start, end]` seconds: seeks to a key frame before `start` and decodes only
