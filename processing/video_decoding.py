@@ -11,7 +11,7 @@ import bisect
 import collections
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -177,7 +177,9 @@ def _sparse_pass(frames, frame_transform, sampling_fps, cut_detector, max_frame_
     frame_duration = 1.0 / float(frames.frame_rate)
     around_key_frames = search.key_frame_span(frame_duration) if search is not None else None
     count = 0
-    for frame, seconds, timecode, near_key_frame in frames.reference_frames(around_key_frames):
+    # Without cuts to find, nothing before a key frame preceding the next sampling instant is needed.
+    next_needed = sampler.next_instant if search is None else None
+    for frame, seconds, timecode, near_key_frame in frames.reference_frames(around_key_frames, next_needed):
         if count == 0:
             _check_frame_size(frames.name, frame.width, frame.height, max_frame_pixels)
         count += 1
@@ -246,6 +248,9 @@ class _NearestFrameSampler:
         self.last_time = seconds
         return kept
 
+    def next_instant(self) -> float:
+        return self._next_instant
+
     def finish(self, last_frame_time: float) -> None:
         """Samples the last instant from the last offered frame when the video (`last_frame_time`, the time of its
         last frame, decoded or not) reaches that instant."""
@@ -296,14 +301,14 @@ class _FileFrames:
                 yield self._timed(frame)
 
     def reference_frames(
-        self, around_key_frames: tuple[float, float] | None = None
+        self, around_key_frames: tuple[float, float] | None = None, next_needed: Callable[[], float] | None = None
     ) -> Iterator[tuple[av.VideoFrame, float, object, bool]]:
         """The frames other frames reference (FFmpeg skips the rest), from the start, each with its time, its
         detector timecode and whether it lies around a key frame.
 
         `around_key_frames=(before, after)` seconds: every frame that close to a key frame (bar the first) is
         decoded too. Encoders start a key frame at most scene cuts, so this yields the full windows cut placement
-        needs there without a second decode; packets are read ahead so that the key frame is known before the
+        needs there without a second decoder; packets are read ahead so that the key frame is known before the
         frames preceding it are decoded. Records the last frame's time (`last_packet_time`) from the packets.
         """
         context = self._stream.codec_context
@@ -328,6 +333,13 @@ class _FileFrames:
                     )
                 yield *self._timed(frame), near_key_frame(frame.pts)
 
+        def skippable(packet) -> bool:
+            """A packet decoded before a key frame that lies ahead, at or before the next time needed."""
+            if next_needed is None or self._first_pts is None or packet.is_keyframe:
+                return False
+            needed_pts = self._first_pts + math.floor(next_needed() / time_base)
+            return any(ahead.is_keyframe and ahead.pts is not None and ahead.pts <= needed_pts for ahead in lookahead)
+
         lookahead: collections.deque = collections.deque()
         last_pts, first_key_seen = None, False
         with self._decoding_errors():
@@ -340,7 +352,9 @@ class _FileFrames:
                         first_key_seen = True
                 lookahead.append(packet)
                 if len(lookahead) > PACKET_LOOKAHEAD:
-                    yield from decode(lookahead.popleft())
+                    oldest = lookahead.popleft()
+                    if not skippable(oldest):
+                        yield from decode(oldest)
             while lookahead:
                 yield from decode(lookahead.popleft())
         context.skip_frame = "DEFAULT"
