@@ -94,7 +94,9 @@ def variants(path: Path, processor: SalovaProcessor, with_two_pass: bool) -> dic
     transform = processor.frame_transform
 
     def detector():
-        return SceneCutDetector(processor.detector_threshold, processor.detector_min_content, processor.detector_min_scene_len)
+        return SceneCutDetector(
+            processor.detector_threshold, processor.detector_min_content, processor.detector_min_scene_len
+        )
 
     calls = {
         "bare_decode": lambda: bare_decode(path),
@@ -127,7 +129,8 @@ def agreement(exact, other) -> dict:
     }
     if len(other.timestamps) == len(exact.timestamps):
         distance = np.abs(other.timestamps - exact.timestamps) / frame
-        row.update(sample_distance_frames_max=float(distance.max()), sample_distance_frames_mean=float(distance.mean()))
+        row["sample_distance_frames_max"] = round(float(distance.max()), 3)
+        row["sample_distance_frames_mean"] = round(float(distance.mean()), 3)
     else:
         row["sample_count_differs"] = [len(exact.timestamps), len(other.timestamps)]
     return row
@@ -171,7 +174,8 @@ def measure(path: Path, processor: SalovaProcessor, repeats: int, with_two_pass:
             "segments + tensors + tokens": round(median["processor"] - median["decode_detect"], 3),
         },
         "processor_over_bare_decode_each_repeat": [
-            round(processor_s / bare_s, 3) for processor_s, bare_s in zip(wall["processor"], wall["bare_decode"], strict=True)
+            round(processor_s / bare_s, 3)
+            for processor_s, bare_s in zip(wall["processor"], wall["bare_decode"], strict=True)
         ],
         "processor_realtime_factor": round(duration / median["processor"], 1),
         "fast_detect": agreement(outputs["decode_detect"], outputs["fast_detect"]),
@@ -211,7 +215,8 @@ def main():
         spread = row["processor_over_bare_decode_each_repeat"]
         print(
             f"{row['video']:<34} {row['resolution']:>9} {row['duration_s']:>6.1f} s  segments {row['segments']:>3}  "
-            f"bare {row['wall_s']['bare_decode']['median']:.2f} s  processor {row['wall_s']['processor']['median']:.2f} s"
+            f"bare {row['wall_s']['bare_decode']['median']:.2f} s  "
+            f"processor {row['wall_s']['processor']['median']:.2f} s"
             f"  | processor/bare {ratios['processor']:.2f}x (repeats {min(spread):.2f}-{max(spread):.2f}, "
             f"CPU {cpu_ratios['processor']:.2f}x)  fast/bare {ratios['fast_detect']:.2f}x (CPU "
             f"{cpu_ratios['fast_detect']:.2f}x)  reference sampling/bare {ratios['reference_sampling']:.2f}x (CPU "

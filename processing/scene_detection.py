@@ -179,8 +179,9 @@ class SparseCutSearch:
         for index in range(1, len(scores)):
             neighbours = np.r_[scores[max(1, index - width) : index], scores[index + 1 : index + 1 + width]]
             average = neighbours.mean() if len(neighbours) else 0.0
-            content_met = scores[index] >= self.candidate_fraction * self.detector.min_content_val
-            ratio_met = average < 1e-5 or scores[index] >= self.candidate_fraction * self.detector.adaptive_threshold * average
+            fraction = self.candidate_fraction
+            content_met = scores[index] >= fraction * self.detector.min_content_val
+            ratio_met = average < 1e-5 or scores[index] >= fraction * self.detector.adaptive_threshold * average
             if content_met and ratio_met:
                 start = self._times[index - 1] - (width + 1.5) * frame_duration
                 end = self._times[index] + (width + 0.5) * frame_duration
@@ -199,7 +200,7 @@ class SparseCutSearch:
             len(inside) > 0
             and times[0] - start < frame_duration
             and end - times[-1] < frame_duration
-            and all(later - earlier < 1.5 * frame_duration for earlier, later in zip(times, times[1:]))
+            and all(later - earlier < 1.5 * frame_duration for earlier, later in zip(times, times[1:], strict=False))
         )
         if covered:
             self._judge(inside)
@@ -211,7 +212,7 @@ class SparseCutSearch:
 
     def _judge(self, images: list[tuple[FrameTimecode, np.ndarray]]) -> None:
         detector = self.detector._adaptive_detector(min_scene_len=0)
-        for (_, previous), (timecode, hsv) in zip(images, images[1:]):
+        for (_, previous), (timecode, hsv) in zip(images, images[1:], strict=False):
             # The window's first frame only serves as the second one's predecessor.
             self._threshold_met += detector.process_frame(timecode, content_score(previous, hsv))
 

@@ -193,9 +193,12 @@ def _sparse_pass(frames, frame_transform, sampling_fps, cut_detector, max_frame_
     last_time = max(frames.last_packet_time, sampler.last_time)
     sampler.finish(last_time)
     # Between the last reference frame and the last frame lie at most a few non-reference frames.
-    if frames.expected_frames and sampler.last_time < (frames.expected_frames - 1) * frame_duration * (
-        1 - MISSING_FRAMES_TOLERANCE
-    ) - MAX_NON_REFERENCE_RUN * frame_duration:
+    if (
+        frames.expected_frames
+        and sampler.last_time
+        < (frames.expected_frames - 1) * frame_duration * (1 - MISSING_FRAMES_TOLERANCE)
+        - MAX_NON_REFERENCE_RUN * frame_duration
+    ):
         raise ValueError(
             f"{frames.name}: decoding stopped at {sampler.last_time:.2f} s of the {frames.expected_frames} frames "
             "the file declares; the file is truncated or corrupt."
@@ -236,8 +239,10 @@ class _NearestFrameSampler:
         if seconds + 1e-6 >= self._next_instant:
             previous = self._previous
             sampled_before = self.timestamps[-1] if self.timestamps else -math.inf
-            if previous is not None and previous[1] > sampled_before and (
-                self._next_instant - previous[1] < seconds - self._next_instant
+            if (
+                previous is not None
+                and previous[1] > sampled_before
+                and (self._next_instant - previous[1] < seconds - self._next_instant)
             ):
                 self._keep(*previous)
             else:
@@ -373,17 +378,19 @@ class _FileFrames:
             # Containers index key frames by decoding time, which runs ahead of presentation by the reorder delay.
             seek_pts = max(start_pts - margin, self._first_pts)
             self._container.seek(seek_pts, stream=self._stream, backward=True)
-            window, earliest = [], None
+            window, earliest = [], math.inf
             with self._decoding_errors():
                 for packet in self._container.demux(self._stream):
-                    context.skip_frame = "DEFAULT" if packet.pts is None or packet.pts >= start_pts else SKIP_NON_REFERENCE
+                    wanted = packet.pts is None or packet.pts >= start_pts
+                    context.skip_frame = "DEFAULT" if wanted else SKIP_NON_REFERENCE
                     frames = packet.decode()
-                    earliest = min([earliest, *(frame.pts for frame in frames)], key=lambda pts: math.inf if pts is None else pts)
+                    earliest = min([earliest, *(frame.pts for frame in frames)])
                     window += [self._timed(frame) for frame in frames if start_pts <= frame.pts <= end_pts]
                     if any(frame.pts > end_pts for frame in frames):
                         break
             context.skip_frame = "DEFAULT"
-            if earliest is None or earliest <= start_pts or seek_pts == self._first_pts:
+            # Landing after `start` (a key frame indexed too late) would leave the window's first frames out.
+            if earliest <= start_pts or seek_pts == self._first_pts:
                 return window
             margin *= 2
 
@@ -404,8 +411,7 @@ class _FileFrames:
             yield
         except av.error.FFmpegError as error:
             raise ValueError(
-                f"{self.name}: decoding failed after {self._index} frames; the file is truncated or corrupt "
-                f"({error})."
+                f"{self.name}: decoding failed after {self._index} frames; the file is truncated or corrupt ({error})."
             ) from error
 
     def __enter__(self):

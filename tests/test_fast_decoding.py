@@ -29,8 +29,11 @@ def _textured_scenes(scene_lengths, fps, size=(72, 96), seed=0):
     height, width = size
     for length in scene_lengths:
         coarse = rng.integers(0, 256, (6, 16, 3), dtype=np.uint8)
-        canvas = np.asarray(av.VideoFrame.from_ndarray(coarse, format="rgb24").reformat(
-            width=2 * width, height=height, format="rgb24", interpolation="BICUBIC").to_ndarray())
+        canvas = np.asarray(
+            av.VideoFrame.from_ndarray(coarse, format="rgb24")
+            .reformat(width=2 * width, height=height, format="rgb24", interpolation="BICUBIC")
+            .to_ndarray()
+        )
         for index in range(length):
             yield np.ascontiguousarray(canvas[:, index : index + width])
 
