@@ -123,9 +123,9 @@ def agreement(exact, other) -> dict:
 
     row = {
         "frames_decoded": other.num_decoded_frames,
-        "cuts_matched": sum(near(cut, other_cuts) for cut in exact_cuts),
-        "cuts_missed": sum(not near(cut, other_cuts) for cut in exact_cuts),
-        "cuts_added": sum(not near(cut, exact_cuts) for cut in other_cuts),
+        "cuts_matched": int(sum(near(cut, other_cuts) for cut in exact_cuts)),
+        "cuts_missed": int(sum(not near(cut, other_cuts) for cut in exact_cuts)),
+        "cuts_added": int(sum(not near(cut, exact_cuts) for cut in other_cuts)),
     }
     if len(other.timestamps) == len(exact.timestamps):
         distance = np.abs(other.timestamps - exact.timestamps) / frame
