@@ -187,6 +187,7 @@ def _sparse_pass(frames, frame_transform, sampling_fps, cut_detector, max_frame_
             search.process(frame, timecode, keep_image=near_key_frame)
         if sampler.offer(frame, seconds):
             bar.update(round(seconds * float(frames.frame_rate)) - bar.n)
+    bar.update((bar.total or bar.n) - bar.n)  # the frames skipped after the last decoded one
     bar.close()
     if count == 0:
         raise ValueError(f"{frames.name}: the video stream holds no decodable frame.")
