@@ -1,15 +1,26 @@
-"""Processor wall time against a bare decode (the floor) and against the two-pass way, side by side in one run.
+"""Processor wall time against a bare decode (the floor), by stage, with the fast modes, side by side in one run.
 
-For each video: (1) a bare PyAV decode of every frame, no conversion; (2) `SalovaProcessor(videos=..., text=...)`
-with the 7B settings (SigLIP 384: one decode pass, AdaptiveDetector cuts, 1 FPS frames, segments, tensors);
-(3) what a user would write otherwise: `scenedetect.detect(path, AdaptiveDetector())` and then a second PyAV pass
-that keeps one frame per second and resizes it with PIL. The three run interleaved, `--repeats` times, and the
-median of each is reported with the ratios and the processor's realtime factor (video seconds per wall second).
+For each video, interleaved `--repeats` times (median and spread reported, wall and CPU seconds):
+
+- `bare_decode`: a bare PyAV decode of every frame, no conversion (the floor);
+- `processor`: `SalovaProcessor(videos=..., text=...)` with the 7B settings (SigLIP 384: one decode pass,
+  AdaptiveDetector cuts, 1 FPS frames, segments, tensors);
+- the processor's stages, each run adding one to the previous: `decode_sample` (`decode_video` without cuts:
+  the decode loop, timestamps and the 1 FPS resize) and `decode_detect` (plus the AdaptiveDetector on every
+  frame); the processor adds segments, normalised tensors and tokens. The breakdown is the differences;
+- `fast_detect`: `decode_video(..., detection_mode="fast")`, the decode with cuts from reference frames placed on
+  the exact frame (the processor's `scene_detection="fast"`), with its cuts matched against the exact mode's
+  (within one frame; missed, added) and the distance of its 1 FPS frames from the exact ones;
+- `reference_sampling`: `decode_video(..., sample_reference_frames_only=True)`, what a segmenter without cuts
+  (`fixed_windows`) needs, with the same distances and the number of frames decoded;
+- `two_pass` (with `--two-pass`): `scenedetect.detect(path, AdaptiveDetector())` and a second PyAV pass keeping
+  one frame per second resized with PIL, what a user would write otherwise.
 
 The long video is made here (default 10 min of 1280x720 at 24 FPS, a cut every 4-20 s, textured panning scenes
 with a moving object) and cached in `benchmarks/results/`; the real clips come from `shared/data/real-videos/`.
+CPU seconds (all threads) tell more than wall seconds when other work shares the machine.
 
-    python benchmarks/processor_speed.py [--minutes 10] [--repeats 3]
+    python benchmarks/processor_speed.py [--minutes 10] [--repeats 5] [--two-pass]
 """
 
 import argparse
@@ -23,7 +34,7 @@ import numpy as np
 import scenedetect
 from PIL import Image
 from salova.hub_configs import build_tiny_tokenizer
-from salova.processing import SalovaProcessor, SalovaVideoProcessor
+from salova.processing import SalovaProcessor, SalovaVideoProcessor, decode_video
 
 from salova.video_writer import write_video
 
@@ -72,48 +83,119 @@ def two_pass(path: Path, size: int) -> int:
     return len(kept)
 
 
+QUESTION = "When does the box turn red?"
+
+
 def make_processor(size: int = 384) -> SalovaProcessor:
     tokenizer = build_tiny_tokenizer()
     query_tokenizer = build_tiny_tokenizer(with_video_token=False)
     return SalovaProcessor(SalovaVideoProcessor(size={"height": size, "width": size}), tokenizer, query_tokenizer)
 
 
-def measure(path: Path, processor: SalovaProcessor, repeats: int) -> dict:
+def variants(path: Path, processor: SalovaProcessor, with_two_pass: bool) -> dict:
+    """Name -> a call returning what it produced, in the order they run within one repeat."""
+    video_processor = processor.video_processor
+    transform = video_processor.frame_transform()
+    detector = video_processor.cut_detector
+
+    calls = {
+        "bare_decode": lambda: bare_decode(path),
+        "processor": lambda: processor(videos=str(path), text=QUESTION, progress=False),
+        "processor_fast": lambda: processor(videos=str(path), text=QUESTION, scene_detection="fast", progress=False),
+        "decode_sample": lambda: decode_video(path, transform, progress=False),
+        "decode_detect": lambda: decode_video(path, transform, cut_detector=detector(), progress=False),
+        "fast_detect": lambda: decode_video(
+            path, transform, cut_detector=detector(), detection_mode="fast", progress=False
+        ),
+        "reference_sampling": lambda: decode_video(path, transform, sample_reference_frames_only=True, progress=False),
+    }
+    if with_two_pass:
+        calls["two_pass"] = lambda: two_pass(path, video_processor.size["height"])
+    return calls
+
+
+def agreement(exact, other) -> dict:
+    """Cuts of `other` matched within one frame to the exact mode's, and its 1 FPS frames' distance in frames."""
+    frame = 1.0 / exact.frame_rate
+    exact_cuts, other_cuts = np.asarray(exact.cut_times), np.asarray(other.cut_times)
+
+    def near(cut, cuts):
+        return bool(len(cuts)) and np.abs(cuts - cut).min() <= frame + 1e-6
+
+    row = {
+        "frames_decoded": other.num_decoded_frames,
+        "cuts_matched": int(sum(near(cut, other_cuts) for cut in exact_cuts)),
+        "cuts_missed": int(sum(not near(cut, other_cuts) for cut in exact_cuts)),
+        "cuts_added": int(sum(not near(cut, exact_cuts) for cut in other_cuts)),
+    }
+    if len(other.timestamps) == len(exact.timestamps):
+        distance = np.abs(other.timestamps - exact.timestamps) / frame
+        row["sample_distance_frames_max"] = round(float(distance.max()), 3)
+        row["sample_distance_frames_mean"] = round(float(distance.mean()), 3)
+    else:
+        row["sample_count_differs"] = [len(exact.timestamps), len(other.timestamps)]
+    return row
+
+
+def measure(path: Path, processor: SalovaProcessor, repeats: int, with_two_pass: bool) -> dict:
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         duration = float(stream.frames / stream.average_rate) if stream.frames else float(container.duration / 1e6)
-        width, height = stream.codec_context.width, stream.codec_context.height
-    timings = {"bare_decode": [], "processor": [], "two_pass": []}
-    segments = None
+        width, height, frames = stream.codec_context.width, stream.codec_context.height, stream.frames
+        b_frames = bool(stream.codec_context.has_b_frames)
+    calls = variants(path, processor, with_two_pass)
+    wall = {name: [] for name in calls}
+    cpu = {name: [] for name in calls}
+    outputs = {}
     for _ in range(repeats):
-        for name in timings:
-            start = time.perf_counter()
-            if name == "bare_decode":
-                bare_decode(path)
-            elif name == "processor":
-                inputs = processor(videos=str(path), text="When does the box turn red?", progress=False)
-                segments = int(inputs["segments_per_video"][0])
-            else:
-                two_pass(path, processor.image_size)
-            timings[name].append(time.perf_counter() - start)
-    median = {name: statistics.median(values) for name, values in timings.items()}
-    return {
+        for name, call in calls.items():
+            start_wall, start_cpu = time.perf_counter(), time.process_time()
+            outputs[name] = call()
+            wall[name].append(time.perf_counter() - start_wall)
+            cpu[name].append(time.process_time() - start_cpu)
+    median = {name: statistics.median(values) for name, values in wall.items()}
+    median_cpu = {name: statistics.median(values) for name, values in cpu.items()}
+    bare, bare_cpu = median["bare_decode"], median_cpu["bare_decode"]
+    row = {
         "video": path.name,
         "resolution": f"{width}x{height}",
+        "frames": frames,
+        "b_frames": b_frames,
         "duration_s": round(duration, 2),
-        "segments": segments,
-        **{f"{name}_s": round(value, 3) for name, value in median.items()},
-        "processor_over_bare_decode": round(median["processor"] / median["bare_decode"], 3),
-        "processor_over_two_pass": round(median["processor"] / median["two_pass"], 3),
+        "segments": int(outputs["processor"]["segments_per_video"][0]),
+        "repeats": repeats,
+        "wall_s": {name: _summary(values) for name, values in wall.items()},
+        "cpu_s": {name: _summary(values) for name, values in cpu.items()},
+        "over_bare_decode": {name: round(value / bare, 3) for name, value in median.items()},
+        "cpu_over_bare_decode": {name: round(value / bare_cpu, 3) for name, value in median_cpu.items()},
+        "processor_stages_s": {
+            "decode (bare)": round(bare, 3),
+            "decode loop + 1 FPS resize": round(median["decode_sample"] - bare, 3),
+            "scene detection": round(median["decode_detect"] - median["decode_sample"], 3),
+            "segments + tensors + tokens": round(median["processor"] - median["decode_detect"], 3),
+        },
+        "processor_over_bare_decode_each_repeat": [
+            round(processor_s / bare_s, 3)
+            for processor_s, bare_s in zip(wall["processor"], wall["bare_decode"], strict=True)
+        ],
         "processor_realtime_factor": round(duration / median["processor"], 1),
+        "fast_detect": agreement(outputs["decode_detect"], outputs["fast_detect"]),
+        "reference_sampling": agreement(outputs["decode_sample"], outputs["reference_sampling"]),
     }
+    return row
+
+
+def _summary(values: list[float]) -> dict:
+    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3), "max": round(max(values), 3)}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--fps", type=int, default=24)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--two-pass", action="store_true", help="also time scenedetect + a second sampling pass")
+    parser.add_argument("--output", type=Path, default=RESULTS / "processor_speed.json")
     args = parser.parse_args()
     av.logging.set_level(av.logging.ERROR)
     RESULTS.mkdir(exist_ok=True)
@@ -121,22 +203,31 @@ def main():
     long_video = RESULTS / f"long_{args.minutes:g}min_1280x720_{args.fps}fps.mp4"
     if not long_video.exists():
         print(f"writing {long_video.name} ...", flush=True)
-        write_video(long_video, long_video_frames(args.minutes, args.fps, 1280, 720), fps=args.fps, crf=26)
+        partial = long_video.with_suffix(".partial.mp4")
+        write_video(partial, long_video_frames(args.minutes, args.fps, 1280, 720), fps=args.fps, crf=26)
+        partial.rename(long_video)
     videos = [long_video] + sorted(REAL_VIDEOS.glob("*.mp4"))
     processor = make_processor()
     rows = []
     for path in videos:
-        row = measure(path, processor, args.repeats)
+        row = measure(path, processor, args.repeats, args.two_pass)
         rows.append(row)
+        ratios, cpu_ratios = row["over_bare_decode"], row["cpu_over_bare_decode"]
+        spread = row["processor_over_bare_decode_each_repeat"]
         print(
-            f"{row['video']:<36} {row['resolution']:>9} {row['duration_s']:>7.1f} s  segments {row['segments']:>3}  "
-            f"bare {row['bare_decode_s']:.2f} s  processor {row['processor_s']:.2f} s  "
-            f"two-pass {row['two_pass_s']:.2f} s"
-            f"  | processor/bare {row['processor_over_bare_decode']:.2f}x  processor/two-pass "
-            f"{row['processor_over_two_pass']:.2f}x  realtime {row['processor_realtime_factor']:.0f}x",
+            f"{row['video']:<34} {row['resolution']:>9} {row['duration_s']:>6.1f} s  segments {row['segments']:>3}  "
+            f"bare {row['wall_s']['bare_decode']['median']:.2f} s  "
+            f"processor {row['wall_s']['processor']['median']:.2f} s"
+            f"  | processor/bare {ratios['processor']:.2f}x (repeats {min(spread):.2f}-{max(spread):.2f}, "
+            f"CPU {cpu_ratios['processor']:.2f}x)  fast/bare {ratios['fast_detect']:.2f}x (CPU "
+            f"{cpu_ratios['fast_detect']:.2f}x)  reference sampling/bare {ratios['reference_sampling']:.2f}x (CPU "
+            f"{cpu_ratios['reference_sampling']:.2f}x)",
             flush=True,
         )
-    (RESULTS / "processor_speed.json").write_text(json.dumps(rows, indent=2) + "\n")
+        print(f"    stages (s): {row['processor_stages_s']}", flush=True)
+        print(f"    fast detection: {row['fast_detect']}", flush=True)
+        print(f"    reference sampling: {row['reference_sampling']}", flush=True)
+    args.output.write_text(json.dumps(rows, indent=2) + "\n")
 
 
 if __name__ == "__main__":

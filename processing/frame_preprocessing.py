@@ -5,10 +5,11 @@ frame longer than one step of the decode loop. Frames already in memory go throu
 video gives the same pixels whether it is passed as a file or as decoded frames.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 RESIZE_MODES = ("squash", "shortest_edge_crop")
 
@@ -26,11 +27,16 @@ TOWER_PRESETS = {
 
 @dataclass(frozen=True)
 class FrameTransform:
-    """Resizes one frame to `size × size` RGB the way the tower family expects, applying display rotation."""
+    """Resizes one frame to `size × size` RGB the way the tower family expects, applying display rotation.
+
+    One instance serves one decode loop: it keeps its scaler, which `VideoFrame.reformat` would build anew for
+    every frame; it is not to be shared between threads.
+    """
 
     size: int
     resize_mode: str = "squash"
     interpolation: str = "BICUBIC"
+    _scaler: VideoReformatter = field(default_factory=VideoReformatter, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if self.resize_mode not in RESIZE_MODES:
@@ -50,8 +56,8 @@ class FrameTransform:
             shortest = min(frame.width, frame.height)
             width = max(self.size, round(frame.width * self.size / shortest))
             height = max(self.size, round(frame.height * self.size / shortest))
-        pixels = frame.reformat(
-            width=width, height=height, format="rgb24", interpolation=self.interpolation
+        pixels = self._scaler.reformat(
+            frame, width=width, height=height, format="rgb24", interpolation=self.interpolation
         ).to_ndarray()
         pixels = np.rot90(pixels, k=quarter_turns)
         if self.resize_mode == "shortest_edge_crop":

@@ -7,10 +7,12 @@ correctly; display rotation is applied; frames are resized to the tower size ins
 flat whatever the video's length.
 """
 
+import bisect
+import collections
 import math
 import os
-from collections.abc import Iterator, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -22,7 +24,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .frame_preprocessing import FrameTransform
-from .scene_detection import DetectionThread, SceneCutDetector
+from .scene_detection import DetectionThread, SceneCutDetector, SparseCutSearch
 
 VideoInput = str | os.PathLike | BinaryIO | np.ndarray | Image.Image | Sequence[Image.Image]
 
@@ -32,6 +34,14 @@ DEFAULT_MAX_FRAME_PIXELS = 64 * 1024 * 1024
 MISSING_FRAMES_TOLERANCE = 0.01
 # Decoding shows a progress bar from this many frames on (about 10 minutes at 25 FPS).
 PROGRESS_MIN_FRAMES = 15_000
+DETECTION_MODES = ("exact", "fast")
+# FFmpeg's name for discarding the frames no other frame references (B-frames, bar those of a B-pyramid).
+SKIP_NON_REFERENCE = "NONREF"
+# Most consecutive non-reference frames expected (x264's longest B-frame run is 16).
+MAX_NON_REFERENCE_RUN = 16
+# Packets read ahead of the decoder in the fast mode: more than any reordering delay between decoding order and
+# presentation order, so that a key frame is known before the frames presented just before it are decoded.
+PACKET_LOOKAHEAD = 2 * MAX_NON_REFERENCE_RUN + 8
 
 
 @dataclass
@@ -75,15 +85,37 @@ def decode_video(
     video_fps: float | None = None,
     max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS,
     progress: bool | None = None,
+    detection_mode: str = "exact",
+    sample_reference_frames_only: bool = False,
 ) -> DecodedVideo:
     """Decodes `source` once: feeds every frame to `cut_detector` and keeps the first frame of each
     `1 / sampling_fps` seconds, resized by `frame_transform`.
 
     `video_fps` is the frame rate of in-memory frames (ignored for files). `progress=None` shows a bar for long
-    videos only. Raises `FileNotFoundError` or `ValueError` naming the input and what is wrong with it.
+    videos only.
+
+    `detection_mode="fast"` (files, with a `cut_detector`) decodes only the reference frames (FFmpeg skips the
+    others), finds candidate cuts on them and decodes every frame of a short window around each candidate to
+    place the cut on the exact frame with the detector's own scores and rule (see `SparseCutSearch`). Each 1 FPS
+    frame is then the decoded frame nearest to its instant, which can lie a few frames from the one
+    `"exact"` keeps (as far as the longest run of non-reference frames, about half of it on average).
+
+    `sample_reference_frames_only=True` is for callers that need no cuts (no `cut_detector`; e.g. fixed-length
+    segments): only the reference frames are decoded, and the 1 FPS frames are the decoded frames nearest to
+    their instants, as in the fast mode. In-memory frames and images are always handled exactly.
+
+    `num_decoded_frames` counts the frames the decoder returned (all of them in the exact mode). Raises
+    `FileNotFoundError`, `IsADirectoryError` or `ValueError` naming the input and what is wrong with it.
     """
     if sampling_fps <= 0:
         raise ValueError(f"sampling_fps must be positive, got {sampling_fps}.")
+    if detection_mode not in DETECTION_MODES:
+        raise ValueError(f"detection_mode must be one of {DETECTION_MODES}, got {detection_mode!r}.")
+    if sample_reference_frames_only and cut_detector is not None:
+        raise ValueError(
+            "sample_reference_frames_only=True decodes too few frames for cut detection; pass cut_detector=None, "
+            'or detection_mode="fast" to detect cuts on the reference frames.'
+        )
     name = describe_source(source)
     if _is_image(source):
         frame = av.VideoFrame.from_ndarray(_rgb_array(source, name), format="rgb24")
@@ -91,12 +123,14 @@ def decode_video(
         return DecodedVideo(name, frame_transform(frame)[None], np.zeros(1), 1.0 / sampling_fps, 0.0, 1, is_image=True)
     with _open_frames(source, name, video_fps) as frames:
         _check_frame_size(name, frames.width, frames.height, max_frame_pixels)
+        sparse = frames.from_file and (sample_reference_frames_only or (detection_mode == "fast" and cut_detector))
+        if sparse:
+            return _sparse_pass(frames, frame_transform, sampling_fps, cut_detector, max_frame_pixels, progress)
         return _decode_pass(frames, frame_transform, sampling_fps, cut_detector, max_frame_pixels, progress)
 
 
 def _decode_pass(frames, frame_transform, sampling_fps, cut_detector, max_frame_pixels, progress) -> DecodedVideo:
-    show_progress = progress if progress is not None else (frames.expected_frames or 0) >= PROGRESS_MIN_FRAMES
-    bar = tqdm(total=frames.expected_frames, unit="frame", desc=f"decoding {frames.name}", disable=not show_progress)
+    bar = _progress_bar(frames, progress)
     sampled, timestamps = [], []
     next_sample_time, last_time, count, reported = 0.0, 0.0, 0, 0
     with DetectionThread(cut_detector) if cut_detector is not None else nullcontext() as detection:
@@ -135,6 +169,111 @@ def _decode_pass(frames, frame_transform, sampling_fps, cut_detector, max_frame_
     )
 
 
+def _sparse_pass(frames, frame_transform, sampling_fps, cut_detector, max_frame_pixels, progress) -> DecodedVideo:
+    """Reference frames only: the 1 FPS frames from them, and cuts placed by `SparseCutSearch` when detecting."""
+    bar = _progress_bar(frames, progress)
+    search = SparseCutSearch(cut_detector) if cut_detector is not None else None
+    sampler = _NearestFrameSampler(frame_transform, sampling_fps)
+    frame_duration = 1.0 / float(frames.frame_rate)
+    around_key_frames = search.key_frame_span(frame_duration) if search is not None else None
+    count = 0
+    # Without cuts to find, nothing before a key frame preceding the next sampling instant is needed.
+    next_needed = sampler.next_instant if search is None else None
+    for frame, seconds, timecode, near_key_frame in frames.reference_frames(around_key_frames, next_needed):
+        if count == 0:
+            _check_frame_size(frames.name, frame.width, frame.height, max_frame_pixels)
+        count += 1
+        if search is not None:
+            search.process(frame, timecode, keep_image=near_key_frame)
+        if sampler.offer(frame, seconds):
+            bar.update(round(seconds * float(frames.frame_rate)) - bar.n)
+    bar.update((bar.total or bar.n) - bar.n)  # the frames skipped after the last decoded one
+    bar.close()
+    if count == 0:
+        raise ValueError(f"{frames.name}: the video stream holds no decodable frame.")
+    last_time = max(frames.last_packet_time, sampler.last_time)
+    sampler.finish(last_time)
+    # Between the last reference frame and the last frame lie at most a few non-reference frames.
+    if (
+        frames.expected_frames
+        and sampler.last_time
+        < (frames.expected_frames - 1) * frame_duration * (1 - MISSING_FRAMES_TOLERANCE)
+        - MAX_NON_REFERENCE_RUN * frame_duration
+    ):
+        raise ValueError(
+            f"{frames.name}: decoding stopped at {sampler.last_time:.2f} s of the {frames.expected_frames} frames "
+            "the file declares; the file is truncated or corrupt."
+        )
+    if search is not None:
+        for start, end in search.windows(frame_duration):
+            end = min(end, last_time)
+            if not search.judge_kept_window(start, end):
+                window = frames.all_frames_between(start, end)
+                count += len(window)
+                search.add_window([(frame, timecode) for frame, _, timecode in window])
+    return DecodedVideo(
+        name=frames.name,
+        frames=np.stack(sampler.frames),
+        timestamps=np.asarray(sampler.timestamps, dtype=np.float64),
+        duration=last_time + frame_duration,
+        frame_rate=float(frames.frame_rate),
+        num_decoded_frames=count,
+        cut_times=search.finish() if search is not None else [],
+    )
+
+
+class _NearestFrameSampler:
+    """Keeps, for each sampling instant `k / fps`, the offered frame nearest to it (each frame at most once)."""
+
+    def __init__(self, frame_transform: FrameTransform, sampling_fps: float):
+        self.frame_transform = frame_transform
+        self.sampling_fps = sampling_fps
+        self.frames: list[np.ndarray] = []
+        self.timestamps: list[float] = []
+        self.last_time = 0.0
+        self._next_instant = 0.0
+        self._previous: tuple[av.VideoFrame, float] | None = None
+
+    def offer(self, frame: av.VideoFrame, seconds: float) -> bool:
+        """Returns whether a frame was kept."""
+        kept = False
+        if seconds + 1e-6 >= self._next_instant:
+            previous = self._previous
+            sampled_before = self.timestamps[-1] if self.timestamps else -math.inf
+            if (
+                previous is not None
+                and previous[1] > sampled_before
+                and (self._next_instant - previous[1] < seconds - self._next_instant)
+            ):
+                self._keep(*previous)
+            else:
+                self._keep(frame, seconds)
+            self._next_instant = (math.floor(seconds * self.sampling_fps + 1e-6) + 1) / self.sampling_fps
+            kept = True
+        self._previous = (frame, seconds)
+        self.last_time = seconds
+        return kept
+
+    def next_instant(self) -> float:
+        return self._next_instant
+
+    def finish(self, last_frame_time: float) -> None:
+        """Samples the last instant from the last offered frame when the video (`last_frame_time`, the time of its
+        last frame, decoded or not) reaches that instant."""
+        frame, seconds = self._previous
+        if seconds > self.timestamps[-1] and self._next_instant <= last_frame_time + 1e-6:
+            self._keep(frame, seconds)
+
+    def _keep(self, frame: av.VideoFrame, seconds: float) -> None:
+        self.frames.append(self.frame_transform(frame, frame.rotation))
+        self.timestamps.append(seconds)
+
+
+def _progress_bar(frames, progress: bool | None) -> tqdm:
+    show_progress = progress if progress is not None else (frames.expected_frames or 0) >= PROGRESS_MIN_FRAMES
+    return tqdm(total=frames.expected_frames, unit="frame", desc=f"decoding {frames.name}", disable=not show_progress)
+
+
 class _FileFrames:
     """Frames of a video file, in presentation order, with times from the first frame."""
 
@@ -142,10 +281,9 @@ class _FileFrames:
 
     def __init__(self, source, name: str):
         self.name = name
-        if isinstance(source, (str, os.PathLike)) and not Path(source).is_file():
-            raise FileNotFoundError(f"Video file not found: {name}")
+        source = _checked_file_source(source, name)
         try:
-            self._container = av.open(source if not isinstance(source, os.PathLike) else os.fspath(source))
+            self._container = av.open(source)
         except (av.error.FFmpegError, UnicodeDecodeError) as error:
             raise ValueError(f"{name}: not a readable video file ({error}).") from error
         if not self._container.streams.video:
@@ -158,25 +296,123 @@ class _FileFrames:
         self.width, self.height = context.width, context.height
         self.frame_rate = Fraction(self._stream.average_rate or self._stream.guessed_rate or 25)
         self.expected_frames = self._stream.frames or None
+        self.last_packet_time = 0.0
+        self._first_pts: int | None = None
+        self._index = 0
 
     def __iter__(self) -> Iterator[tuple[av.VideoFrame, float, object]]:
-        first_pts, index, seconds = None, 0, 0.0
-        try:
+        """Every frame, with its time in seconds and its detector timecode."""
+        with self._decoding_errors():
             for frame in self._container.decode(self._stream):
+                yield self._timed(frame)
+
+    def reference_frames(
+        self, around_key_frames: tuple[float, float] | None = None, next_needed: Callable[[], float] | None = None
+    ) -> Iterator[tuple[av.VideoFrame, float, object, bool]]:
+        """The frames other frames reference (FFmpeg skips the rest), from the start, each with its time, its
+        detector timecode and whether it lies around a key frame.
+
+        `around_key_frames=(before, after)` seconds: every frame that close to a key frame (bar the first) is
+        decoded too. Encoders start a key frame at most scene cuts, so this yields the full windows cut placement
+        needs there without a second decoder; packets are read ahead so that the key frame is known before the
+        frames preceding it are decoded. Records the last frame's time (`last_packet_time`) from the packets.
+        """
+        context = self._stream.codec_context
+        context.skip_frame = SKIP_NON_REFERENCE
+        time_base = self._stream.time_base
+        before, after = (round(seconds / time_base) for seconds in around_key_frames or (0.0, 0.0))
+        key_pts: list[int] = []  # pts of the key frames read so far, bar the first
+
+        def near_key_frame(pts) -> bool:
+            if around_key_frames is None or pts is None:
+                return False
+            position = bisect.bisect_left(key_pts, pts - after)
+            return position < len(key_pts) and key_pts[position] <= pts + before
+
+        def decode(packet):
+            context.skip_frame = "DEFAULT" if near_key_frame(packet.pts) else SKIP_NON_REFERENCE
+            for frame in packet.decode():
                 if frame.pts is None:
-                    seconds = index / float(self.frame_rate)
-                    timecode = SceneCutDetector.timecode(index, None, None, self.frame_rate)
-                else:
-                    first_pts = frame.pts if first_pts is None else first_pts
-                    time_base = Fraction(frame.time_base)
-                    seconds = float((frame.pts - first_pts) * time_base)
-                    timecode = SceneCutDetector.timecode(index, frame.pts - first_pts, time_base, self.frame_rate)
-                yield frame, seconds, timecode
-                index += 1
+                    raise ValueError(
+                        f"{self.name}: frames carry no timestamps, which the reference-frame decode needs; "
+                        'use detection_mode="exact".'
+                    )
+                yield *self._timed(frame), near_key_frame(frame.pts)
+
+        def skippable(packet) -> bool:
+            """A packet decoded before a key frame that lies ahead, at or before the next time needed."""
+            if next_needed is None or self._first_pts is None or packet.is_keyframe:
+                return False
+            needed_pts = self._first_pts + math.floor(next_needed() / time_base)
+            return any(ahead.is_keyframe and ahead.pts is not None and ahead.pts <= needed_pts for ahead in lookahead)
+
+        lookahead: collections.deque = collections.deque()
+        last_pts, first_key_seen = None, False
+        with self._decoding_errors():
+            for packet in self._container.demux(self._stream):
+                if packet.pts is not None:
+                    last_pts = packet.pts if last_pts is None else max(last_pts, packet.pts)
+                    if packet.is_keyframe:
+                        if first_key_seen:
+                            bisect.insort(key_pts, packet.pts)
+                        first_key_seen = True
+                lookahead.append(packet)
+                if len(lookahead) > PACKET_LOOKAHEAD:
+                    oldest = lookahead.popleft()
+                    if not skippable(oldest):
+                        yield from decode(oldest)
+            while lookahead:
+                yield from decode(lookahead.popleft())
+        context.skip_frame = "DEFAULT"
+        if last_pts is not None and self._first_pts is not None:
+            self.last_packet_time = float((last_pts - self._first_pts) * time_base)
+
+    def all_frames_between(self, start: float, end: float) -> list[tuple[av.VideoFrame, float, object]]:
+        """Every frame with a time in `[start, end]` seconds: seeks to a key frame before `start` and decodes only
+        the reference frames up to `start`, then all."""
+        time_base = self._stream.time_base
+        start_pts = self._first_pts + math.floor(start / time_base)
+        end_pts = self._first_pts + math.ceil(end / time_base)
+        margin = round(MAX_NON_REFERENCE_RUN / self.frame_rate / time_base)
+        context = self._stream.codec_context
+        while True:
+            # Containers index key frames by decoding time, which runs ahead of presentation by the reorder delay.
+            seek_pts = max(start_pts - margin, self._first_pts)
+            self._container.seek(seek_pts, stream=self._stream, backward=True)
+            window, earliest = [], math.inf
+            with self._decoding_errors():
+                for packet in self._container.demux(self._stream):
+                    wanted = packet.pts is None or packet.pts >= start_pts
+                    context.skip_frame = "DEFAULT" if wanted else SKIP_NON_REFERENCE
+                    frames = packet.decode()
+                    earliest = min([earliest, *(frame.pts for frame in frames)])
+                    window += [self._timed(frame) for frame in frames if start_pts <= frame.pts <= end_pts]
+                    if any(frame.pts > end_pts for frame in frames):
+                        break
+            context.skip_frame = "DEFAULT"
+            # Landing after `start` (a key frame indexed too late) would leave the window's first frames out.
+            if earliest <= start_pts or seek_pts == self._first_pts:
+                return window
+            margin *= 2
+
+    def _timed(self, frame: av.VideoFrame) -> tuple[av.VideoFrame, float, object]:
+        index = self._index
+        self._index += 1
+        if frame.pts is None:
+            return frame, index / float(self.frame_rate), SceneCutDetector.timecode(index, None, None, self.frame_rate)
+        if self._first_pts is None:
+            self._first_pts = frame.pts
+        time_base = Fraction(frame.time_base)
+        pts = frame.pts - self._first_pts
+        return frame, float(pts * time_base), SceneCutDetector.timecode(index, pts, time_base, self.frame_rate)
+
+    @contextmanager
+    def _decoding_errors(self):
+        try:
+            yield
         except av.error.FFmpegError as error:
             raise ValueError(
-                f"{self.name}: decoding failed after {index} frames (at {seconds:.2f} s); the file is truncated "
-                f"or corrupt ({error})."
+                f"{self.name}: decoding failed after {self._index} frames; the file is truncated or corrupt ({error})."
             ) from error
 
     def __enter__(self):
@@ -184,6 +420,27 @@ class _FileFrames:
 
     def __exit__(self, *exc_info):
         self._container.close()
+
+
+def _checked_file_source(source, name: str):
+    """A path as a string, or a file object rewound to its start; clear errors for what cannot be opened."""
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if "://" in str(path):
+            raise ValueError(
+                f"{name}: URLs are not supported; download the video and pass the local file (or a file object)."
+            )
+        if Path(path).is_dir():
+            raise IsADirectoryError(f"{name} is a directory, not a video file; pass one video file inside it.")
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"Video file not found: {name}")
+        return path
+    # A file object already read (by an earlier call, say) would otherwise look empty: decode it from its start.
+    if getattr(source, "seekable", lambda: False)():
+        source.seek(0)
+    elif getattr(source, "closed", False):
+        raise ValueError(f"{name}: the file object is closed.")
+    return source
 
 
 class _MemoryFrames:

@@ -28,9 +28,8 @@ from transformers.video_utils import VideoMetadata
 from .frame_preprocessing import FrameTransform
 from .scene_detection import SceneCutDetector
 from .segmentation import Segment, SegmentationPolicy, plan_segments
-from .video_decoding import DEFAULT_MAX_FRAME_PIXELS, DecodedVideo, decode_video
+from .video_decoding import DEFAULT_MAX_FRAME_PIXELS, DETECTION_MODES, DecodedVideo, decode_video
 
-SCENE_DETECTION_MODES = ("exact", "fast")
 # PyAV's scaler names for the PIL resampling filters `resample` may hold.
 PYAV_INTERPOLATION = {
     PILImageResampling.NEAREST: "POINT",
@@ -51,7 +50,9 @@ class SalovaVideoProcessorKwargs(VideosKwargs, total=False):
     split_uncut_videos (`bool`): cut a video without scene cut into windows.
     tiling_threshold_std (`float`): depth threshold of `"scene_tiling"` in standard deviations.
     detector_threshold, detector_min_content, detector_min_scene_len: PySceneDetect AdaptiveDetector settings.
-    scene_detection (`str`): `"exact"` or `"fast"` cut detection.
+    scene_detection (`str`): `"exact"` decodes every frame; `"fast"` decodes only the reference frames, finds
+        cuts on them and places each on its exact frame, and takes each sampled frame from the nearest decoded one
+        (see `decode_video`); with no cut to find (fixed windows, given boundaries) it decodes only those frames.
     max_frame_pixels (`int`): videos with larger frames are refused before decoding.
     progress (`bool`): show a decoding progress bar (`None`: for long videos only).
     """
@@ -118,9 +119,9 @@ class SalovaVideoProcessor(VideoProcessorMixin, PilBackend):
 
     def _validate_preprocess_kwargs(self, **kwargs):
         super()._validate_preprocess_kwargs(**kwargs)
-        if kwargs.get("scene_detection") not in SCENE_DETECTION_MODES:
+        if kwargs.get("scene_detection") not in DETECTION_MODES:
             raise ValueError(
-                f"scene_detection must be one of {SCENE_DETECTION_MODES}, got {kwargs.get('scene_detection')!r}."
+                f"scene_detection must be one of {DETECTION_MODES}, got {kwargs.get('scene_detection')!r}."
             )
         self.frame_transform(**kwargs)
         self.segmentation_policy(**kwargs)
@@ -184,11 +185,14 @@ class SalovaVideoProcessor(VideoProcessorMixin, PilBackend):
             )
         policy = self.segmentation_policy(**kwargs)
         detect = segment_boundaries is None and policy.segmenter == "scenes"
+        scene_detection = self._setting("scene_detection", kwargs.get("scene_detection"))
         decoded = decode_video(
             video,
             self.frame_transform(**kwargs),
             fps,
             cut_detector=self.cut_detector(**kwargs) if detect else None,
+            detection_mode=scene_detection,
+            sample_reference_frames_only=scene_detection == "fast" and not detect,
             video_fps=video_fps,
             max_frame_pixels=self._setting("max_frame_pixels", kwargs.get("max_frame_pixels")),
             progress=self._setting("progress", kwargs.get("progress")),

@@ -15,11 +15,13 @@ def write_video(
     frame_times: Iterable[float] | None = None,
     rotation: int = 0,
     crf: int = 23,
+    encoder_options: dict[str, str] | None = None,
 ) -> Path:
     """Encodes `(H, W, 3)` uint8 RGB frames (all the same size) to `path`.
 
     frame_times: presentation time of each frame in seconds, for variable-frame-rate files (default `i / fps`).
     rotation: display rotation in degrees, stored as container metadata (as phones do).
+    encoder_options: more libx264 options (e.g. `{"x264-params": "scenecut=0"}`), added to crf and preset.
     """
     path = Path(path)
     times = iter(frame_times) if frame_times is not None else None
@@ -33,7 +35,7 @@ def write_video(
                 # x264 needs even sizes for 4:2:0; odd-sized frames are stored in 4:4:4.
                 even = stream.height % 2 == 0 and stream.width % 2 == 0
                 stream.pix_fmt = "yuv420p" if even else "yuv444p"
-                stream.options = {"crf": str(crf), "preset": "veryfast"}
+                stream.options = {"crf": str(crf), "preset": "veryfast", **(encoder_options or {})}
                 if time_base is not None:
                     stream.codec_context.time_base = time_base
                 if rotation:

@@ -180,6 +180,24 @@ def test_missing_file(tmp_path):
         _decode(tmp_path / "nowhere.mp4")
 
 
+@pytest.mark.parametrize("url", ["https://example.com/clip.mp4", "http://example.com/clip.mp4", "rtsp://camera/live"])
+def test_a_url_is_reported_as_unsupported(url):
+    with pytest.raises(ValueError, match=r"URLs are not supported; download the video"):
+        _decode(url)
+
+
+def test_a_directory_is_reported_as_a_directory(tmp_path):
+    with pytest.raises(IsADirectoryError, match=rf"{tmp_path.name} is a directory, not a video file"):
+        _decode(tmp_path)
+
+
+def test_a_file_object_decodes_again_from_its_start(scene_video):
+    handle = io.BytesIO(scene_video.read_bytes())
+    first, second = _decode(handle), _decode(handle)
+    np.testing.assert_array_equal(first.frames, second.frames)
+    assert first.cut_times == second.cut_times and len(second.timestamps) == 15
+
+
 def test_not_a_video(tmp_path):
     path = tmp_path / "notes.mp4"
     path.write_text("these are not video bytes\n" * 50)

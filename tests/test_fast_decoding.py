@@ -1,0 +1,140 @@
+"""Fast detection mode and reference-frame sampling: same cuts as the exact mode, fewer frames decoded, counted."""
+
+import av
+import numpy as np
+import pytest
+import scenedetect
+from conftest import real_video
+from salova.processing import FrameTransform, SceneCutDetector, decode_video
+from salova.processing import video_decoding as video_decoding_module
+from salova.processing.scene_detection import content_score
+
+from salova.video_writer import write_video
+
+TRANSFORM = FrameTransform(32)
+
+
+def _decode(path, mode, **kwargs):
+    return decode_video(path, TRANSFORM, cut_detector=SceneCutDetector(), detection_mode=mode, **kwargs)
+
+
+def _declared_frames(path) -> int:
+    with av.open(str(path)) as container:
+        return container.streams.video[0].frames
+
+
+def _textured_scenes(scene_lengths, fps, size=(72, 96), seed=0):
+    """Scenes of smooth random texture panning sideways (frames of real motion), one texture per scene."""
+    rng = np.random.default_rng(seed)
+    height, width = size
+    for length in scene_lengths:
+        coarse = rng.integers(0, 256, (6, 16, 3), dtype=np.uint8)
+        canvas = np.asarray(
+            av.VideoFrame.from_ndarray(coarse, format="rgb24")
+            .reformat(width=2 * width, height=height, format="rgb24", interpolation="BICUBIC")
+            .to_ndarray()
+        )
+        for index in range(length):
+            yield np.ascontiguousarray(canvas[:, index : index + width])
+
+
+@pytest.mark.parametrize("name", ["bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4"])
+def test_fast_mode_finds_the_cuts_of_the_real_clips(name):
+    path = real_video(name)
+    exact, fast = _decode(path, "exact"), _decode(path, "fast")
+    assert len(fast.cut_times) == len(exact.cut_times)
+    np.testing.assert_allclose(fast.cut_times, exact.cut_times, atol=1.0 / exact.frame_rate + 1e-6)
+    assert fast.duration == pytest.approx(exact.duration)
+    assert len(fast.timestamps) == len(exact.timestamps)
+    # The 1 FPS frames come from the nearest decoded frame: a few frames from the exact ones at most.
+    assert np.abs(fast.timestamps - exact.timestamps).max() <= 3.0 / exact.frame_rate + 1e-6
+
+
+def test_fast_mode_decodes_fewer_frames_on_a_clip_with_b_frames():
+    path = real_video("bikes.mp4")
+    fast = _decode(path, "fast")
+    np.testing.assert_allclose(fast.cut_times, [1.20, 3.04, 5.48, 7.48, 9.68], atol=0.04 + 1e-6)
+    assert fast.num_decoded_frames < 0.8 * _declared_frames(path) == 200
+
+
+@pytest.mark.parametrize("key_frames_at_cuts", [True, False], ids=["key-frames-at-cuts", "fixed-gop"])
+def test_fast_mode_places_known_cuts_on_the_exact_frame(tmp_path, key_frames_at_cuts):
+    # Without key frames at the cuts the windows come from seeking; with them, from the first pass.
+    lengths, fps = [37, 52, 29, 61, 45], 24
+    options = {} if key_frames_at_cuts else {"x264-params": "scenecut=0:keyint=200:bframes=3"}
+    path = write_video(tmp_path / "known.mp4", _textured_scenes(lengths, fps), fps=fps, encoder_options=options)
+    seeks = []
+    real_window = video_decoding_module._FileFrames.all_frames_between
+
+    def counting_window(self, start, end):
+        seeks.append((start, end))
+        return real_window(self, start, end)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(video_decoding_module._FileFrames, "all_frames_between", counting_window)
+        fast = _decode(path, "fast")
+    expected = np.cumsum(lengths)[:-1] / fps
+    np.testing.assert_allclose(fast.cut_times, expected, atol=1e-6)
+    np.testing.assert_allclose(_decode(path, "exact").cut_times, expected, atol=1e-6)
+    assert (len(seeks) >= len(expected)) != key_frames_at_cuts
+    assert fast.num_decoded_frames < sum(lengths)
+
+
+def test_fast_mode_on_a_concatenated_real_video_agrees_with_the_exact_mode(concatenated_real_video):
+    exact, fast = _decode(concatenated_real_video, "exact"), _decode(concatenated_real_video, "fast")
+    assert len(exact.cut_times) >= 12
+    np.testing.assert_allclose(fast.cut_times, exact.cut_times, atol=1.0 / 25 + 1e-6)
+
+
+def test_content_score_is_pyscenedetects_to_the_bit():
+    detector = scenedetect.ContentDetector()
+    ours = SceneCutDetector()
+    with av.open(str(real_video("bikes.mp4"))) as container:
+        frames = [frame for _, frame in zip(range(40), container.decode(video=0), strict=False)]
+    previous = None
+    for index, frame in enumerate(frames):
+        bgr = ours._downscaled_bgr(frame)
+        hsv = ours.detection_image(frame)
+        reference = detector._calculate_frame_score(scenedetect.FrameTimecode(index, fps=25.0), bgr)
+        assert content_score(previous, hsv) == reference
+        previous = hsv
+
+
+def test_reference_frame_sampling_decodes_fewer_frames_than_the_file_holds(monkeypatch):
+    path = real_video("bikes.mp4")
+    decoded_frames = []
+    real_timed = video_decoding_module._FileFrames._timed
+
+    def counting_timed(self, frame):
+        decoded_frames.append(frame.pts)
+        return real_timed(self, frame)
+
+    monkeypatch.setattr(video_decoding_module._FileFrames, "_timed", counting_timed)
+    sampled = decode_video(path, TRANSFORM, sample_reference_frames_only=True)
+    assert len(decoded_frames) == sampled.num_decoded_frames < 0.6 * _declared_frames(path)
+    exact = decode_video(path, TRANSFORM)
+    assert len(sampled.timestamps) == len(exact.timestamps) == 10
+    assert np.abs(sampled.timestamps - exact.timestamps).max() <= 3.0 / 25 + 1e-6
+    assert sampled.duration == pytest.approx(exact.duration) and sampled.cut_times == []
+
+
+def test_reference_frame_sampling_of_a_clip_without_b_frames_keeps_the_exact_frames():
+    path = real_video("bigbuckbunny.mp4")
+    sampled = decode_video(path, TRANSFORM, sample_reference_frames_only=True)
+    exact = decode_video(path, TRANSFORM)
+    np.testing.assert_array_equal(sampled.timestamps, exact.timestamps)
+    np.testing.assert_array_equal(sampled.frames, exact.frames)
+
+
+def test_in_memory_frames_are_decoded_exactly_in_fast_mode():
+    frames = np.zeros((40, 16, 16, 3), np.uint8)
+    frames[20:] = 200
+    assert _decode(frames, "fast", video_fps=10).cut_times == pytest.approx([2.0])
+
+
+def test_bad_mode_arguments():
+    path = real_video("carphone_pristine.mp4")
+    with pytest.raises(ValueError, match=r"detection_mode must be one of \('exact', 'fast'\), got 'quick'"):
+        _decode(path, "quick")
+    with pytest.raises(ValueError, match="sample_reference_frames_only=True .* cut_detector=None"):
+        decode_video(path, TRANSFORM, cut_detector=SceneCutDetector(), sample_reference_frames_only=True)
