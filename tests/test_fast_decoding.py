@@ -138,3 +138,29 @@ def test_bad_mode_arguments():
         _decode(path, "quick")
     with pytest.raises(ValueError, match="sample_reference_frames_only=True .* cut_detector=None"):
         decode_video(path, TRANSFORM, cut_detector=SceneCutDetector(), sample_reference_frames_only=True)
+
+
+def test_processor_setting_selects_the_fast_paths(tiny, monkeypatch):
+    """`scene_detection="fast"` reaches the decoder: same segments from fewer decoded frames, and fixed windows
+    decode only the reference frames."""
+    video_processor = tiny[1].video_processor
+    decoded_counts = []
+    decode = video_decoding_module.decode_video
+
+    def counting_decode(*args, **kwargs):
+        decoded = decode(*args, **kwargs)
+        decoded_counts.append(decoded.num_decoded_frames)
+        return decoded
+
+    monkeypatch.setattr(
+        "salova.processing.video_processing_salova.decode_video", counting_decode
+    )
+    path = real_video("bikes.mp4")
+    exact = video_processor(str(path))
+    fast = video_processor(str(path), scene_detection="fast")
+    windows = video_processor(str(path), segmenter="fixed_windows", window_seconds=4, scene_detection="fast")
+    assert fast["frames_per_segment"].tolist() == exact["frames_per_segment"].tolist()
+    np.testing.assert_allclose(fast["segment_times"], exact["segment_times"], atol=0.04 + 1e-6)
+    assert decoded_counts[0] == _declared_frames(path)
+    assert decoded_counts[1] < decoded_counts[0] and decoded_counts[2] < decoded_counts[0]
+    assert windows["segments_per_video"].tolist() == [3]
