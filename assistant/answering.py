@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForImageTextToText, AutoProcessor, TextIteratorStreamer
+from transformers import AutoModelForImageTextToText, AutoProcessor, BatchFeature, TextIteratorStreamer
 
 from salova.assistant.index import IndexCache, SalovaVideoIndex
-from salova.assistant.model_bridge import answer_inputs, generate_from_index, route
 from salova.processing import format_timestamp
 
 
@@ -99,26 +98,24 @@ class VideoAssistant:
     ) -> Answer:
         """Answers the last user turn of `messages` (greedy), calling `on_text` with each piece as it streams."""
         started = time.perf_counter() - index_seconds
-        top_k = top_k or self.model.config.num_focus_segments
+        top_k = self.model.config.num_focus_segments if top_k is None else top_k
         if top_k < 1:
             raise ValueError(f"--top-k must be at least 1, got {top_k}.")
         question = _last_user_text(messages)
         prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        inputs = answer_inputs(
-            self.processor, prompt, question, index.num_segments, top_k, add_special_tokens=False
-        ).to(self.model.device)
-        latents = index.latents.to(self.model.device, self.model.dtype)
-        routing_tokens = index.routing_tokens.to(self.model.device, self.model.dtype)
+        inputs = _text_inputs(self.processor, prompt, question, index.num_segments, top_k).to(self.model.device)
+        inputs.update(
+            video_latents=index.latents.to(self.model.device, self.model.dtype),
+            video_routing_tokens=index.routing_tokens.to(self.model.device, self.model.dtype),
+            num_focus_segments=top_k,
+        )
         streamer = TextIteratorStreamer(self.processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
         failure = []
 
         def generate():
             try:
                 with torch.no_grad():
-                    generate_from_index(
-                        self.model, inputs, latents, routing_tokens, top_k,
-                        max_new_tokens=max_new_tokens, do_sample=False, streamer=streamer,
-                    )
+                    self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, streamer=streamer)
             except BaseException as error:  # re-raised in the caller's thread
                 failure.append(error)
                 streamer.end()
@@ -135,11 +132,18 @@ class VideoAssistant:
         worker.join()
         if failure:
             raise failure[0]
+        # The router alone (query encoder + attention over N routing tokens) costs little next to generation.
         with torch.no_grad():
-            scores, selected = route(
-                self.model, routing_tokens, inputs["query_input_ids"], inputs["query_attention_mask"], top_k
+            routing = self.model.route_segments(
+                inputs["video_latents"],
+                inputs["video_routing_tokens"],
+                inputs["segments_per_video"],
+                inputs["query_input_ids"],
+                inputs["query_attention_mask"],
+                num_focus_segments=top_k,
             )
         total = time.perf_counter() - started
+        scores, selected = routing.router_scores[0], routing.selected_segments[0]
         focus = set(selected[selected >= 0].tolist())
         times = index.segment_times.tolist()
         scenes = [
@@ -147,6 +151,25 @@ class VideoAssistant:
         ]
         seconds = {"index": index_seconds, "first_token": first_token if first_token is not None else total, "total": total}
         return Answer("".join(pieces).strip(), scenes, index_status, {k: round(v, 3) for k, v in seconds.items()})
+
+
+def _text_inputs(processor, prompt: str, query: str, num_segments: int, num_focus_segments: int) -> BatchFeature:
+    """The processor's inputs for one video of `num_segments` without its frames: the prompt with the video
+    placeholder expanded, and the router query."""
+    expanded = processor._expand_placeholder(prompt, 0, num_segments, num_focus_segments)
+    encoding = processor.tokenizer([expanded], add_special_tokens=False, return_tensors="pt")
+    query_encoding = processor.query_tokenizer(
+        [query], padding=True, truncation=True, max_length=processor.query_max_length, return_tensors="pt"
+    )
+    return BatchFeature(
+        {
+            "input_ids": encoding["input_ids"],
+            "attention_mask": encoding["attention_mask"],
+            "query_input_ids": query_encoding["input_ids"],
+            "query_attention_mask": query_encoding["attention_mask"],
+            "segments_per_video": torch.tensor([num_segments]),
+        }
+    )
 
 
 def _last_user_text(messages: list[dict]) -> str:

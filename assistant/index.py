@@ -25,7 +25,6 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from salova.assistant.model_bridge import encode_video
 from salova.processing import normalize_frames
 
 FORMAT_VERSION = 1
@@ -193,7 +192,8 @@ def build_index(
     pixel_values = normalize_frames(decoded.frames[:used], processor.image_mean, processor.image_std, model.dtype)
     frames_per_segment = torch.tensor([segment.num_frames for segment in segments], dtype=torch.long)
     with torch.no_grad(), _encoding_progress(model, used, len(segments), progress):
-        latents, routing_tokens = encode_video(model, pixel_values.to(model.device), frames_per_segment)
+        features = model.get_video_features(pixel_values.to(model.device), frames_per_segment.to(model.device))
+    latents, routing_tokens = features.last_hidden_state, features.pooler_output
     segment_times = torch.tensor([(segment.start, segment.end) for segment in segments], dtype=torch.float64)
     return SalovaVideoIndex(
         latents=latents.cpu(),
