@@ -45,8 +45,8 @@ setup(
     extras_require={
         "train": ["deepspeed>=0.16"],
         "gpu": ["flash-attn>=2.6"],
-        "app": ["gradio>=5.0"],
-        "dev": ["pytest>=8.0", "parameterized>=0.9", "gradio>=5.0", "playwright>=1.40"],
+        "app": ["gradio>=6.0"],
+        "dev": ["pytest>=8.0", "parameterized>=0.9", "gradio>=6.0", "playwright>=1.40"],
     },
     entry_points={"console_scripts": ["salova=salova.cli:main", "salova-train=salova.training.cli:main"]},
 )

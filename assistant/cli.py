@@ -128,10 +128,10 @@ def run_chat(args) -> None:
 
 def run_app(args) -> None:
     try:
-        from salova.assistant.app import build_app
+        from salova.assistant.app import launch_app
     except ImportError as error:
         raise SystemExit(f"salova app needs gradio: pip install 'salova[app]' ({error}).") from error
-    build_app(_assistant(args), args.videos).launch(server_name=args.host, server_port=args.port)
+    launch_app(_assistant(args), args.videos, args.host, args.port)
 
 
 def _assistant(args):

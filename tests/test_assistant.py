@@ -32,13 +32,9 @@ QUESTION = "what moves in the blue scene?"
 TIMESTAMP = r"\d\d:\d\d:\d\d\.\d\d\d"
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tiny, tmp_path_factory) -> Path:
-    model, processor = tiny
-    folder = tmp_path_factory.mktemp("checkpoint")
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
+@pytest.fixture
+def checkpoint(tiny_checkpoint) -> Path:
+    return tiny_checkpoint
 
 
 @pytest.fixture
