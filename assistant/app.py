@@ -33,9 +33,9 @@ def build_app(assistant: VideoAssistant, example_videos: list[str] | None = None
             with gr.Column(scale=3):
                 answer = gr.Textbox(label="answer", elem_id="answer", lines=3, interactive=False)
                 times = gr.Markdown(elem_id="times")
-        timeline = gr.Image(label="timeline: router score per scene, focus scenes in red", elem_id="timeline",
-                            type="pil", interactive=False)
-        thumbnails = gr.Gallery(label="focus scenes", elem_id="thumbnails", columns=5, height=220)
+        timeline = gr.Image(elem_id="timeline", type="pil", interactive=False, show_label=False)
+        thumbnails = gr.Gallery(label="focus scenes", elem_id="thumbnails", columns=5, height="auto",
+                                object_fit="contain")
         history = gr.State([])
 
         def answer_question(video_path, question_text, asked):
