@@ -5,6 +5,7 @@ One assistant holds a model, its processor and an index cache. `open(video)` loa
 to the LLM, and streams the answer. The video is decoded and encoded once, however many questions follow.
 """
 
+import copy
 import threading
 import time
 from collections.abc import Callable
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForImageTextToText, AutoProcessor, BatchFeature, TextIteratorStreamer
+from transformers import AutoModelForImageTextToText, AutoProcessor, TextIteratorStreamer
 
 from salova.assistant.index import IndexCache, SalovaVideoIndex
 from salova.processing import format_timestamp
@@ -103,8 +104,16 @@ class VideoAssistant:
             raise ValueError(f"--top-k must be at least 1, got {top_k}.")
         question = _last_user_text(messages)
         prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        inputs = _text_inputs(self.processor, prompt, question, index.num_segments, top_k).to(self.model.device)
+        processor = self.processor
+        if top_k != processor.num_focus_segments:
+            processor = copy.copy(processor)  # K sets the prompt's placeholder count
+            processor.num_focus_segments = top_k
+        inputs = processor(
+            text=prompt, queries=question, segments_per_video=[index.num_segments], add_special_tokens=False,
+            return_tensors="pt",
+        ).to(self.model.device)
         inputs.update(
+            segments_per_video=torch.tensor([index.num_segments], device=self.model.device),
             video_latents=index.latents.to(self.model.device, self.model.dtype),
             video_routing_tokens=index.routing_tokens.to(self.model.device, self.model.dtype),
             num_focus_segments=top_k,
@@ -151,25 +160,6 @@ class VideoAssistant:
         ]
         seconds = {"index": index_seconds, "first_token": first_token if first_token is not None else total, "total": total}
         return Answer("".join(pieces).strip(), scenes, index_status, {k: round(v, 3) for k, v in seconds.items()})
-
-
-def _text_inputs(processor, prompt: str, query: str, num_segments: int, num_focus_segments: int) -> BatchFeature:
-    """The processor's inputs for one video of `num_segments` without its frames: the prompt with the video
-    placeholder expanded, and the router query."""
-    expanded = processor._expand_placeholder(prompt, 0, num_segments, num_focus_segments)
-    encoding = processor.tokenizer([expanded], add_special_tokens=False, return_tensors="pt")
-    query_encoding = processor.query_tokenizer(
-        [query], padding=True, truncation=True, max_length=processor.query_max_length, return_tensors="pt"
-    )
-    return BatchFeature(
-        {
-            "input_ids": encoding["input_ids"],
-            "attention_mask": encoding["attention_mask"],
-            "query_input_ids": query_encoding["input_ids"],
-            "query_attention_mask": query_encoding["attention_mask"],
-            "segments_per_video": torch.tensor([num_segments]),
-        }
-    )
 
 
 def _last_user_text(messages: list[dict]) -> str:

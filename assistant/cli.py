@@ -62,8 +62,7 @@ def _add_answer_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_scenes(args) -> None:
-    processor = _segmenting_processor(args.model)
-    decoded, segments = processor.process_video(args.video, progress=None)
+    decoded, segments = _video_processor(args.model).process_video(args.video)
     if args.json:
         scenes = [{"start": s.start, "end": s.end, "frames": s.num_frames} for s in segments]
         print(json.dumps({"video": args.video, "duration": decoded.duration, "scenes": scenes}))
@@ -140,18 +139,17 @@ def _assistant(args):
     return VideoAssistant.from_pretrained(args.model, args.index_dir)
 
 
-def _segmenting_processor(model_dir: str | None):
-    if model_dir is not None:
-        from transformers import AutoProcessor
+def _video_processor(model_dir: str | None):
+    """The checkpoint's `SalovaVideoProcessor`, or one with the package's default settings."""
+    if model_dir is None:
+        from salova.processing import SalovaVideoProcessor
 
-        if not (Path(model_dir) / "processor_config.json").is_file():
-            raise SystemExit(f"--model {model_dir}: no processor_config.json there; is it a SALOVA checkpoint?")
-        return AutoProcessor.from_pretrained(model_dir, trust_remote_code=True)
-    from salova.hub_configs import build_tiny_tokenizer
-    from salova.processing import SalovaProcessor
+        return SalovaVideoProcessor()
+    from transformers import AutoProcessor
 
-    # Segmentation reads only the processor's video settings; the package's tiny tokenizers fill its text slots.
-    return SalovaProcessor(build_tiny_tokenizer(), build_tiny_tokenizer(with_video_token=False))
+    if not (Path(model_dir) / "processor_config.json").is_file():
+        raise SystemExit(f"--model {model_dir}: no processor_config.json there; is it a SALOVA checkpoint?")
+    return AutoProcessor.from_pretrained(model_dir, trust_remote_code=True).video_processor
 
 
 def _print_piece(piece: str) -> None:

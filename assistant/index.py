@@ -25,26 +25,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from salova.processing import normalize_frames
 
 FORMAT_VERSION = 1
-# The processor settings that change which frames reach the tower, and how; an index made under others is stale.
-VIDEO_SETTING_NAMES = (
-    "image_size",
-    "resize_mode",
-    "image_mean",
-    "image_std",
-    "sampling_fps",
-    "segmenter",
-    "max_frames_per_segment",
-    "max_segments",
-    "window_seconds",
-    "split_uncut_videos",
-    "tiling_threshold_std",
-    "detector_threshold",
-    "detector_min_content",
-    "detector_min_scene_len",
-)
 THUMBNAIL_HEIGHT = 120
 INDEX_DIR_VARIABLE = "SALOVA_INDEX_DIR"
 TENSOR_NAMES = ("latents", "routing_tokens", "frames_per_segment", "segment_times", "thumbnails")
@@ -187,14 +169,12 @@ def build_index(
     """
     video = Path(video)
     provenance = provenance or current_provenance(model, processor, video)
-    decoded, segments = processor.process_video(str(video), progress=progress)
-    used = sum(segment.num_frames for segment in segments)
-    pixel_values = normalize_frames(decoded.frames[:used], processor.image_mean, processor.image_std, model.dtype)
-    frames_per_segment = torch.tensor([segment.num_frames for segment in segments], dtype=torch.long)
-    with torch.no_grad(), _encoding_progress(model, used, len(segments), progress):
-        features = model.get_video_features(pixel_values.to(model.device), frames_per_segment.to(model.device))
+    frames = processor.video_processor(videos=str(video), progress=progress, return_tensors="pt")
+    frames_per_segment, segment_times = frames["frames_per_segment"], frames["segment_times"]
+    pixel_values = frames["pixel_values_videos"].to(model.device, model.dtype)
+    with torch.no_grad(), _encoding_progress(model, len(pixel_values), len(frames_per_segment), progress):
+        features = model.get_video_features(pixel_values, frames_per_segment.to(model.device))
     latents, routing_tokens = features.last_hidden_state, features.pooler_output
-    segment_times = torch.tensor([(segment.start, segment.end) for segment in segments], dtype=torch.float64)
     return SalovaVideoIndex(
         latents=latents.cpu(),
         routing_tokens=routing_tokens.cpu(),
@@ -202,7 +182,7 @@ def build_index(
         segment_times=segment_times,
         thumbnails=torch.from_numpy(segment_thumbnails(video, segment_times.mean(1).tolist())),
         video=video.name,
-        duration=decoded.duration,
+        duration=float(segment_times[-1, 1]),  # the last segment ends with the video
         provenance=provenance,
         video_settings=video_settings(processor),
     )
@@ -248,9 +228,10 @@ def current_provenance(model, processor, video: str | Path) -> Provenance:
 
 
 def video_settings(processor) -> dict:
-    """The processor's settings that decide the frames the tower sees (JSON-ready)."""
-    settings = {name: getattr(processor, name) for name in VIDEO_SETTING_NAMES}
-    return json.loads(json.dumps(settings))
+    """The settings of the processor's `SalovaVideoProcessor`, which decide the frames the tower sees (JSON-ready)."""
+    settings = processor.video_processor.to_dict()
+    settings.pop("progress", None)  # shows a bar, changes no frame
+    return json.loads(json.dumps(settings, sort_keys=True, default=str))
 
 
 def file_sha256(path: str | Path, chunk_bytes: int = 1 << 22) -> str:

@@ -47,8 +47,9 @@ def test_index_path_equals_direct_path(assistant, scene_video):
     """Greedy tokens, router scores and focus segments from the index equal those from the frames."""
     model, processor = assistant.model, assistant.processor
     messages = assistant.conversation(scene_video, [QUESTION], [])
-    direct = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, num_focus_segments=2)
-    direct.pop("num_focus_segments")  # the processor returns it as a tensor; the model takes an int
+    processor = copy.copy(processor)
+    processor.num_focus_segments = 2
+    direct = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)
     with torch.no_grad():
         direct_tokens = model.generate(**direct, num_focus_segments=2, max_new_tokens=12, do_sample=False)
         direct_out = model(**direct, num_focus_segments=2)
@@ -91,7 +92,7 @@ def test_index_holds_segments_thumbnails_and_provenance(assistant, scene_video):
     assert red[0] > 150 > red[1] and green[1] > 150 > green[0]
     assert index.provenance.video_sha256 == index_module.file_sha256(scene_video)
     assert index.provenance.dtype == "float32"
-    assert index.video_settings["detector_threshold"] == assistant.processor.detector_threshold
+    assert index.video_settings["detector_threshold"] == assistant.processor.video_processor.detector_threshold
 
 
 def test_second_open_reuses_the_stored_index(assistant, scene_video):
@@ -153,7 +154,8 @@ def test_index_from_another_file_weights_dtype_or_settings_is_refused(assistant,
         SalovaVideoIndex.load(path, expected)
 
     other_settings = copy.copy(processor)
-    other_settings.detector_threshold = processor.detector_threshold + 1
+    other_settings.video_processor = copy.copy(processor.video_processor)
+    other_settings.video_processor.detector_threshold += 1
     expected = index_module.current_provenance(model, other_settings, scene_video)
     with pytest.raises(IndexMismatchError, match="video processor settings fingerprint"):
         SalovaVideoIndex.load(path, expected)
