@@ -1,4 +1,4 @@
-"""Asking a long video many questions: the per-video index, the `salova` assistant commands, the timeline and the app."""
+"""Asking a long video many questions: the per-video index, the assistant commands, the timeline and the app."""
 
 from .answering import Answer, Scene, VideoAssistant, ask_with_index
 from .index import CorruptIndexError, IndexCache, IndexMismatchError, Provenance, SalovaVideoIndex, build_index

@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForImageTextToText, AutoProcessor, TextIteratorStreamer
-
 from salova.assistant.index import IndexCache, SalovaVideoIndex
 from salova.processing import format_timestamp
+from transformers import AutoModelForImageTextToText, AutoProcessor, TextIteratorStreamer
 
 
 @dataclass
@@ -79,7 +78,9 @@ class VideoAssistant:
     def conversation(self, video: str | Path, questions: list[str], answers: list[str]) -> list[dict]:
         """Chat messages: the video with the first question, then alternating answers and questions."""
         if len(questions) != len(answers) + 1:
-            raise ValueError(f"{len(questions)} questions for {len(answers)} answers: the last turn must be a question.")
+            raise ValueError(
+                f"{len(questions)} questions for {len(answers)} answers: the last turn must be a question."
+            )
         messages = [
             {"role": "user", "content": [{"type": "video", "path": str(video)}, {"type": "text", "text": questions[0]}]}
         ]
@@ -109,7 +110,10 @@ class VideoAssistant:
             processor = copy.copy(processor)  # K sets the prompt's placeholder count
             processor.num_focus_segments = top_k
         inputs = processor(
-            text=prompt, queries=question, segments_per_video=[index.num_segments], add_special_tokens=False,
+            text=prompt,
+            queries=question,
+            segments_per_video=[index.num_segments],
+            add_special_tokens=False,
             return_tensors="pt",
         ).to(self.model.device)
         inputs.update(
@@ -155,10 +159,12 @@ class VideoAssistant:
         scores, selected = routing.router_scores[0], routing.selected_segments[0]
         focus = set(selected[selected >= 0].tolist())
         times = index.segment_times.tolist()
-        scenes = [
-            Scene(i, times[i][0], times[i][1], float(scores[i]), i in focus) for i in range(index.num_segments)
-        ]
-        seconds = {"index": index_seconds, "first_token": first_token if first_token is not None else total, "total": total}
+        scenes = [Scene(i, times[i][0], times[i][1], float(scores[i]), i in focus) for i in range(index.num_segments)]
+        seconds = {
+            "index": index_seconds,
+            "first_token": first_token if first_token is not None else total,
+            "total": total,
+        }
         return Answer("".join(pieces).strip(), scenes, index_status, {k: round(v, 3) for k, v in seconds.items()})
 
 
@@ -187,8 +193,9 @@ def ask_with_index(model_dir: str | Path, video: str | Path, questions: list[str
         lines.append(f"Q{number + 1}: {question}")
         lines.append(f"A{number + 1}: {answer.text}")
         lines += [f"    focus {scene.span}  score {scene.score:+.3f}" for scene in answer.focus_scenes]
+        seconds = answer.seconds
         lines.append(
-            f"    index {answer.index} in {answer.seconds['index']:.2f} s, first token {answer.seconds['first_token']:.2f} s, "
-            f"total {answer.seconds['total']:.2f} s"
+            f"    index {answer.index} in {seconds['index']:.2f} s, first token {seconds['first_token']:.2f} s, "
+            f"total {seconds['total']:.2f} s"
         )
     return lines

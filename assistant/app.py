@@ -9,7 +9,6 @@ from pathlib import Path
 import gradio as gr
 import matplotlib.pyplot as plt
 from PIL import Image
-
 from salova.assistant.answering import VideoAssistant
 from salova.assistant.timeline import draw_timeline
 
@@ -34,8 +33,7 @@ def build_app(assistant: VideoAssistant, example_videos: list[str] | None = None
                 answer = gr.Textbox(label="answer", elem_id="answer", lines=3, interactive=False)
                 times = gr.Markdown(elem_id="times")
         timeline = gr.Image(elem_id="timeline", type="pil", interactive=False, show_label=False)
-        thumbnails = gr.Gallery(label="focus scenes", elem_id="thumbnails", columns=5, height=240,
-                                object_fit="contain")
+        thumbnails = gr.Gallery(label="focus scenes", elem_id="thumbnails", columns=5, height=240, object_fit="contain")
         history = gr.State([])
 
         def answer_question(video_path, question_text, asked):
@@ -51,8 +49,9 @@ def build_app(assistant: VideoAssistant, example_videos: list[str] | None = None
             def run():
                 try:
                     messages = assistant.conversation(video_path, [question_text.strip()], [])
-                    result["answer"] = assistant.ask(index, messages, on_text=pieces.put, index_status=status,
-                                                     index_seconds=seconds)
+                    result["answer"] = assistant.ask(
+                        index, messages, on_text=pieces.put, index_status=status, index_seconds=seconds
+                    )
                 except Exception as error:  # shown on the page
                     result["error"] = error
                 pieces.put(None)
@@ -65,8 +64,10 @@ def build_app(assistant: VideoAssistant, example_videos: list[str] | None = None
             if "error" in result:
                 raise gr.Error(str(result["error"]))
             response = result["answer"]
-            asked = [*asked, {"video": video_path, "question": question_text.strip(), **response.seconds,
-                              "status": response.index}]
+            asked = [
+                *asked,
+                {"video": video_path, "question": question_text.strip(), **response.seconds, "status": response.index},
+            ]
             gallery = [
                 (index.thumbnails[scene.index].numpy(), f"{scene.span} {scene.score:+.2f}")
                 for scene in response.focus_scenes

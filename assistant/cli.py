@@ -50,7 +50,9 @@ def add_commands(commands) -> None:
 
 def _add_model_arguments(parser: argparse.ArgumentParser, reindex: bool = True) -> None:
     parser.add_argument("--model", required=True, help="SALOVA checkpoint folder")
-    parser.add_argument("--index-dir", help="index cache folder (default: $SALOVA_INDEX_DIR or ~/.cache/salova/indexes)")
+    parser.add_argument(
+        "--index-dir", help="index cache folder (default: $SALOVA_INDEX_DIR or ~/.cache/salova/indexes)"
+    )
     if reindex:
         parser.add_argument("--index", dest="index_file", help="use this index file instead of the cache's")
         parser.add_argument("--reindex", action="store_true", help="rebuild the index even when one is stored")
@@ -105,8 +107,11 @@ def run_ask(args) -> None:
 def run_chat(args) -> None:
     assistant = _assistant(args)
     index, status, seconds = assistant.open(args.video, args.reindex, args.index_file)
-    print(f"{args.video}: index {status} in {seconds:.2f} s, {index.num_segments} scenes. Ask away (empty line or "
-          "'exit' ends).", flush=True)
+    print(
+        f"{args.video}: index {status} in {seconds:.2f} s, {index.num_segments} scenes. Ask away (empty line or "
+        "'exit' ends).",
+        flush=True,
+    )
     questions, answers = [], []
     interactive = sys.stdin.isatty()
     while True:

@@ -25,7 +25,6 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-
 FORMAT_VERSION = 1
 THUMBNAIL_HEIGHT = 120
 INDEX_DIR_VARIABLE = "SALOVA_INDEX_DIR"
@@ -203,7 +202,12 @@ class IndexCache:
         return self.folder / f"{provenance.key}.safetensors"
 
     def get_or_build(
-        self, model, processor, video: str | Path, reindex: bool = False, index_file: str | Path | None = None,
+        self,
+        model,
+        processor,
+        video: str | Path,
+        reindex: bool = False,
+        index_file: str | Path | None = None,
         progress: bool = True,
     ) -> tuple[SalovaVideoIndex, str, float]:
         """The index of `video` for this model: loaded (`"reused"`) or built and stored (`"built"`), with the

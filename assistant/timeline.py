@@ -9,7 +9,6 @@ matplotlib.use("Agg")  # files and the web app only; never a window
 
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage  # noqa: E402
-
 from salova.assistant.answering import Answer  # noqa: E402
 from salova.assistant.index import SalovaVideoIndex  # noqa: E402
 from salova.processing import format_timestamp  # noqa: E402

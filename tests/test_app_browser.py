@@ -28,8 +28,20 @@ def app_url(tiny_checkpoint, tmp_path):
     port = _free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
     log = open(tmp_path / "app.log", "w")
-    command = [sys.executable, "-m", "salova.cli", "app", "--model", str(tiny_checkpoint), "--host", "127.0.0.1",
-               "--port", str(port), "--index-dir", str(tmp_path / "indexes")]
+    command = [
+        sys.executable,
+        "-m",
+        "salova.cli",
+        "app",
+        "--model",
+        str(tiny_checkpoint),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--index-dir",
+        str(tmp_path / "indexes"),
+    ]
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 180
@@ -53,8 +65,10 @@ def app_url(tiny_checkpoint, tmp_path):
 
 def test_app_answers_a_real_clip_in_chromium(app_url, tmp_path):
     if not CHROMIUM.is_file():
-        pytest.fail(f"The browser test needs Debian's chromium at {CHROMIUM}: apt-get install -y chromium "
-                    "(bash scripts/setup.sh installs it when run as root).")
+        pytest.fail(
+            f"The browser test needs Debian's chromium at {CHROMIUM}: apt-get install -y chromium "
+            "(bash scripts/setup.sh installs it when run as root)."
+        )
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as playwright:

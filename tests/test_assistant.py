@@ -26,6 +26,7 @@ from salova.assistant import (
 )
 from salova.assistant import index as index_module
 from salova.assistant.timeline import FOCUS_COLOUR, draw_timeline
+
 from salova.cli import main
 
 QUESTION = "what moves in the blue scene?"
@@ -106,9 +107,7 @@ def test_second_open_reuses_the_stored_index(assistant, scene_video):
 
 def test_save_keeps_the_dtype_and_is_atomic(assistant, scene_video, tmp_path, monkeypatch):
     index, _, _ = assistant.open(scene_video)
-    half = dataclasses.replace(
-        index, latents=index.latents.bfloat16(), routing_tokens=index.routing_tokens.bfloat16()
-    )
+    half = dataclasses.replace(index, latents=index.latents.bfloat16(), routing_tokens=index.routing_tokens.bfloat16())
     path = half.save(tmp_path / "half.safetensors")
     loaded = SalovaVideoIndex.load(path)
     assert loaded.latents.dtype == torch.bfloat16 and torch.equal(loaded.latents, half.latents)
@@ -198,7 +197,7 @@ def test_scenes_command_prints_spans_and_json(scene_video, capsys):
     main(["scenes", str(scene_video)])
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 6 and "5 scenes" in lines[0]
-    assert re.search(rf"00:00:03\.000 - 00:00:06\.000 .*3\.000 s - +6\.000 s\)  3 frames", lines[2])
+    assert re.search(r"00:00:03\.000 - 00:00:06\.000 .*3\.000 s - +6\.000 s\)  3 frames", lines[2])
     main(["scenes", str(scene_video), "--json"])
     report = json.loads(capsys.readouterr().out)
     assert list(report) == ["video", "duration", "scenes"] and report["video"] == str(scene_video)
@@ -275,7 +274,9 @@ def test_timeline_highlights_focus_scenes_with_thumbnails(assistant, scene_video
     pictures, scores = figure.axes
     colours = [patch.get_facecolor() for patch in scores.patches]
     focus = [scene.focus for scene in answer.scenes]
-    assert [colour[:3] == tuple(int(FOCUS_COLOUR[i : i + 2], 16) / 255 for i in (1, 3, 5)) for colour in colours] == focus
+    assert [
+        colour[:3] == tuple(int(FOCUS_COLOUR[i : i + 2], 16) / 255 for i in (1, 3, 5)) for colour in colours
+    ] == focus
     assert [patch.get_height() for patch in scores.patches] == pytest.approx([s.score for s in answer.scenes])
     assert len([artist for artist in pictures.artists if isinstance(artist, AnnotationBbox)]) == 2
 
@@ -294,5 +295,16 @@ def test_bad_arguments_are_named(checkpoint, scene_video, tmp_path):
     with pytest.raises(FileNotFoundError, match="it is a directory"):
         main(["index", "--model", str(checkpoint), str(tmp_path), "--index-dir", str(tmp_path / "i")])
     with pytest.raises(ValueError, match="--top-k must be at least 1"):
-        main(["ask", "--model", str(checkpoint), str(scene_video), QUESTION, "--top-k", "0",
-              "--index-dir", str(tmp_path / "i")])
+        main(
+            [
+                "ask",
+                "--model",
+                str(checkpoint),
+                str(scene_video),
+                QUESTION,
+                "--top-k",
+                "0",
+                "--index-dir",
+                str(tmp_path / "i"),
+            ]
+        )
