@@ -116,12 +116,7 @@ class VideoAssistant:
             add_special_tokens=False,
             return_tensors="pt",
         ).to(self.model.device)
-        inputs.update(
-            segments_per_video=torch.tensor([index.num_segments], device=self.model.device),
-            video_latents=index.latents.to(self.model.device, self.model.dtype),
-            video_routing_tokens=index.routing_tokens.to(self.model.device, self.model.dtype),
-            num_focus_segments=top_k,
-        )
+        inputs.update(index.model_inputs(self.model.device, self.model.dtype), num_focus_segments=top_k)
         streamer = TextIteratorStreamer(self.processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
         failure = []
 

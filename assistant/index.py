@@ -92,6 +92,15 @@ class SalovaVideoIndex:
     def num_segments(self) -> int:
         return len(self.frames_per_segment)
 
+    def model_inputs(self, device=None, dtype=None) -> dict:
+        """What `forward()`/`generate()` take in place of the frames: `video_latents`, `video_routing_tokens` and
+        `segments_per_video` (one video)."""
+        return {
+            "video_latents": self.latents.to(device, dtype),
+            "video_routing_tokens": self.routing_tokens.to(device, dtype),
+            "segments_per_video": torch.tensor([self.num_segments], device=device),
+        }
+
     def check(self, expected: Provenance, path: str | Path = "index") -> None:
         """Raises `IndexMismatchError` naming both fingerprints of every field that differs."""
         problems = self.provenance.mismatches(expected)

@@ -60,17 +60,16 @@ def test_index_path_equals_direct_path(assistant, scene_video):
     assert status == "built" and index.num_segments == 5
     answer = assistant.ask(index, messages, top_k=2, max_new_tokens=12)
     with torch.no_grad():
+        text_only = processor(
+            text=processor.apply_chat_template(messages, add_generation_prompt=True),
+            queries=QUESTION,
+            segments_per_video=[index.num_segments],
+            add_special_tokens=False,
+            return_tensors="pt",
+        )
+        assert torch.equal(text_only["input_ids"], direct["input_ids"])
         index_tokens = model.generate(
-            input_ids=direct["input_ids"],
-            attention_mask=direct["attention_mask"],
-            query_input_ids=direct["query_input_ids"],
-            query_attention_mask=direct["query_attention_mask"],
-            segments_per_video=direct["segments_per_video"],
-            video_latents=index.latents,
-            video_routing_tokens=index.routing_tokens,
-            num_focus_segments=2,
-            max_new_tokens=12,
-            do_sample=False,
+            **text_only, **index.model_inputs(), num_focus_segments=2, max_new_tokens=12, do_sample=False
         )
     assert torch.equal(index_tokens, direct_tokens)
     assert answer.text == direct_text.strip()
