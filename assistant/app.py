@@ -33,7 +33,13 @@ def build_app(assistant: VideoAssistant, example_videos: list[str] | None = None
                 answer = gr.Textbox(label="answer", elem_id="answer", lines=3, interactive=False)
                 times = gr.Markdown(elem_id="times")
         timeline = gr.Image(elem_id="timeline", type="pil", interactive=False, show_label=False)
-        thumbnails = gr.Gallery(label="focus scenes", elem_id="thumbnails", columns=5, height=240, object_fit="contain")
+        thumbnails = gr.Gallery(
+            label="focus scenes (router scores on the timeline)",
+            elem_id="thumbnails",
+            columns=5,
+            height=240,
+            object_fit="contain",
+        )
         history = gr.State([])
 
         def answer_question(video_path, question_text, asked):
@@ -68,10 +74,7 @@ def build_app(assistant: VideoAssistant, example_videos: list[str] | None = None
                 *asked,
                 {"video": video_path, "question": question_text.strip(), **response.seconds, "status": response.index},
             ]
-            gallery = [
-                (index.thumbnails[scene.index].numpy(), f"{scene.span} {scene.score:+.2f}")
-                for scene in response.focus_scenes
-            ]
+            gallery = [(index.thumbnails[scene.index].numpy(), scene.span) for scene in response.focus_scenes]
             yield response.text, _timeline_image(response, index, question_text), gallery, _times(asked), asked
 
         ask.click(
