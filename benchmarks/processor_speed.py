@@ -23,7 +23,7 @@ import numpy as np
 import scenedetect
 from PIL import Image
 from salova.hub_configs import build_tiny_tokenizer
-from salova.processing import TOWER_PRESETS, SalovaProcessor
+from salova.processing import SalovaProcessor, SalovaVideoProcessor
 
 from salova.video_writer import write_video
 
@@ -75,7 +75,7 @@ def two_pass(path: Path, size: int) -> int:
 def make_processor(size: int = 384) -> SalovaProcessor:
     tokenizer = build_tiny_tokenizer()
     query_tokenizer = build_tiny_tokenizer(with_video_token=False)
-    return SalovaProcessor(tokenizer, query_tokenizer, image_size=size, **TOWER_PRESETS["siglip"])
+    return SalovaProcessor(SalovaVideoProcessor(size={"height": size, "width": size}), tokenizer, query_tokenizer)
 
 
 def measure(path: Path, processor: SalovaProcessor, repeats: int) -> dict:

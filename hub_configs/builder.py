@@ -16,7 +16,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTra
 
 from ..modeling import SalovaConfig, SalovaForConditionalGeneration
 from ..modeling.modeling_salova import TOWER_CLASSES, truncate_vision_tower
-from ..processing import TOWER_PRESETS, SalovaProcessor, SalovaVideoProcessor, tower_video_settings
+from ..processing import TOWER_PRESETS, SalovaProcessor, SalovaVideoProcessor, tower_video_settings, with_list_content
 from .tiny_tokenizer import END_OF_TURN, VIDEO_TOKEN, build_tiny_tokenizer
 
 VARIANTS = {"tiny": "salova-tiny", "3b": "salova-3b", "3.8b": "salova-3.8b", "7b": "salova-7b"}
@@ -33,10 +33,14 @@ def load_variant(variant: str) -> dict:
 
 
 def load_chat_template(name: str) -> str:
-    """A chat template shipped with the package: one per LLM family, and `plain` (stages 1 and 1.5)."""
+    """A chat template shipped with the package: one per LLM family, and `plain` (stages 1 and 1.5).
+
+    The files are written for string message content; the template returned also renders content lists (video
+    and text items), as the processor's `apply_chat_template` passes them.
+    """
     if name not in CHAT_TEMPLATES:
         raise ValueError(f"Unknown chat template {name!r}; choose one of {CHAT_TEMPLATES}.")
-    return (Path(__file__).parent / "chat_templates" / f"{name}.jinja").read_text()
+    return with_list_content((Path(__file__).parent / "chat_templates" / f"{name}.jinja").read_text(), VIDEO_TOKEN)
 
 
 def build_processor(

@@ -1,7 +1,7 @@
 """Turning videos and questions into SALOVA inputs: one-pass decoding with scene cuts, segments, prompts."""
 
 from .frame_preprocessing import TOWER_PRESETS, FrameTransform, tower_video_settings
-from .processing_salova import SalovaProcessor, SalovaProcessorKwargs, format_timestamp
+from .processing_salova import SalovaProcessor, SalovaProcessorKwargs, format_timestamp, with_list_content
 from .scene_detection import SceneCutDetector
 from .segmentation import SEGMENTERS, Segment, SegmentationPolicy, plan_segments, scene_tiling_boundaries
 from .video_decoding import DecodedVideo, decode_video
@@ -24,6 +24,7 @@ __all__ = [
     "plan_segments",
     "scene_tiling_boundaries",
     "tower_video_settings",
+    "with_list_content",
 ]
 
 # save_pretrained copies each class's file and its relative imports next to the processor files, and writes

@@ -6,6 +6,8 @@ the SigLIP/CLIP text tokenizer of the router's query encoder. Each video's `<vid
 `num_latents · min(K, N_v) + N_v` tokens, the FocusFast layout of the model.
 """
 
+import json
+
 from transformers import BatchFeature
 from transformers.processing_utils import ProcessingKwargs, ProcessorMixin, Unpack
 from transformers.video_processing_utils import VideoProcessorMixin
@@ -33,6 +35,32 @@ LEGACY_VIDEO_SETTINGS = {
         )
     },
 }
+
+
+# Renders a message's content, a string or a list of items: a video (or image) item as its placeholder line, a
+# text item (or a plain string) as its text. Templates written for string content call it in place of
+# `message['content']`.
+CONTENT_MACRO = """{{%- macro render_content(content) -%}}
+{{%- if content is string -%}}{{{{ content }}}}{{%- else -%}}{{%- for item in content -%}}
+{{%- if item is string -%}}{{{{ item }}}}
+{{%- elif item['type'] in ['video', 'image'] -%}}{{{{ {placeholder!r} }}}}
+{{%- elif item['type'] == 'text' -%}}{{{{ item['text'] }}}}{{%- endif -%}}
+{{%- endfor -%}}{{%- endif -%}}
+{{%- endmacro -%}}
+"""
+
+
+def with_list_content(template: str, video_token: str = "<video>") -> str:
+    """A chat template written for string message content (`message['content']`), made to render content lists
+    as well, the form `ProcessorMixin.apply_chat_template` passes on; a leading `bos_token` line stays first."""
+    if "render_content(" in template or "message['content']" not in template:
+        return template
+    head, body = ("", template)
+    if template.startswith("{{- bos_token -}}\n"):
+        head, body = template.split("\n", 1)
+        head += "\n"
+    macro = CONTENT_MACRO.format(placeholder=f"{video_token}\n")
+    return head + macro + body.replace("message['content']", "render_content(message['content'])")
 
 
 def format_timestamp(seconds: float) -> str:
@@ -150,7 +178,10 @@ class SalovaProcessor(ProcessorMixin):
             video_list = make_video_list(videos, video_fps)
             texts = [""] * len(video_list) if texts is None else texts
             if len(video_list) != len(texts):
-                raise ValueError(f"Got {len(video_list)} videos for {len(texts)} texts; pass one video per text.")
+                raise ValueError(
+                    f"The number of {self.video_token} tokens in the prompts should be the same as the number of "
+                    f"videos: one video per text, got {len(video_list)} videos for {len(texts)} texts."
+                )
             data.update(
                 self.video_processor(
                     video_list,
@@ -174,8 +205,9 @@ class SalovaProcessor(ProcessorMixin):
             prompts, replacement_offsets = texts, []
         else:
             prompts = [self._with_placeholder(prompt, row) for row, prompt in enumerate(texts)]
+            video_inputs = {"segments_per_video": counts}
             prompts, replacement_offsets = self.get_text_with_replacements(
-                prompts, videos_replacements=[self.video_token * self.num_video_tokens(n) for n in counts]
+                prompts, videos_replacements=[self.replace_video_token(video_inputs, row) for row in range(len(counts))]
             )
 
         text_kwargs = output_kwargs["text_kwargs"]
@@ -183,7 +215,9 @@ class SalovaProcessor(ProcessorMixin):
         return_offsets = text_kwargs.pop(
             "return_text_replacement_offsets", output_kwargs.get("return_text_replacement_offsets")
         )
-        text_kwargs.pop("return_mm_token_type_ids", None)
+        return_mm_token_type_ids = text_kwargs.pop(
+            "return_mm_token_type_ids", output_kwargs.get("return_mm_token_type_ids")
+        )
         encoding = self.tokenizer(prompts, **text_kwargs)
         self._check_lengths(encoding["input_ids"], counts, truncated=bool(text_kwargs.get("truncation")))
         query_encoding = self.query_tokenizer(
@@ -193,7 +227,13 @@ class SalovaProcessor(ProcessorMixin):
         data.update(query_input_ids=query_encoding["input_ids"], query_attention_mask=query_encoding["attention_mask"])
         if return_offsets:
             data["text_replacement_offsets"] = replacement_offsets
+        if return_mm_token_type_ids:
+            data["mm_token_type_ids"] = self.create_mm_token_type_ids(encoding["input_ids"])
         return BatchFeature(data=data, tensor_type=return_tensors, skip_tensor_conversion=self.skip_tensor_conversion)
+
+    def replace_video_token(self, video_inputs: dict, video_idx: int, **kwargs) -> str:
+        """The placeholder run of video `video_idx`: `num_latents · min(K, N_v) + N_v` video tokens."""
+        return self.video_token * self.num_video_tokens(int(video_inputs["segments_per_video"][video_idx]))
 
     def describe_segments(self, inputs: BatchFeature, router_scores=None, selected_segments=None) -> list[list[dict]]:
         """Per video, one dict per segment: `start`/`end` as `HH:MM:SS.mmm`, seconds, frames and, when given, the
@@ -223,6 +263,18 @@ class SalovaProcessor(ProcessorMixin):
         return descriptions
 
     @classmethod
+    def from_args_and_dict(cls, args, processor_dict: dict, **kwargs):
+        if "video_processor" not in processor_dict and isinstance(processor_dict.get("chat_template"), str):
+            # Saved before the video processor was a component: its template expects string content, which the
+            # processor then flattened itself.
+            video_token = processor_dict.get("video_token", "<video>")
+            processor_dict = {
+                **processor_dict,
+                "chat_template": with_list_content(processor_dict["chat_template"], video_token),
+            }
+        return super().from_args_and_dict(args, processor_dict, **kwargs)
+
+    @classmethod
     def _get_arguments_from_pretrained(cls, pretrained_model_name_or_path, processor_dict=None, **kwargs):
         """The video processor from `processor_config.json` (or, for folders saved before it was a component,
         from the flat settings there), the two tokenizers from their files."""
@@ -238,13 +290,16 @@ class SalovaProcessor(ProcessorMixin):
         ]
         return [SalovaVideoProcessor.from_dict(video_settings, **kwargs), *tokenizers]
 
-    @classmethod
-    def from_args_and_dict(cls, args, processor_dict: dict, **kwargs):
-        loaded = super().from_args_and_dict(args, processor_dict, **kwargs)
-        # Keep where the remote code lives, so that a loaded processor saves (and compares) as it was saved.
-        if "auto_map" in processor_dict:
-            (loaded[0] if isinstance(loaded, tuple) else loaded).auto_map = processor_dict["auto_map"]
-        return loaded
+    def to_dict(self) -> dict:
+        # `auto_map` says where the remote code lives; save_pretrained writes it, but it is no setting of the
+        # processor: a processor compares equal whether it was loaded, saved or built from components.
+        return {key: value for key, value in super().to_dict().items() if key != "auto_map"}
+
+    def to_json_string(self) -> str:
+        settings = self.to_dict()
+        if getattr(self, "auto_map", None):
+            settings["auto_map"] = self.auto_map
+        return json.dumps(settings, indent=2, sort_keys=True) + "\n"
 
     def _multimodal_inputs_from_conversations(self, conversations, audio_loading_params, load_audio_from_video=False):
         """Per conversation, its one video (`"video"` items; an `"image"` item is a one-frame video) and its router
@@ -255,7 +310,8 @@ class SalovaProcessor(ProcessorMixin):
             videos, query = [], ""
             for message in conversation:
                 content = message.get("content") or ""
-                items = [{"type": "text", "text": content}] if isinstance(content, str) else content
+                items = [content] if isinstance(content, str) else content
+                items = [{"type": "text", "text": item} if isinstance(item, str) else item for item in items]
                 for item in items:
                     if item.get("type") in ("video", "image"):
                         videos += [item[key] for key in VIDEO_ITEM_KEYS if key in item]
@@ -325,4 +381,4 @@ def legacy_video_settings(processor_dict: dict) -> dict:
     return settings
 
 
-__all__ = ["SalovaProcessor", "SalovaProcessorKwargs", "format_timestamp"]
+__all__ = ["SalovaProcessor", "SalovaProcessorKwargs", "format_timestamp", "with_list_content"]

@@ -16,6 +16,7 @@ import inspect
 
 import numpy as np
 import torch
+from huggingface_hub.dataclasses import validate_typed_dict
 from PIL import Image
 from transformers.image_processing_backends import PilBackend
 from transformers.image_processing_utils import BatchFeature
@@ -58,11 +59,11 @@ class SalovaVideoProcessorKwargs(VideosKwargs, total=False):
     segmenter: str
     max_frames_per_segment: int
     max_segments: int
-    window_seconds: float
+    window_seconds: int | float
     split_uncut_videos: bool
-    tiling_threshold_std: float
-    detector_threshold: float
-    detector_min_content: float
+    tiling_threshold_std: int | float
+    detector_threshold: int | float
+    detector_min_content: int | float
     detector_min_scene_len: int
     scene_detection: str
     max_frame_pixels: int
@@ -174,8 +175,13 @@ class SalovaVideoProcessor(VideoProcessorMixin, PilBackend):
         video = _channels_last(video, kwargs.get("input_data_format"))
         fps = self._setting("fps", kwargs.get("fps"))
         in_memory = isinstance(video, (np.ndarray, list, tuple)) and not _is_single_image(video)
-        if in_memory and (video_fps is None or not self._setting("do_sample_frames", kwargs.get("do_sample_frames"))):
+        sample = self._setting("do_sample_frames", kwargs.get("do_sample_frames"))
+        if in_memory and (video_fps is None or not sample):
             video_fps = fps  # decoded frames without a frame rate are taken as already sampled
+        elif not sample and not _is_single_image(video) and not isinstance(video, Image.Image):
+            raise ValueError(
+                "do_sample_frames=False keeps every frame of decoded frames; a video file is always sampled at fps."
+            )
         policy = self.segmentation_policy(**kwargs)
         detect = segment_boundaries is None and policy.segmenter == "scenes"
         decoded = decode_video(
@@ -214,7 +220,12 @@ class SalovaVideoProcessor(VideoProcessorMixin, PilBackend):
             captured_kwargs=kwargs.keys(),
             valid_processor_keys=list(self.valid_kwargs.__annotations__) + ["return_tensors"],
         )
+        validate_typed_dict(self.valid_kwargs, kwargs)
         kwargs = {name: value for name, value in kwargs.items() if value is not None}
+        if "num_frames" in kwargs:
+            raise ValueError(
+                "num_frames is not supported: SALOVA samples frames by time (fps) and the segment policy groups them."
+            )
         settings = {name: kwargs.get(name, getattr(self, name, None)) for name in self._valid_kwargs_names}
         settings = {**settings, **self._standardize_kwargs(**settings)}
         self._validate_preprocess_kwargs(**settings)
@@ -223,8 +234,8 @@ class SalovaVideoProcessor(VideoProcessorMixin, PilBackend):
         rates = _per_video(video_fps, video_list, "video_fps")
         metadata = kwargs.get("video_metadata")
         if metadata is not None:
-            rates = [_metadata_fps(item) for item in _per_video(metadata, video_list, "video_metadata", nested=True)]
-        boundaries = _per_video(segment_boundaries, video_list, "segment_boundaries", nested=True)
+            rates = [_metadata_fps(item) for item in _per_video(metadata, video_list, "video_metadata")]
+        boundaries = _per_video(segment_boundaries, video_list, "segment_boundaries")
         processed = [
             self.process_video(video, rate, bounds, **settings)
             for video, rate, bounds in zip(video_list, rates, boundaries, strict=True)
@@ -277,23 +288,19 @@ def make_video_list(videos, video_fps=None) -> list:
     return flat
 
 
-def _per_video(values, video_list: list, name: str, nested: bool = False) -> list:
-    """`values` as one entry per video: `None` for all, one shared value, or a list of one per video."""
+def _per_video(values, video_list: list, name: str) -> list:
+    """`values` as one entry per video: `None` for all, one value shared by all, or a list of one per video."""
     if values is None:
         return [None] * len(video_list)
-    if not isinstance(values, (list, tuple)) or (nested and len(video_list) == 1 and len(values) != 1):
-        values = [values] * len(video_list)
+    if not isinstance(values, (list, tuple)):
+        return [values] * len(video_list)
     if len(values) != len(video_list):
-        raise ValueError(f"{name} has {len(values)} entries for {len(video_list)} videos.")
+        raise ValueError(f"{name} has {len(values)} entries for {len(video_list)} videos; pass one per video.")
     return list(values)
 
 
-def _metadata_fps(metadata) -> float | None:
-    if isinstance(metadata, (list, tuple)) and len(metadata) == 1:
-        metadata = metadata[0]
-    if isinstance(metadata, dict):
-        return metadata.get("fps")
-    return getattr(metadata, "fps", None) if isinstance(metadata, VideoMetadata) or metadata is not None else None
+def _metadata_fps(metadata: VideoMetadata | dict | None) -> float | None:
+    return metadata.get("fps") if isinstance(metadata, dict) else getattr(metadata, "fps", None)
 
 
 def _is_single_image(video) -> bool:
@@ -309,16 +316,12 @@ def _channels_last(video, input_data_format=None):
     channels = (1, 3, 4)
     first, last = video.shape[-3] in channels, video.shape[-1] in channels
     layout = str(getattr(input_data_format, "value", input_data_format)) if input_data_format else None
-    if layout is None:
-        if first == last:
-            if last and video.shape[-3] == video.shape[-1]:
-                raise ValueError(
-                    f"Cannot tell the channel axis of a video array of shape {video.shape}; pass "
-                    "input_data_format='channels_first' or 'channels_last'."
-                )
-            layout = "channels_last"
-        else:
-            layout = "channels_first" if first else "channels_last"
+    if layout is None and first and last:
+        raise ValueError(
+            f"Cannot tell the channel axis of a video array of shape {video.shape}; pass "
+            "input_data_format='channels_first' or 'channels_last'."
+        )
+    layout = layout or ("channels_first" if first else "channels_last")
     if layout == "channels_first":
         video = np.moveaxis(video, -3, -1)
     if video.shape[-1] == 1:

@@ -137,6 +137,12 @@ def test_chat_template_per_llm_family(tiny, family):
         CONVERSATION, chat_template=load_chat_template(family), add_generation_prompt=True
     )
     assert rendered == EXPECTED_TEMPLATES[family]
+    # Plain strings among the content items are text.
+    strings = [CONVERSATION[0], {"role": "user", "content": [{"type": "video", "path": "clip.mp4"}, "What happens?"]}]
+    template = load_chat_template(family)
+    assert processor.apply_chat_template(strings, chat_template=template) == processor.apply_chat_template(
+        CONVERSATION[:2], chat_template=template
+    )
 
 
 def test_qwen_template_adds_the_default_system_turn_and_plain_template_is_video_then_caption(tiny):
@@ -184,7 +190,7 @@ def test_real_clip_through_processor_and_model(tiny):
 
 def test_bad_text_inputs_are_named(tiny, scene_video):
     _, processor = tiny
-    with pytest.raises(ValueError, match="2 videos for 1 texts"):
+    with pytest.raises(ValueError, match="got 2 videos for 1 texts"):
         processor(videos=[str(scene_video), str(scene_video)], text=QUESTION)
     with pytest.raises(ValueError, match="holds 2 '<video>' placeholders"):
         processor(videos=str(scene_video), text="<video> <video> what?")
@@ -219,6 +225,17 @@ def test_timestamps_are_hh_mm_ss_mmm():
     assert format_timestamp(3725.9) == "01:02:05.900"
     assert format_timestamp(1.0005) == "00:00:01.000"
     assert format_timestamp(-1) == "00:00:00.000"
+
+
+def test_segment_descriptions_show_milliseconds(tiny):
+    _, processor = tiny
+    frames = np.stack(list(colour_scenes([(200, 30, 30)], 4.0, fps=10)))
+    inputs = processor(videos=frames, video_fps=10, text=QUESTION, segment_boundaries=[[0.79]])
+    described = processor.describe_segments(inputs)[0]
+    assert [(d["start"], d["end"]) for d in described] == [
+        ("00:00:00.000", "00:00:00.790"),
+        ("00:00:00.790", "00:00:04.000"),
+    ]
 
 
 FRESH_PROCESS = BLOCK_REPO_IMPORTS + textwrap.dedent(
@@ -289,6 +306,12 @@ def test_video_settings_changed_after_creation_take_effect(tiny):
     assert video_processor(uncut, video_fps=2)["segments_per_video"].tolist() == [2]
     assert built(uncut, video_fps=2)["segments_per_video"].tolist() == [2]
     assert video_processor(uncut, video_fps=2, window_seconds=5)["segments_per_video"].tolist() == [4]  # per call
+    # Through the processor, as plain keywords or grouped for the video processor.
+    windows = processor(videos=uncut, video_fps=2, text=QUESTION, segmenter="fixed_windows", window_seconds=10)
+    grouped = processor(
+        videos=uncut, video_fps=2, text=QUESTION, videos_kwargs={"segmenter": "fixed_windows", "window_seconds": 5}
+    )
+    assert windows["segments_per_video"].tolist() == [2] and grouped["segments_per_video"].tolist() == [4]
 
     two_scenes = np.stack(list(colour_scenes([(200, 30, 30), (30, 30, 200)], 4.0, fps=10)))
     video_processor.segmenter = "scenes"
@@ -353,6 +376,8 @@ def test_text_inputs_for_a_stored_index_match_the_video_path(tiny, scene_video):
     chat_video = processor.apply_chat_template(with_source, tokenize=True, return_dict=True)
     for name in chat_count:
         assert torch.equal(chat_count[name], chat_video[name]), name
+    typed = processor(text=QUESTION, segments_per_video=[5], return_mm_token_type_ids=True)["mm_token_type_ids"]
+    assert torch.equal(typed == 2, from_count["input_ids"] == processor.video_token_id)  # 2: video tokens
     with pytest.raises(ValueError, match="one positive count per text"):
         processor(text=[QUESTION, QUESTION], segments_per_video=[5])
 
@@ -399,6 +424,11 @@ def test_processor_saved_before_the_video_processor_component_still_loads(tiny, 
     new = processor(videos=frames, video_fps=10, text=QUESTION)
     for name in new:
         assert torch.equal(inputs[name], new[name]), name
+    # Its chat template was written for string content (the old processor flattened messages itself).
+    conversation = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": QUESTION}]}]
+    rendered = old.apply_chat_template(conversation, add_generation_prompt=True)
+    assert f"<|im_start|>user\n<video>\n{QUESTION}<|im_end|>" in rendered
+    assert rendered == processor.apply_chat_template(conversation, add_generation_prompt=True)
     old.save_pretrained(tmp_path)
     assert "video_processor" in json.loads((tmp_path / "processor_config.json").read_text())
     again = SalovaProcessor.from_pretrained(tmp_path)(videos=frames, video_fps=10, text=QUESTION)

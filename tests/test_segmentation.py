@@ -1,8 +1,17 @@
 """The segment policy: scenes to segments, empty scenes, splitting, merging to the router's limit, segmenters."""
 
+import inspect
+
 import numpy as np
 import pytest
-from salova.processing import Segment, SegmentationPolicy, plan_segments, scene_tiling_boundaries
+from salova.processing import (
+    SalovaVideoProcessor,
+    SceneCutDetector,
+    Segment,
+    SegmentationPolicy,
+    plan_segments,
+    scene_tiling_boundaries,
+)
 
 
 def _frames_per_segment(segments):
@@ -119,3 +128,15 @@ def test_policy_and_inputs_are_checked():
         plan_segments(np.zeros(0), 1.0, SegmentationPolicy(), [])
     with pytest.raises(ValueError, match="needs the cut times"):
         plan_segments(np.arange(3.0), 3.0, SegmentationPolicy())
+
+
+def test_video_processor_takes_its_segment_and_detector_defaults_from_their_classes():
+    video_processor = SalovaVideoProcessor()
+    assert video_processor.segmentation_policy() == SegmentationPolicy()
+    detector = inspect.signature(SceneCutDetector.__init__).parameters
+    assert video_processor.detector_threshold == detector["adaptive_threshold"].default
+    assert video_processor.detector_min_content == detector["min_content_val"].default
+    assert video_processor.detector_min_scene_len == detector["min_scene_len"].default
+    changed = SalovaVideoProcessor(max_segments=4, segmenter="fixed_windows")
+    assert changed.segmentation_policy() == SegmentationPolicy(segmenter="fixed_windows", max_segments=4)
+    assert changed.segmentation_policy(window_seconds=5).window_seconds == 5  # a call's override
