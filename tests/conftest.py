@@ -160,12 +160,14 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: compile/export checks, run with --run-slow")
+    if config.getoption("--run-slow"):
+        os.environ["RUN_SLOW"] = "1"  # transformers' own `@slow` common tests read it when they are imported
 
 
 def pytest_collection_modifyitems(config, items):
     if config.getoption("--run-slow"):
         return
-    skip = pytest.mark.skip(reason="slow tier (torch.compile / torch.export): run with --run-slow")
+    skip = pytest.mark.skip(reason="slow tier (compile/export checks and transformers' @slow tests): run with --run-slow")
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)

@@ -48,11 +48,9 @@ GENERATION_STAND_IN = '''"""Stand-in: `GenerationTesterMixin` is only in transfo
 
 class GenerationTesterMixin:
     """No generation tests here; SALOVA's generation checks are in tests/test_generation.py."""
-
-    all_generative_model_classes = ()
 '''
 
-CONFIGURATION_STAND_IN = '''"""Stand-in for `config_common_kwargs`: a non-default value for each common `PreTrainedConfig` key."""
+CONFIGURATION_STAND_IN = '''"""Stand-in for `config_common_kwargs`: non-default common `PreTrainedConfig` values."""
 
 config_common_kwargs = {
     "return_dict": False,
@@ -68,7 +66,7 @@ config_common_kwargs = {
 }
 '''
 
-FETCH_STAND_IN = '''"""Stand-in for transformers' `utils/fetch_hub_objects_for_ci.py`: local fixtures instead of Hub downloads."""
+FETCH_STAND_IN = '''"""Stand-in for transformers' `fetch_hub_objects_for_ci.py`: local fixtures, no Hub downloads."""
 
 from pathlib import Path
 
