@@ -1,5 +1,6 @@
 """`salova` console command: `salova build` writes a Hub-format checkpoint, `salova convert` turns upstream
-annotations into training records, `salova demo` trains the tiny model through the three stages and evaluates it."""
+annotations into training records, `salova demo` trains the tiny model through the three stages and evaluates it.
+`scenes`, `index`, `ask`, `chat` and `app` are the assistant's (`salova.assistant.cli`)."""
 
 import argparse
 import json
