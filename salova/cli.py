@@ -1,10 +1,13 @@
 """`salova` console command: `salova build` writes a Hub-format checkpoint, `salova convert` turns upstream
-annotations into training records, `salova demo` trains the tiny model through the three stages and evaluates it."""
+annotations into training records, `salova demo` trains the tiny model through the three stages and evaluates it.
+`scenes`, `index`, `ask`, `chat` and `app` are the assistant's (`salova.assistant.cli`)."""
 
 import argparse
 import json
 
 import torch
+
+from salova.assistant.cli import add_commands as add_assistant_commands
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -31,8 +34,12 @@ def main(argv: list[str] | None = None) -> None:
     demo.add_argument("--setting", default="default", choices=["smoke", "default", "full"])
     demo.add_argument("--workdir", default="outputs/demo", help="corpus, stage checkpoints and report.json go here")
 
+    add_assistant_commands(commands)
+
     args = parser.parse_args(argv)
-    if args.command == "build":
+    if hasattr(args, "run"):
+        args.run(args)
+    elif args.command == "build":
         from .hub_configs import build_salova
 
         model, processor = build_salova(args.variant, args.vision_tower, args.llm, dtype=DTYPES[args.dtype])

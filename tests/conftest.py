@@ -44,6 +44,16 @@ def tiny():
     return model.eval(), processor
 
 
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny, tmp_path_factory) -> Path:
+    """The tiny model and processor saved as a checkpoint folder, for commands that take `--model`."""
+    model, processor = tiny
+    folder = tmp_path_factory.mktemp("tiny-checkpoint")
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
 @functools.cache
 def _real_video_folder() -> Path:
     for folder in [*REAL_VIDEO_FOLDERS, REAL_VIDEO_CACHE]:
