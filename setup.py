@@ -10,6 +10,7 @@ PACKAGE_DIRS = {
     "salova.processing": "processing",
     "salova.training": "training",
     "salova.hub_configs": "hub_configs",
+    "salova.evaluation": "evaluation",
 }
 
 setup(
@@ -39,11 +40,15 @@ setup(
         "numpy>=1.26",
         "pillow>=10.0",
         "tqdm>=4.66",
+        "pyarrow>=15.0",
     ],
     extras_require={
         "train": ["deepspeed>=0.16"],
         "gpu": ["flash-attn>=2.6"],
         "dev": ["pytest>=8.0"],
     },
-    entry_points={"console_scripts": ["salova=salova.cli:main", "salova-train=salova.training.cli:main"]},
+    entry_points={
+        "console_scripts": ["salova=salova.cli:main", "salova-train=salova.training.cli:main"],
+        "lmms_eval.models": ["salova=salova.evaluation.lmms_eval_manifest:MANIFEST"],
+    },
 )

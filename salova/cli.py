@@ -6,6 +6,8 @@ import json
 
 import torch
 
+from .evaluation.cli import add_eval_parser, run_eval
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -31,6 +33,8 @@ def main(argv: list[str] | None = None) -> None:
     demo.add_argument("--setting", default="default", choices=["smoke", "default", "full"])
     demo.add_argument("--workdir", default="outputs/demo", help="corpus, stage checkpoints and report.json go here")
 
+    add_eval_parser(commands)
+
     args = parser.parse_args(argv)
     if args.command == "build":
         from .hub_configs import build_salova
@@ -52,6 +56,8 @@ def main(argv: list[str] | None = None) -> None:
         with open(args.output, "w") as output:
             output.writelines(json.dumps(record) + "\n" for record in records)
         print(f"wrote {len(records)} records to {args.output}")
+    elif args.command == "eval":
+        run_eval(args)
     else:
         from .training.end_to_end import SETTINGS, run_end_to_end
 
