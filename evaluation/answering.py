@@ -60,10 +60,14 @@ class VideoAnswerer:
     def inputs(self, video: EncodedVideo, question: str, query: str | None = None, response: str = "") -> BatchFeature:
         """Model inputs of one question: the chat template's user turn (video, then `question`) and the assistant
         prompt, followed by `response` when given (for scoring it). `query` (the router's) defaults to `question`."""
-        messages = [{"role": "user", "content": [{"type": "video", "video": "encoded"}, {"type": "text", "text": question}]}]
+        messages = [
+            {"role": "user", "content": [{"type": "video", "video": "encoded"}, {"type": "text", "text": question}]}
+        ]
         prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True) + response
         processor = self.processor
-        expanded = prompt.replace(processor.video_token, processor.video_token * processor.num_video_tokens(video.num_segments))
+        expanded = prompt.replace(
+            processor.video_token, processor.video_token * processor.num_video_tokens(video.num_segments)
+        )
         text = processor.tokenizer([expanded], add_special_tokens=False, return_tensors="pt")
         found = int((text["input_ids"] == processor.video_token_id).sum())
         if found != processor.num_video_tokens(video.num_segments):
@@ -109,8 +113,8 @@ class VideoAnswerer:
         return Answer(text.strip(), features.router_scores[0].float().tolist(), selected)
 
     @torch.no_grad()
-    def loglikelihood(self, video: EncodedVideo, question: str, continuation: str) -> tuple[float, bool]:
-        """Log-probability of `continuation` as the answer to `question`, and whether greedy decoding gives it."""
+    def loglikelihood(self, video: EncodedVideo, question: str, continuation: str) -> "ContinuationScore":
+        """How likely `continuation` is as the answer to `question` (teacher-forced, one forward pass)."""
         context = self.inputs(video, question)
         inputs = self.inputs(video, question, query=question, response=continuation)
         start = context["input_ids"].shape[1]
@@ -119,4 +123,11 @@ class VideoAnswerer:
         logits = self.model(**inputs).logits[0, start - 1 : -1].float()
         targets = inputs["input_ids"][0, start:]
         log_probs = torch.log_softmax(logits, dim=-1).gather(1, targets[:, None]).squeeze(1)
-        return float(log_probs.sum()), bool((logits.argmax(-1) == targets).all())
+        return ContinuationScore(float(log_probs.sum()), len(targets), bool((logits.argmax(-1) == targets).all()))
+
+
+@dataclass
+class ContinuationScore:
+    log_prob: float  # summed over the continuation's tokens
+    num_tokens: int
+    is_greedy: bool  # greedy decoding would produce the continuation

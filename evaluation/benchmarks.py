@@ -212,9 +212,10 @@ def run_benchmark(
     for question in todo:
         by_video[question.video].append(question)
 
-    with answers_path.open("a", encoding="utf-8") as answers, tqdm(
-        total=len(todo), desc=benchmark, unit="question", disable=not progress
-    ) as bar:
+    with (
+        answers_path.open("a", encoding="utf-8") as answers,
+        tqdm(total=len(todo), desc=benchmark, unit="question", disable=not progress) as bar,
+    ):
         for video, video_questions in by_video.items():
             for record in _answer_video(answerer, video, video_questions):
                 answers.write(json.dumps(record) + "\n")

@@ -31,7 +31,9 @@ def add_eval_parser(commands) -> None:
     synthetic = tasks.add_parser(
         "niah-synthetic", help="V-NIAH on synthetic-corpus haystacks with a needle colour they lack (tiny model)"
     )
-    synthetic.add_argument("--colours", default=",".join(SYNTHETIC_NEEDLE_COLOURS), help="needle colours, one case each")
+    synthetic.add_argument(
+        "--colours", default=",".join(SYNTHETIC_NEEDLE_COLOURS), help="needle colours, one case each"
+    )
     synthetic.add_argument("--haystack-scenes", type=int, default=40, help="scenes of each haystack video")
     _grid(synthetic, "30,60,120,300,600")
     _common(synthetic)

@@ -20,12 +20,16 @@ def draw_heatmaps(panels: dict[str, np.ndarray], lengths: list[float], depths: l
     columns = min(2, len(panels))
     rows = -(-len(panels) // columns)
     image = Image.new(
-        "RGB", (columns * panel_width + (columns - 1) * PANEL_GAP, rows * panel_height + (rows - 1) * PANEL_GAP), "white"
+        "RGB",
+        (columns * panel_width + (columns - 1) * PANEL_GAP, rows * panel_height + (rows - 1) * PANEL_GAP),
+        "white",
     )
     draw = ImageDraw.Draw(image)
     for number, (title, values) in enumerate(panels.items()):
         if values.shape != (len(depths), len(lengths)):
-            raise ValueError(f"Panel {title!r} is {values.shape}, expected (depths, lengths) {len(depths), len(lengths)}.")
+            raise ValueError(
+                f"Panel {title!r} is {values.shape}, expected (depths, lengths) {len(depths), len(lengths)}."
+            )
         left = (number % columns) * (panel_width + PANEL_GAP)
         top = (number // columns) * (panel_height + PANEL_GAP)
         draw.text((left + MARGIN[0], top + 12), title, fill="black", font=title_font)

@@ -9,11 +9,10 @@ assistant's answer, for lmms-eval's multiple-choice tasks.
 from collections import defaultdict
 
 import torch
-from lmms_eval.api.instance import Instance
+from lmms_eval.api.instance import GenerationResult, Instance
 from lmms_eval.api.model import lmms
-from tqdm.auto import tqdm
-
 from salova.evaluation.answering import VideoAnswerer
+from tqdm.auto import tqdm
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # lmms-eval's generation_kwargs that `generate` takes as they are.
@@ -30,7 +29,9 @@ class Salova(lmms):
     ):
         super().__init__()
         if kwargs:
-            raise ValueError(f"Unknown --model_args for salova: {sorted(kwargs)}; expected pretrained, max_new_tokens, dtype.")
+            raise ValueError(
+                f"Unknown --model_args for salova: {sorted(kwargs)}; expected pretrained, max_new_tokens, dtype."
+            )
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}.")
         self.answerer = VideoAnswerer.from_pretrained(pretrained, int(max_new_tokens), DTYPES[dtype])
@@ -54,13 +55,19 @@ class Salova(lmms):
                     bar.update()
         return results
 
-    def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
+    def loglikelihood(self, requests: list[Instance]) -> list[GenerationResult]:
+        """`(loss, is greedy)` per request, the loss being the continuation's mean negative log-likelihood per
+        token: lmms-eval's multiple-choice scoring picks the choice of lowest first value (`argmin`), as its own
+        models return the LM loss there. Its evaluator passes every output through `unwrap_generation_output`,
+        which turns a bare tuple into its string; a `GenerationResult` carries the tuple through untouched."""
         results = [None] * len(requests)
         with tqdm(total=len(requests), desc="salova: scoring", disable=self.rank != 0) as bar:
             for encoded, members in self._by_visual(requests):
                 for index, (context, continuation) in members:
-                    results[index] = self.answerer.loglikelihood(encoded, context, continuation)
-                    self.cache_hook.add_partial("loglikelihood", (context, continuation), results[index])
+                    score = self.answerer.loglikelihood(encoded, context, continuation)
+                    scored = (-score.log_prob / score.num_tokens, score.is_greedy)
+                    self.cache_hook.add_partial("loglikelihood", (context, continuation), scored)
+                    results[index] = GenerationResult(text=scored)
                     bar.update()
         return results
 

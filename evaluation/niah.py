@@ -21,11 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
-
 from salova.evaluation.answering import VideoAnswerer
 from salova.evaluation.heatmap import draw_heatmaps
 from salova.training.evaluation import normalise_answer, random_router
+from tqdm.auto import tqdm
 
 DEFAULT_LENGTHS = (60, 300, 900, 1800, 3600)
 DEFAULT_DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -201,4 +200,3 @@ def needle_footage(processor, needle) -> Footage:
     """The needle as sampled frames of at least `MIN_NEEDLE_SECONDS`: an image is held, a short video loops."""
     footage = load_footage(processor, needle, MIN_NEEDLE_SECONDS)
     return Footage(footage.frames, [0])
-

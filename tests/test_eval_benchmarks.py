@@ -9,8 +9,8 @@ import pyarrow
 import pyarrow.parquet
 import pytest
 from conftest import colour_scenes
-
 from salova.evaluation.benchmarks import extract_choice, run_benchmark
+
 from salova.video_writer import write_video
 
 
@@ -66,7 +66,10 @@ def test_videomme_layout_prompt_scores_and_problems(tmp_path):
 
     # Hand-checked: q1 right, q2 wrong (C for B), q3 right; q4's video is missing, q5 is malformed.
     assert summary["overall"] == {"questions": 3, "accuracy": 2 / 3}
-    assert summary["by_duration"] == {"medium": {"questions": 1, "accuracy": 1.0}, "short": {"questions": 2, "accuracy": 0.5}}
+    assert summary["by_duration"] == {
+        "medium": {"questions": 1, "accuracy": 1.0},
+        "short": {"questions": 2, "accuracy": 0.5},
+    }
     assert summary["by_task_type"]["Counting Problem"] == {"questions": 2, "accuracy": 1.0}
     assert summary["by_task_type"]["Object Recognition"] == {"questions": 1, "accuracy": 0.0}
     assert (summary["missing_video"], summary["malformed_rows"]) == (1, 1)
@@ -80,7 +83,12 @@ def test_videomme_layout_prompt_scores_and_problems(tmp_path):
         "D. pink\n\nAnswer with the option's letter from the given choices directly."
     )
     lines = [json.loads(line) for line in (tmp_path / "out/answers.jsonl").read_text().splitlines()]
-    assert {line["question_id"]: line["prediction"] for line in lines} == {"001-1": "A", "001-2": "C", "002-1": "D", "003-1": ""}
+    assert {line["question_id"]: line["prediction"] for line in lines} == {
+        "001-1": "A",
+        "001-2": "C",
+        "002-1": "D",
+        "003-1": "",
+    }
     table = (tmp_path / "out/summary.md").read_text()
     assert "| duration: short | 2 | 50.0 |" in table and "| **overall** | 3 | 66.7 |" in table
     assert json.loads((tmp_path / "out/summary.json").read_text()) == summary
@@ -110,7 +118,8 @@ def test_longvideobench_layout(tmp_path):
             "id": f"lvb-{index}", "video_id": video, "video_path": f"{video}.mp4", "question": f"q{index}",
             "candidates": candidates, "correct_choice": correct, "duration_group": duration_group,
             "duration": 12.5, "question_category": category, "subtitle_path": f"{video}_en.json",
-            "starting_timestamp_for_subtitles": 0, "position": [1, 2], "topic_category": "NP-News-Programs", "level": "L1-Perception",
+            "starting_timestamp_for_subtitles": 0, "position": [1, 2], "topic_category": "NP-News-Programs",
+            "level": "L1-Perception",
         }  # fmt: skip
 
     items = [
@@ -128,7 +137,10 @@ def test_longvideobench_layout(tmp_path):
     assert summary["by_duration"] == {"15": {"questions": 2, "accuracy": 0.5}, "600": {"questions": 1, "accuracy": 1.0}}
     assert summary["by_task_type"]["S2E"] == {"questions": 2, "accuracy": 1.0}
     assert summary["malformed_rows"] == 1 and "candidates" in summary["problems"]["malformed_rows"][0]
-    assert answerer.prompts["q1"] == "q1\nA. red\nB. blue\nAnswer with the option's letter from the given choices directly.\n"
+    assert (
+        answerer.prompts["q1"]
+        == "q1\nA. red\nB. blue\nAnswer with the option's letter from the given choices directly.\n"
+    )
 
 
 def test_mlvu_task_folder_layout_skips_open_ended_tasks(tmp_path):
@@ -150,7 +162,10 @@ def test_mlvu_task_folder_layout_skips_open_ended_tasks(tmp_path):
     answerer = ScriptedAnswerer({"Who?": "C) Bob", "Where?": "A"})
     summary = run_benchmark("mlvu", annotations, videos, answerer, tmp_path / "out", progress=False)
     assert summary["overall"] == {"questions": 2, "accuracy": 0.5}
-    assert summary["by_duration"] == {"3-10 min": {"questions": 1, "accuracy": 1.0}, ">30 min": {"questions": 1, "accuracy": 0.0}}
+    assert summary["by_duration"] == {
+        "3-10 min": {"questions": 1, "accuracy": 1.0},
+        ">30 min": {"questions": 1, "accuracy": 0.0},
+    }
     assert (summary["malformed_rows"], summary["skipped_rows"], summary["missing_video"]) == (1, 1, 0)
     assert answerer.prompts["Who?"] == (
         "Question: Who?\nOptions:\n(A) Tom\n(B) Ann\n(C) Bob\n(D) Sue\nOnly give the best option.\nBest option: ("
