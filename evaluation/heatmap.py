@@ -59,4 +59,6 @@ def _colour(value: float) -> tuple[int, int, int]:
 
 def _format_length(seconds: float) -> str:
     seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
