@@ -186,17 +186,18 @@ def test_cli_runs_a_real_checkpoint(tmp_path, tiny):
     model.save_pretrained(tmp_path / "checkpoint")
     processor.save_pretrained(tmp_path / "checkpoint")
     annotations, videos = _videomme(tmp_path)
+    (videos / "vidC.mp4").write_bytes(b"not a video")
     command = [
         sys.executable, "-m", "salova.cli", "eval", "videomme", "--annotations", str(annotations), "--videos",
-        str(videos), "--model", str(tmp_path / "checkpoint"), "--output", str(tmp_path / "out"), "--limit", "3",
+        str(videos), "--model", str(tmp_path / "checkpoint"), "--output", str(tmp_path / "out"), "--limit", "4",
         "--max-new-tokens", "2",
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [json.loads(line) for line in (tmp_path / "out/answers.jsonl").read_text().splitlines()]
-    assert [line["status"] for line in lines] == ["answered"] * 3
-    assert all(line["response"] for line in lines)
-    assert "| **overall** | 3 |" in result.stdout
+    assert [line["status"] for line in lines] == ["answered"] * 3 + ["unreadable_video"]
+    assert all(line["response"] for line in lines[:3]) and "vidC.mp4" in lines[3]["error"]
+    assert "| **overall** | 3 |" in result.stdout and "unreadable video: 1" in result.stdout
 
 
 def test_missing_annotations_name_the_argument(tmp_path):
