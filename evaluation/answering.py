@@ -97,20 +97,16 @@ class VideoAnswerer:
         inputs = self.inputs(video, question, query)
         if seed is not None:
             torch.manual_seed(seed)
-        features = self.model.get_video_features(
-            pixel_values_videos=inputs["pixel_values_videos"],
-            frames_per_segment=inputs["frames_per_segment"],
-            segments_per_video=inputs["segments_per_video"],
-            query_input_ids=inputs["query_input_ids"],
-            query_attention_mask=inputs["query_attention_mask"],
-        )
+        # The full forward, not the video half alone: its router outputs are the same whichever way the model
+        # splits encoding from routing.
+        outputs = self.model(**inputs)
         options = {"max_new_tokens": self.max_new_tokens, "do_sample": False, **generate_kwargs}
         if seed is not None:
             torch.manual_seed(seed)
         generated = self.model.generate(**inputs, **options)
         text = self.processor.decode(generated[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
-        selected = [index for index in features.selected_segments[0].tolist() if index >= 0]
-        return Answer(text.strip(), features.router_scores[0].float().tolist(), selected)
+        selected = [index for index in outputs.selected_segments[0].tolist() if index >= 0]
+        return Answer(text.strip(), outputs.router_scores[0].float().tolist(), selected)
 
     @torch.no_grad()
     def loglikelihood(self, video: EncodedVideo, question: str, continuation: str) -> "ContinuationScore":
