@@ -11,6 +11,7 @@ PACKAGE_DIRS = {
     "salova.training": "training",
     "salova.hub_configs": "hub_configs",
     "salova.evaluation": "evaluation",
+    "salova.assistant": "assistant",
 }
 
 setup(
@@ -41,11 +42,13 @@ setup(
         "pillow>=10.0",
         "tqdm>=4.66",
         "pyarrow>=15.0",
+        "matplotlib>=3.8",
     ],
     extras_require={
         "train": ["deepspeed>=0.16"],
         "gpu": ["flash-attn>=2.6"],
-        "dev": ["pytest>=8.0"],
+        "app": ["gradio>=6.0"],
+        "dev": ["pytest>=8.0", "parameterized>=0.9", "gradio>=6.0", "playwright>=1.40"],
     },
     entry_points={
         "console_scripts": ["salova=salova.cli:main", "salova-train=salova.training.cli:main"],

@@ -16,7 +16,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTra
 
 from ..modeling import SalovaConfig, SalovaForConditionalGeneration
 from ..modeling.modeling_salova import TOWER_CLASSES, truncate_vision_tower
-from ..processing import TOWER_PRESETS, SalovaProcessor
+from ..processing import TOWER_PRESETS, SalovaProcessor, SalovaVideoProcessor, tower_video_settings
 from .tiny_tokenizer import END_OF_TURN, VIDEO_TOKEN, build_tiny_tokenizer
 
 VARIANTS = {"tiny": "salova-tiny", "3b": "salova-3b", "3.8b": "salova-3.8b", "7b": "salova-7b"}
@@ -45,19 +45,25 @@ def build_processor(
     query_tokenizer: PreTrainedTokenizerBase,
     chat_template: str = "qwen2.5",
 ) -> SalovaProcessor:
-    """The processor matching `config`: tower input size and normalisation, placeholder layout, segment limits."""
+    """The processor matching `config`: tower input size and normalisation, placeholder layout, segment limits.
+
+    The tokenizer's `model_max_length` becomes the LLM's position table, so that longer prompts are refused.
+    """
+    video_processor = SalovaVideoProcessor(
+        **tower_video_settings(config.vision_config.image_size, **TOWER_PRESETS[config.tower_config.model_type]),
+        max_frames_per_segment=config.max_frames_per_segment,
+        max_segments=config.router_max_segments,
+    )
+    tokenizer.model_max_length = config.text_config.max_position_embeddings
     return SalovaProcessor(
+        video_processor,
         tokenizer,
         query_tokenizer,
         chat_template=load_chat_template(chat_template),
         video_token=VIDEO_TOKEN,
         num_latents=config.connector_num_latents,
         num_focus_segments=config.num_focus_segments,
-        image_size=config.vision_config.image_size,
-        max_frames_per_segment=config.max_frames_per_segment,
-        max_segments=config.router_max_segments,
         query_max_length=min(QUERY_MAX_LENGTH, config.router_max_query_tokens),
-        **TOWER_PRESETS[config.tower_config.model_type],
     )
 
 

@@ -1,4 +1,4 @@
-"""Frames to the vision tower's input: resize with PyAV's scaler (no torchvision), then normalise.
+"""Frames to the vision tower's input size with PyAV's scaler (no torchvision); the tower families' settings.
 
 Resizing happens on the decoded `av.VideoFrame` (YUV for files), so a long video never holds a full-size RGB
 frame longer than one step of the decode loop. Frames already in memory go through the same scaler, so a
@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import av
 import numpy as np
-import torch
 
 RESIZE_MODES = ("squash", "shortest_edge_crop")
 
@@ -31,6 +30,7 @@ class FrameTransform:
 
     size: int
     resize_mode: str = "squash"
+    interpolation: str = "BICUBIC"
 
     def __post_init__(self):
         if self.resize_mode not in RESIZE_MODES:
@@ -50,7 +50,9 @@ class FrameTransform:
             shortest = min(frame.width, frame.height)
             width = max(self.size, round(frame.width * self.size / shortest))
             height = max(self.size, round(frame.height * self.size / shortest))
-        pixels = frame.reformat(width=width, height=height, format="rgb24", interpolation="BICUBIC").to_ndarray()
+        pixels = frame.reformat(
+            width=width, height=height, format="rgb24", interpolation=self.interpolation
+        ).to_ndarray()
         pixels = np.rot90(pixels, k=quarter_turns)
         if self.resize_mode == "shortest_edge_crop":
             top = (pixels.shape[0] - self.size) // 2
@@ -59,9 +61,13 @@ class FrameTransform:
         return np.ascontiguousarray(pixels)
 
 
-def normalize_frames(frames: np.ndarray, image_mean, image_std, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """`(T, H, W, 3)` uint8 RGB -> `(T, 3, H, W)` `(x / 255 - mean) / std`."""
-    mean = torch.tensor(image_mean, dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(image_std, dtype=torch.float32).view(1, 3, 1, 1)
-    pixels = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
-    return pixels.sub_(mean).div_(std).to(dtype)
+def tower_video_settings(image_size: int, resize_mode: str, image_mean, image_std) -> dict:
+    """`SalovaVideoProcessor` settings of a square `image_size` tower input resized the `resize_mode` way."""
+    if resize_mode not in RESIZE_MODES:
+        raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, got {resize_mode!r}.")
+    square = {"height": image_size, "width": image_size}
+    if resize_mode == "squash":
+        resize = {"size": square, "do_center_crop": False}
+    else:
+        resize = {"size": {"shortest_edge": image_size}, "do_center_crop": True, "crop_size": square}
+    return {**resize, "image_mean": tuple(image_mean), "image_std": tuple(image_std)}

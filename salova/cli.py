@@ -7,6 +7,7 @@ import json
 import torch
 
 from .evaluation.cli import add_eval_parser, run_eval
+from salova.assistant.cli import add_commands as add_assistant_commands
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -34,9 +35,12 @@ def main(argv: list[str] | None = None) -> None:
     demo.add_argument("--workdir", default="outputs/demo", help="corpus, stage checkpoints and report.json go here")
 
     add_eval_parser(commands)
+    add_assistant_commands(commands)
 
     args = parser.parse_args(argv)
-    if args.command == "build":
+    if hasattr(args, "run"):
+        args.run(args)
+    elif args.command == "build":
         from .hub_configs import build_salova
 
         model, processor = build_salova(args.variant, args.vision_tower, args.llm, dtype=DTYPES[args.dtype])

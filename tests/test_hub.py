@@ -106,7 +106,7 @@ def test_builder_copies_components_and_extends_positions(tmp_path, tower):
 
     # The processor matches the tower's input and the model's placeholder layout.
     assert processor.image_size == model.config.vision_config.image_size
-    assert processor.resize_mode == {"siglip": "squash", "clip": "shortest_edge_crop"}[tower]
+    assert processor.video_processor.do_center_crop == (tower == "clip")  # CLIP: shortest edge, centre crop
     assert processor.num_latents == model.config.connector_num_latents
     assert processor.video_token_id == model.config.video_token_id
     assert processor.chat_template.startswith("{{- bos_token -}}")  # Llama-3.2 family

@@ -1,5 +1,7 @@
 """SalovaProcessor: placeholder arithmetic, router queries, batches, chat templates, bad input, fresh-process load."""
 
+import copy
+import json
 import subprocess
 import sys
 import textwrap
@@ -7,10 +9,10 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from conftest import BLOCK_REPO_IMPORTS, colour_scenes, real_video
+from conftest import BLOCK_REPO_IMPORTS, REPO, colour_scenes, real_video
 from PIL import Image
 from salova.hub_configs import load_chat_template
-from salova.processing import SalovaProcessor, format_timestamp
+from salova.processing import SalovaProcessor, SalovaVideoProcessor, format_timestamp
 
 QUESTION = "What moves in the blue scene?"
 
@@ -34,21 +36,23 @@ def test_model_ready_tensors_for_a_video(tiny, scene_video):
         out = model(**inputs)
     assert out.router_scores.shape == (1, 5) and torch.isfinite(out.logits).all()
     described = processor.describe_segments(inputs, out.router_scores, out.selected_segments)[0]
-    assert [d["start"] for d in described] == ["00:00:00", "00:00:03", "00:00:06", "00:00:09", "00:00:12"]
+    assert [d["start"] for d in described] == [f"00:00:{s:02d}.000" for s in (0, 3, 6, 9, 12)]
     assert all(d["selected"] for d in described)  # 5 segments, K = 5
 
 
 @pytest.mark.parametrize(("num_segments", "k"), [(1, 5), (5, 5), (12, 5), (12, 1), (3, 9)])
 def test_placeholder_count_is_latents_times_min_k_n_plus_n(tiny, num_segments, k):
     model, processor = tiny
+    processor = copy.copy(processor)
+    processor.num_focus_segments = k
     frames = np.stack(list(colour_scenes([(200, 30, 30)], num_segments * 2.0, fps=2)))
     boundaries = [float(2 * index) for index in range(1, num_segments)]
-    inputs = processor(videos=frames, video_fps=2, text=QUESTION, segment_boundaries=[boundaries], num_focus_segments=k)
+    inputs = processor(videos=frames, video_fps=2, text=QUESTION, segment_boundaries=[boundaries])
     expected = processor.num_latents * min(k, num_segments) + num_segments
     assert inputs["segments_per_video"].tolist() == [num_segments]
     assert _placeholders(processor, inputs) == [expected] == [model.config.num_video_tokens(num_segments, k)]
     with torch.no_grad():
-        assert model(**inputs).selected_segments.shape == (1, min(k, num_segments))
+        assert model(**inputs, num_focus_segments=k).selected_segments.shape == (1, min(k, num_segments))
 
 
 def test_placeholder_goes_where_the_text_puts_it(tiny, scene_video):
@@ -79,9 +83,10 @@ def test_batch_of_videos_of_different_lengths(tiny, scene_video):
     assert _placeholders(processor, inputs) == [processor.num_video_tokens(n) for n in counts]
     lengths = inputs["attention_mask"].sum(1)
     assert inputs["input_ids"].shape[1] == int(lengths.max())
-    pad = processor.tokenizer.pad_token_id
-    for row, length in enumerate(lengths.tolist()):  # right padding, masked
-        assert (inputs["input_ids"][row, length:] == pad).all() and inputs["attention_mask"][row, :length].all()
+    pad, width = processor.tokenizer.pad_token_id, inputs["input_ids"].shape[1]
+    for row, length in enumerate(lengths.tolist()):  # left padding (for generation), masked
+        assert (inputs["input_ids"][row, : width - length] == pad).all()
+        assert inputs["attention_mask"][row, width - length :].all()
     query_lengths = inputs["query_attention_mask"].sum(1).tolist()
     assert len(set(query_lengths)) > 1 and inputs["query_input_ids"].shape[1] == max(query_lengths)
 
@@ -154,7 +159,9 @@ def test_chat_input_tokenized_with_the_last_user_turn_as_query(tiny, scene_video
         {"role": "assistant", "content": "Hello."},
         {"role": "user", "content": QUESTION},
     ]
-    inputs = processor.apply_chat_template([conversation, conversation[:1]], add_generation_prompt=True, tokenize=True)
+    inputs = processor.apply_chat_template(
+        [conversation, conversation[:1]], add_generation_prompt=True, tokenize=True, return_dict=True
+    )
     queries = [processor.query_tokenizer.decode(row, skip_special_tokens=True) for row in inputs["query_input_ids"]]
     assert queries == [QUESTION, "Hi."]
     assert _placeholders(processor, inputs) == [processor.num_video_tokens(5)] * 2
@@ -189,7 +196,8 @@ def test_bad_text_inputs_are_named(tiny, scene_video):
         processor(videos=str(scene_video), text=QUESTION, truncation=True, max_length=20)
     with pytest.raises(ValueError, match="more than one video"):
         processor.apply_chat_template(
-            [{"role": "user", "content": [{"type": "video", "path": "a.mp4"}, {"type": "video", "path": "b.mp4"}]}]
+            [{"role": "user", "content": [{"type": "video", "path": "a.mp4"}, {"type": "video", "path": "b.mp4"}]}],
+            tokenize=True,
         )
     with pytest.raises(FileNotFoundError, match="missing.mp4"):
         processor(videos="missing.mp4", text=QUESTION)
@@ -200,13 +208,17 @@ def test_processor_refuses_a_tokenizer_without_the_placeholder(tiny):
 
     _, processor = tiny
     with pytest.raises(ValueError, match="does not know the video placeholder"):
-        SalovaProcessor(build_tiny_tokenizer(with_video_token=False), processor.query_tokenizer)
+        SalovaProcessor(
+            processor.video_processor, build_tiny_tokenizer(with_video_token=False), processor.query_tokenizer
+        )
 
 
-def test_timestamps_are_hh_mm_ss():
-    assert format_timestamp(0) == "00:00:00"
-    assert format_timestamp(3725.9) == "01:02:05"
-    assert format_timestamp(-1) == "00:00:00"
+def test_timestamps_are_hh_mm_ss_mmm():
+    assert format_timestamp(0) == "00:00:00.000"
+    assert format_timestamp(0.79) == "00:00:00.790"  # a cut before the first second is not at 00:00:00
+    assert format_timestamp(3725.9) == "01:02:05.900"
+    assert format_timestamp(1.0005) == "00:00:01.000"
+    assert format_timestamp(-1) == "00:00:00.000"
 
 
 FRESH_PROCESS = BLOCK_REPO_IMPORTS + textwrap.dedent(
@@ -225,6 +237,7 @@ FRESH_PROCESS = BLOCK_REPO_IMPORTS + textwrap.dedent(
         out = model(**inputs)
     print("max_abs_diff", (out.logits - expected["logits"]).abs().max().item())
     print("segments", processor.describe_segments(inputs)[0][1]["start"])
+    print("video_processor", type(processor.video_processor).__module__)
     """
 )
 
@@ -234,7 +247,13 @@ def test_model_and_processor_load_with_remote_code_in_a_fresh_process(tiny, tmp_
     folder = tmp_path / "checkpoint"
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
-    remote_files = {"processing_salova.py", "video_decoding.py", "scene_detection.py", "segmentation.py"}
+    remote_files = {
+        "processing_salova.py",
+        "video_processing_salova.py",
+        "video_decoding.py",
+        "scene_detection.py",
+        "segmentation.py",
+    }
     assert remote_files | {"frame_preprocessing.py", "processor_config.json"} <= {p.name for p in folder.iterdir()}
     for name in remote_files:  # flat files importing each other relatively only
         source = (folder / name).read_text()
@@ -255,4 +274,164 @@ def test_model_and_processor_load_with_remote_code_in_a_fresh_process(tiny, tmp_
     assert result.returncode == 0, result.stderr[-3000:]
     # Same inputs bit for bit (checked in the script); logits equal up to float summation order.
     assert float(result.stdout.split("max_abs_diff ")[1].split()[0]) < 1e-5
-    assert "segments 00:00:03" in result.stdout
+    assert "segments 00:00:03.000" in result.stdout
+    assert "video_processor transformers_modules." in result.stdout
+
+
+def test_video_settings_changed_after_creation_take_effect(tiny):
+    _, processor = tiny
+    uncut = np.stack(list(colour_scenes([(200, 30, 30)], 20.0, fps=2)))  # 20 s, no cut
+    video_processor = copy.deepcopy(processor.video_processor)
+    assert video_processor(uncut, video_fps=2)["segments_per_video"].tolist() == [1]
+    video_processor.segmenter = "fixed_windows"
+    video_processor.window_seconds = 10
+    built = SalovaVideoProcessor(size={"height": 56, "width": 56}, segmenter="fixed_windows", window_seconds=10)
+    assert video_processor(uncut, video_fps=2)["segments_per_video"].tolist() == [2]
+    assert built(uncut, video_fps=2)["segments_per_video"].tolist() == [2]
+    assert video_processor(uncut, video_fps=2, window_seconds=5)["segments_per_video"].tolist() == [4]  # per call
+
+    two_scenes = np.stack(list(colour_scenes([(200, 30, 30), (30, 30, 200)], 4.0, fps=10)))
+    video_processor.segmenter = "scenes"
+    assert video_processor(two_scenes, video_fps=10)["segments_per_video"].tolist() == [2]
+    video_processor.detector_min_content = 255.0  # no content change reaches it: no cut
+    assert video_processor(two_scenes, video_fps=10)["segments_per_video"].tolist() == [1]
+
+    video_processor.size = {"height": 32, "width": 32}
+    assert video_processor(uncut, video_fps=2)["pixel_values_videos"].shape[-2:] == (32, 32)
+    video_processor.do_normalize = False
+    assert video_processor(uncut, video_fps=2)["pixel_values_videos"].min() >= 0.0
+
+
+def test_decoded_arrays_without_frame_rate_or_channels_first(tiny):
+    _, processor = tiny
+    video_processor = processor.video_processor
+    frames = np.stack(list(colour_scenes([(200, 30, 30), (30, 30, 200)], 4.0, fps=1)))  # (8, 48, 64, 3)
+    # Without a frame rate the frames are taken as already sampled at 1 FPS: every frame is kept.
+    last = video_processor(frames)
+    assert int(last["frames_per_segment"].sum()) == 8
+    assert last["segment_times"].tolist() == [[0.0, 8.0]]
+    first = video_processor(frames.transpose(0, 3, 1, 2))
+    for name in last:
+        torch.testing.assert_close(first[name], last[name], rtol=0, atol=0)
+    assert int(video_processor(frames, video_fps=4)["frames_per_segment"].sum()) == 2  # 8 frames at 4 FPS: 2 s
+    with pytest.raises(ValueError, match="input_data_format"):
+        video_processor(np.zeros((4, 3, 10, 3), np.uint8))
+    explicit = video_processor(np.zeros((4, 3, 10, 3), np.uint8), input_data_format="channels_last")
+    assert explicit["pixel_values_videos"].shape == (4, 3, 56, 56)
+
+
+def test_video_settings_are_checked(tiny):
+    _, processor = tiny
+    assert SalovaVideoProcessor(scene_detection="fast").scene_detection == "fast"
+    with pytest.raises(ValueError, match="scene_detection must be one of"):
+        SalovaVideoProcessor(scene_detection="quick")
+    with pytest.raises(ValueError, match="segmenter must be one of"):
+        processor.video_processor(np.zeros((2, 8, 8, 3), np.uint8), segmenter="shots")
+    with pytest.raises(ValueError, match="size must be a square"):
+        SalovaVideoProcessor(size={"height": 32, "width": 48})
+    broken = copy.copy(processor)
+    broken.num_focus_segments = 0
+    with pytest.raises(ValueError, match="num_focus_segments must be a positive integer"):
+        broken(text=QUESTION, segments_per_video=[3])
+
+
+def test_text_inputs_for_a_stored_index_match_the_video_path(tiny, scene_video):
+    _, processor = tiny
+    from_video = processor(videos=str(scene_video), text=QUESTION)
+    from_count = processor(text=QUESTION, segments_per_video=[5])
+    assert set(from_count) == {"input_ids", "attention_mask", "query_input_ids", "query_attention_mask"}
+    for name in from_count:
+        assert torch.equal(from_count[name], from_video[name]), name
+    # Through the chat template: a video item without a source, and the segment count.
+    conversation = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": QUESTION}]}]
+    with_source = [
+        {"role": "user", "content": [{"type": "video", "path": str(scene_video)}, conversation[0]["content"][1]]}
+    ]
+    chat_count = processor.apply_chat_template(
+        conversation, tokenize=True, return_dict=True, processor_kwargs={"segments_per_video": [5]}
+    )
+    chat_video = processor.apply_chat_template(with_source, tokenize=True, return_dict=True)
+    for name in chat_count:
+        assert torch.equal(chat_count[name], chat_video[name]), name
+    with pytest.raises(ValueError, match="one positive count per text"):
+        processor(text=[QUESTION, QUESTION], segments_per_video=[5])
+
+
+def test_batched_greedy_generation_equals_each_row_alone(tiny, scene_video):
+    model, processor = tiny
+    short = np.stack(list(colour_scenes([(200, 30, 30), (30, 200, 30)], 4.0, fps=5)))
+    videos = [str(scene_video), short]
+    questions = [QUESTION, "What colour is the second scene of the video, and what shape moves in it?"]
+    batch = processor(videos=videos, text=questions, video_fps=5.0)
+    assert (batch["attention_mask"][:, -1] == 1).all() and (batch["attention_mask"][:, 0] == 0).any()  # left
+    pad = processor.tokenizer.pad_token_id
+    with torch.no_grad():
+        together = model.generate(**batch, max_new_tokens=6, do_sample=False)[:, batch["input_ids"].shape[1] :]
+        for row, (video, question) in enumerate(zip(videos, questions, strict=True)):
+            alone_inputs = processor(videos=[video], text=question, video_fps=5.0)
+            alone = model.generate(**alone_inputs, max_new_tokens=6, do_sample=False)[0]
+            alone = alone[alone_inputs["input_ids"].shape[1] :].tolist()
+            assert together[row, : len(alone)].tolist() == alone
+            assert (together[row, len(alone) :] == pad).all()
+
+
+V0_FIXTURE = REPO / "tests" / "fixtures" / "processor_v0"
+
+
+def test_processor_saved_before_the_video_processor_component_still_loads(tiny, tmp_path):
+    """`processor_v0` is the processor folder `salova build --variant tiny` wrote before the video processor was a
+    component (flat settings in processor_config.json); `expected_outputs.json` holds that code's outputs."""
+    _, processor = tiny
+    old = SalovaProcessor.from_pretrained(V0_FIXTURE)
+    assert "video_processor" not in json.loads((V0_FIXTURE / "processor_config.json").read_text())
+    expected = json.loads((V0_FIXTURE / "expected_outputs.json").read_text())
+    frames = np.stack(list(colour_scenes([(220, 40, 40), (40, 200, 60), (40, 70, 220)], 3.0, fps=10)))
+    inputs = old(videos=frames, video_fps=10, text=QUESTION)
+    assert inputs["input_ids"].tolist() == expected["input_ids"]
+    assert inputs["query_input_ids"].tolist() == expected["query_input_ids"]
+    assert inputs["frames_per_segment"].tolist() == expected["frames_per_segment"]
+    assert inputs["segment_times"].tolist() == expected["segment_times"]
+    pixels = inputs["pixel_values_videos"].double()
+    assert list(pixels.shape) == expected["pixel_shape"]
+    np.testing.assert_allclose(pixels.mean(dim=(1, 2, 3)), expected["pixel_frame_means"], rtol=0, atol=1e-6)
+    assert float((pixels**2).sum()) == pytest.approx(expected["pixel_sum_of_squares"], rel=1e-6)
+    # The same settings as a processor built now, and saved again in the new layout.
+    new = processor(videos=frames, video_fps=10, text=QUESTION)
+    for name in new:
+        assert torch.equal(inputs[name], new[name]), name
+    old.save_pretrained(tmp_path)
+    assert "video_processor" in json.loads((tmp_path / "processor_config.json").read_text())
+    again = SalovaProcessor.from_pretrained(tmp_path)(videos=frames, video_fps=10, text=QUESTION)
+    for name in new:
+        assert torch.equal(again[name], new[name]), name
+
+
+def test_saved_processor_keeps_types_auto_map_and_input_names(tiny, tmp_path):
+    _, processor = tiny
+    processor.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "processor_config.json").read_text())
+    assert saved["auto_map"] == {"AutoProcessor": "processing_salova.SalovaProcessor"}
+    video_class = saved["video_processor"]["auto_map"]["AutoVideoProcessor"]
+    assert video_class == "video_processing_salova.SalovaVideoProcessor"
+    reloaded = SalovaProcessor.from_pretrained(tmp_path)
+    assert reloaded.video_processor.image_mean == (0.5, 0.5, 0.5)  # a tuple again, not a list
+    assert reloaded.to_dict() == processor.to_dict()
+    assert reloaded.image_size == processor.image_size == 56
+    assert processor.model_input_names == [
+        "input_ids",
+        "attention_mask",
+        "query_input_ids",
+        "query_attention_mask",
+        "pixel_values_videos",
+        "frames_per_segment",
+        "segments_per_video",
+        "segment_times",
+    ]
+
+
+def test_prompt_longer_than_the_llm_positions_is_refused(tiny):
+    _, processor = tiny
+    assert processor.tokenizer.model_max_length == 16384  # the tiny LLM's position table
+    long_question = "what colour is the " * 5000
+    with pytest.raises(ValueError, match=r"Row 0: the prompt is \d+ tokens, more than the LLM's 16384 positions"):
+        processor(text=long_question, segments_per_video=[3])
