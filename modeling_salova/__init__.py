@@ -1,3 +1,4 @@
+# Copyright 2026 The SALOVA package authors. Licensed under the Apache License, Version 2.0.
 """SALOVA model and config. Importing this package registers them with the transformers Auto classes."""
 
 from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText

@@ -1,3 +1,4 @@
+# Copyright 2026 The SALOVA package authors. Licensed under the Apache License, Version 2.0.
 """Configuration of SALOVA (Segment-Augmented LOng Video Assistant, CVPR 2025).
 
 A SALOVA checkpoint is three pretrained parts glued by three small trained modules:
@@ -12,9 +13,12 @@ Where the paper and the authors' code disagree, the default follows the code and
 setting away (see ``connector_hidden_size``).
 """
 
+import math
+
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
+from transformers.utils import logging
 
 # google/siglip-so400m-patch14-384, with the text position table extended to the router's 2048 positions.
 _SIGLIP_SO400M_384 = {
@@ -42,6 +46,8 @@ _SIGLIP_SO400M_384 = {
 }
 
 SUPPORTED_TOWERS = ("siglip", "clip")
+FRAME_SUMMARIES = ("patch_mean", "class_token")
+TOWERS_WITH_CLASS_TOKEN = ("clip",)
 
 
 @strict
@@ -59,6 +65,11 @@ class SalovaConfig(PreTrainedConfig):
         Hidden-state index of the vision tower used as frame features (the penultimate layer).
     vision_pooling_stride (`int`, defaults to 2):
         Bilinear pooling factor on the patch grid (27x27 -> 14x14 for SigLIP-384, 24x24 -> 12x12 for CLIP-336).
+    vision_frame_summary (`str`, *optional*):
+        The per-frame vector that offsets each segment's routing latent: `"patch_mean"` (the mean of the frame's
+        patch tokens, as the paper specifies) or `"class_token"` (CLIP's class token). `None`, for configs saved
+        before this setting existed, keeps what those checkpoints were trained with: the class token where the
+        tower has one (CLIP), the patch mean otherwise (SigLIP).
     vision_chunk_size (`int`, defaults to 64):
         Frames sent through the vision tower at once; bounds activation memory whatever the video length.
     connector_hidden_size (`int`, *optional*):
@@ -90,6 +101,9 @@ class SalovaConfig(PreTrainedConfig):
     num_focus_segments (`int`, defaults to 5):
         `K` of the router's top-K: segments fed to the LLM through the focus pathway. (Not named `top_k`, which
         `generate()` reads as a sampling setting.)
+    router_logit_scale_max (`float`, defaults to `ln 100`):
+        Upper bound of the router's learned log temperature, as in CLIP: scores stay within +-100, so the
+        `similarity_margin` keeps its meaning however long the router trains.
     router_in_batch_negatives (`bool`, defaults to `False`):
         Stage-1 retrieval target: when every video of a batch is one segment, score each query against every
         clip of the batch and train on the identity matrix, instead of per-segment labels.
@@ -107,12 +121,15 @@ class SalovaConfig(PreTrainedConfig):
         "text_config": SubConfigSpec(config_class=AutoConfig, model_type="qwen2"),
     }
 
-    tower_config: dict | PreTrainedConfig | None = None
-    text_config: dict | PreTrainedConfig | None = None
+    # PreTrainedConfig first: the validator tries the types in order, and a failed `dict` check renders the config,
+    # which builds transformers' default SigLIP config and its warning about special tokens outside its vocabulary.
+    tower_config: PreTrainedConfig | dict | None = None
+    text_config: PreTrainedConfig | dict | None = None
     video_token_id: int | None = None
 
     vision_feature_layer: int = -2
     vision_pooling_stride: int = 2
+    vision_frame_summary: str | None = None
     vision_chunk_size: int = 64
 
     connector_hidden_size: int | None = None
@@ -133,6 +150,7 @@ class SalovaConfig(PreTrainedConfig):
     router_max_segments: int = 256
     router_max_query_tokens: int = 2048
     router_logit_scale_init: float = 1.0
+    router_logit_scale_max: float = math.log(100.0)
     num_focus_segments: int = 5
     router_in_batch_negatives: bool = False
 
@@ -149,6 +167,18 @@ class SalovaConfig(PreTrainedConfig):
         if self.text_config.tie_word_embeddings:
             self.tie_word_embeddings = True
         self._check_settings()
+
+    def to_diff_dict(self) -> dict:
+        # transformers diffs each sub-config against a default instance of its class, and the default SigLIP config
+        # carries CLIP's special-token ids outside its own vocabulary: the warning it prints is about that default
+        # instance, never about this config, so it is silenced while the defaults are built.
+        config_logger = logging.get_logger("transformers.configuration_utils")
+        level = config_logger.level
+        config_logger.setLevel(logging.ERROR)
+        try:
+            return super().to_diff_dict()
+        finally:
+            config_logger.setLevel(level)
 
     @property
     def vision_config(self) -> PreTrainedConfig:
@@ -173,6 +203,13 @@ class SalovaConfig(PreTrainedConfig):
         return self.vision_config.image_size // self.vision_config.patch_size
 
     @property
+    def frame_summary(self) -> str:
+        """`vision_frame_summary`, with `None` resolved to the tower's own summary (see the docstring)."""
+        if self.vision_frame_summary is not None:
+            return self.vision_frame_summary
+        return "class_token" if self.tower_config.model_type in TOWERS_WITH_CLASS_TOKEN else "patch_mean"
+
+    @property
     def tokens_per_frame(self) -> int:
         """`P`: visual tokens per frame after pooling (196 for SigLIP-384, 144 for CLIP-336)."""
         side = -(-self.patch_grid_size // self.vision_pooling_stride)
@@ -187,6 +224,8 @@ class SalovaConfig(PreTrainedConfig):
         """`K` of one call: the given value (checked), or `num_focus_segments` when None."""
         if num_focus_segments is None:
             return self.num_focus_segments
+        if hasattr(num_focus_segments, "ndim") and num_focus_segments.ndim == 0 and not num_focus_segments.is_floating_point():
+            num_focus_segments = int(num_focus_segments)  # a processor's BatchFeature holds it as a 0-d tensor
         if isinstance(num_focus_segments, bool) or not isinstance(num_focus_segments, int) or num_focus_segments < 1:
             raise ValueError(f"num_focus_segments must be an integer >= 1 (or None for the config's), got {num_focus_segments!r}.")
         return num_focus_segments
@@ -204,6 +243,16 @@ class SalovaConfig(PreTrainedConfig):
                 "SalovaConfig.tower_config.text_config.projection_size must equal its hidden_size "
                 f"({text_tower.hidden_size}): the router projects pooled and token states with one linear layer; "
                 f"got {text_tower.projection_size}."
+            )
+        if self.vision_frame_summary not in (None, *FRAME_SUMMARIES):
+            raise ValueError(
+                f"SalovaConfig.vision_frame_summary must be one of {FRAME_SUMMARIES} or None, "
+                f"got {self.vision_frame_summary!r}."
+            )
+        if self.frame_summary == "class_token" and tower_type not in TOWERS_WITH_CLASS_TOKEN:
+            raise ValueError(
+                f"SalovaConfig.vision_frame_summary='class_token' needs a tower with a class token "
+                f"({TOWERS_WITH_CLASS_TOKEN}); the {tower_type} tower has none: use 'patch_mean'."
             )
         num_vision_states = self.vision_config.num_hidden_layers + 1
         _check_range("vision_feature_layer", self.vision_feature_layer, -num_vision_states, num_vision_states - 1)
@@ -229,6 +278,7 @@ class SalovaConfig(PreTrainedConfig):
         _check_range("router_dropout", self.router_dropout, 0.0, 1.0, high_inclusive=False)
         _check_range("router_max_segments", self.router_max_segments, 1)
         _check_range("router_max_query_tokens", self.router_max_query_tokens, 2)
+        _check_range("router_logit_scale_max", self.router_logit_scale_max, self.router_logit_scale_init)
         _check_range("num_focus_segments", self.num_focus_segments, 1, self.router_max_segments)
         _check_range("similarity_loss_weight", self.similarity_loss_weight, 0.0)
         _check_range("similarity_margin", self.similarity_margin, 0.0)

@@ -1,3 +1,4 @@
+# Copyright 2026 The SALOVA package authors. Licensed under the Apache License, Version 2.0.
 """Spatio-Temporal Connector: a perceiver resampler that turns one video segment into 1 + N tokens.
 
 Each segment (T frames x P pooled patch tokens) is flattened, tagged with a learned spatial embedding

@@ -1,3 +1,4 @@
+# Copyright 2026 The SALOVA package authors. Licensed under the Apache License, Version 2.0.
 """Retrieval objective `L_sim`: point-wise BCE plus a score-margin term over sampled positive/negative pairs."""
 
 import torch

@@ -1,3 +1,4 @@
+# Copyright 2026 The SALOVA package authors. Licensed under the Apache License, Version 2.0.
 """SALOVA: retrieval-augmented long-video LLM (Kim et al., CVPR 2025).
 
 Input contract of one batch of B rows, each with one video (an image is a one-frame, one-segment video):
@@ -120,15 +121,16 @@ class SalovaRoutingOutput(ModelOutput):
 @dataclass
 class SalovaModelOutputWithPast(BaseModelOutputWithPast):
     """
-    router_scores, segment_mask, selected_segments: see `SalovaRoutingOutput`; None when no video was given.
+    router_scores, selected_segments, routing_tokens, query_states: see `SalovaRoutingOutput`; None when no video
+    was given. A video's padding segments score `-inf` (`router_scores.isfinite()` is the segment mask).
     video_hidden_states (`torch.FloatTensor` of shape `(num_video_tokens, d_llm)`): the spliced FocusFast tokens.
     """
 
     router_scores: torch.FloatTensor | None = None
-    segment_mask: torch.BoolTensor | None = None
     selected_segments: torch.LongTensor | None = None
     video_hidden_states: torch.FloatTensor | None = None
-    video_features: SalovaRoutingOutput | None = None
+    routing_tokens: torch.FloatTensor | None = None
+    query_states: torch.FloatTensor | None = None
 
 
 @dataclass
@@ -136,7 +138,7 @@ class SalovaCausalLMOutputWithPast(ModelOutput):
     """
     loss: `lm_loss + similarity_loss_weight * similarity_loss` (either part may be absent).
     lm_loss: next-token loss on the labelled (response) tokens. similarity_loss: `L_sim` of the router.
-    router_scores `(B, N_max)`, segment_mask `(B, N_max)`, selected_segments `(B, K)`: see `SalovaRoutingOutput`.
+    router_scores `(B, N_max)` (`-inf` on padding segments), selected_segments `(B, K)`: see `SalovaRoutingOutput`.
     """
 
     loss: torch.FloatTensor | None = None
@@ -147,7 +149,6 @@ class SalovaCausalLMOutputWithPast(ModelOutput):
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
     router_scores: torch.FloatTensor | None = None
-    segment_mask: torch.BoolTensor | None = None
     selected_segments: torch.LongTensor | None = None
 
 
@@ -173,6 +174,18 @@ class SalovaPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True
     _supports_sdpa = True
 
+    @classmethod
+    def is_custom_code(cls) -> bool:
+        """False, although SALOVA is defined outside transformers (and loads as remote code).
+
+        transformers treats custom code as possibly writing weights in place without `transformers.initialization`,
+        and then skips every module whose own parameters are all initialised, parameter-less ones included. That
+        skips SigLIP's attention and MLP blocks, whose `_init_weights` sets their linears, so weights re-initialised
+        on load would differ from a freshly built model. SALOVA's `_init_weights` uses `transformers.initialization`
+        throughout and ties parameters, never modules, so the guard is not needed.
+        """
+        return False
+
     def save_pretrained(self, *args, **kwargs):
         self.config.auto_map = {**AUTO_MAP, **(getattr(self.config, "auto_map", None) or {})}
         return super().save_pretrained(*args, **kwargs)
@@ -192,8 +205,11 @@ class SalovaPreTrainedModel(PreTrainedModel):
                     init.kaiming_uniform_(linear.weight, a=math.sqrt(5))
             for attention in (layer.attention for layer in module.layers):
                 inner = attention.to_q.out_features
-                attention.to_q.weight.mul_(self.config.connector_attention_init_gain)
-                attention.to_kv.weight[:inner].mul_(self.config.connector_attention_init_gain)  # keys; values follow
+                # An in-place scaling, unlike `init.*`, would also scale weights loaded from a checkpoint.
+                if not getattr(attention.to_q.weight, "_is_hf_initialized", False):
+                    attention.to_q.weight.mul_(self.config.connector_attention_init_gain)
+                if not getattr(attention.to_kv.weight, "_is_hf_initialized", False):
+                    attention.to_kv.weight[:inner].mul_(self.config.connector_attention_init_gain)  # keys, not values
         elif isinstance(module, SegmentRetrievalRouter):
             init.constant_(module.logit_scale, self.config.router_logit_scale_init)
         elif isinstance(module, nn.PReLU):
@@ -228,8 +244,8 @@ class SalovaModel(SalovaPreTrainedModel):
 
         Frames go through the (truncated) vision tower `config.vision_chunk_size` at a time, without autograd
         when none of its weights train (stages 1 and 1.5), and each chunk is written into outputs allocated once,
-        so the only memory that grows with `F` is the returned features. The summary is CLIP's class token, or
-        the mean of SigLIP's patches, before pooling.
+        so the only memory that grows with `F` is the returned features. The summary is the mean of the patches
+        before pooling, or CLIP's class token (`config.frame_summary`).
         """
         tower_trains = torch.is_grad_enabled() and any(p.requires_grad for p in self.vision_tower.parameters())
         grid = self.config.patch_grid_size
@@ -246,7 +262,7 @@ class SalovaModel(SalovaPreTrainedModel):
                 hidden = encoded.last_hidden_state
                 patches = hidden[:, -grid * grid :]
                 pooled = self._pool_patches(patches)
-                summary = hidden[:, 0] if hidden.shape[1] > grid * grid else patches.mean(dim=1)
+                summary = hidden[:, 0] if self.config.frame_summary == "class_token" else patches.mean(dim=1)
                 if tokens is None:
                     tokens = pooled.new_empty(len(pixel_values), *pooled.shape[1:])
                     summaries = summary.new_empty(len(pixel_values), *summary.shape[1:])
@@ -329,8 +345,7 @@ class SalovaModel(SalovaPreTrainedModel):
         if isinstance(getattr(self.query_encoder, "head", None), nn.Linear):
             pooled = self.query_encoder.head(pooled)
         states = torch.cat([pooled[:, None], encoded.hidden_states[-2]], dim=1)
-        mask = torch.cat([query_attention_mask.new_ones(len(pooled), 1), query_attention_mask], dim=1).bool()
-        return self.query_projection(states), mask
+        return self.query_projection(states), router_query_mask(query_input_ids, query_attention_mask)
 
     @can_return_tuple
     def get_video_features(
@@ -353,6 +368,10 @@ class SalovaModel(SalovaPreTrainedModel):
         `video_latents` and `video_routing_tokens` to answer questions without encoding the frames again.
         """
         _check_frames(pixel_values_videos, frames_per_segment)
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        if output_attentions is None:
+            output_attentions = self.config.output_attentions
         frame_features, frame_summaries, tower_outputs = self.encode_frames(
             pixel_values_videos, output_hidden_states, output_attentions
         )
@@ -414,12 +433,16 @@ class SalovaModel(SalovaPreTrainedModel):
             query_mask=query_mask,
         )
 
-    def in_batch_scores(self, video_features: SalovaRoutingOutput) -> torch.Tensor:
-        """`(B, B)` scores of every query (rows) against every one-segment video of the batch (columns)."""
-        batch = video_features.routing_tokens.shape[0]
-        clips = video_features.routing_tokens[:, :1].repeat(batch, 1, 1)
-        queries = video_features.query_states.repeat_interleave(batch, dim=0)
-        query_mask = video_features.query_mask.repeat_interleave(batch, dim=0)
+    def in_batch_scores(
+        self, routing_tokens: torch.Tensor, query_states: torch.Tensor, query_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """`(B, B)` scores of every query (rows) against every one-segment video of the batch (columns), from the
+        `(B, N, width)` routing tokens, `(B, 1 + L_q, width)` query states and `(B, 1 + L_q)` mask of `route_segments`.
+        """
+        batch = routing_tokens.shape[0]
+        clips = routing_tokens[:, :1].repeat(batch, 1, 1)
+        queries = query_states.repeat_interleave(batch, dim=0)
+        query_mask = query_mask.repeat_interleave(batch, dim=0)
         clip_mask = torch.ones(batch * batch, 1, dtype=torch.bool, device=clips.device)
         return self.router(clips, clip_mask, queries, query_mask).view(batch, batch)
 
@@ -508,10 +531,10 @@ class SalovaModel(SalovaPreTrainedModel):
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
             router_scores=routed.router_scores if routed is not None else None,
-            segment_mask=routed.segment_mask if routed is not None else None,
             selected_segments=routed.selected_segments if routed is not None else None,
             video_hidden_states=routed.video_embeds if routed is not None else None,
-            video_features=routed,
+            routing_tokens=routed.routing_tokens if routed is not None else None,
+            query_states=routed.query_states if routed is not None else None,
         )
 
     def _segment_features(
@@ -672,7 +695,7 @@ class SalovaForConditionalGeneration(SalovaPreTrainedModel, GenerationMixin):
             lm_loss = self.loss_function(
                 logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size, **kwargs
             )
-        retrieval_loss = self._similarity_loss(outputs.video_features, segment_labels)
+        retrieval_loss = self._similarity_loss(outputs, segment_labels, query_input_ids, query_attention_mask)
         parts = [lm_loss, None if retrieval_loss is None else self.config.similarity_loss_weight * retrieval_loss]
         parts = [part for part in parts if part is not None]
         return SalovaCausalLMOutputWithPast(
@@ -684,37 +707,52 @@ class SalovaForConditionalGeneration(SalovaPreTrainedModel, GenerationMixin):
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
             router_scores=outputs.router_scores,
-            segment_mask=outputs.segment_mask,
             selected_segments=outputs.selected_segments,
         )
 
     def _similarity_loss(
-        self, video_features: SalovaRoutingOutput | None, segment_labels: torch.Tensor | None
+        self,
+        outputs: SalovaModelOutputWithPast,
+        segment_labels: torch.Tensor | None,
+        query_input_ids: torch.LongTensor | None,
+        query_attention_mask: torch.Tensor | None,
     ) -> torch.Tensor | None:
-        if video_features is None:
+        if outputs.router_scores is None:
             return None
-        segment_mask = video_features.segment_mask
+        segment_mask = outputs.router_scores.isfinite()
         one_segment_each = segment_mask.shape[1] == 1 and segment_mask.shape[0] > 1
         if self.config.router_in_batch_negatives and one_segment_each:
-            scores = self.model.in_batch_scores(video_features)
+            query_mask = router_query_mask(query_input_ids, query_attention_mask)
+            scores = self.model.in_batch_scores(outputs.routing_tokens, outputs.query_states, query_mask)
             targets = torch.eye(len(scores), device=scores.device, dtype=scores.dtype)
             return similarity_loss(scores, targets, torch.ones_like(targets, dtype=torch.bool), use_margin=False)
         if segment_labels is None:
             return None
-        targets = video_features.router_scores.new_zeros(segment_mask.shape)
+        targets = outputs.router_scores.new_zeros(segment_mask.shape)
         targets[segment_mask] = segment_labels.to(targets)
+        # The margin term samples its pairs: fresh draws in training, the same draws in evaluation so that an
+        # evaluation loss is reproducible.
+        generator = None if self.training else torch.Generator().manual_seed(0)
         return similarity_loss(
-            video_features.router_scores,
+            outputs.router_scores,
             targets,
             segment_mask,
             margin=self.config.similarity_margin,
             use_margin=self.config.similarity_margin_loss,
+            generator=generator,
         )
 
     def generate(self, inputs: torch.Tensor | None = None, generation_config=None, **kwargs):
-        """`GenerationMixin.generate`, refusing a prompt whose `<video>` placeholders have no video."""
+        """`GenerationMixin.generate`, refusing a prompt whose `<video>` placeholders have no video.
+
+        Placeholders already in a given `past_key_values` were consumed with their video: only the tokens after
+        the cache need one.
+        """
         has_video = any(kwargs.get(name) is not None for name in ("pixel_values_videos", "video_latents"))
+        cache = kwargs.get("past_key_values")
+        cached = cache.get_seq_length() if isinstance(cache, Cache) else 0
         input_ids = inputs if inputs is not None else kwargs.get("input_ids")
+        input_ids = None if input_ids is None else input_ids[:, cached:]
         prompt = kwargs.get("inputs_embeds")
         if not has_video and self.config.video_token_id is not None and (input_ids is not None or prompt is not None):
             ids = input_ids if input_ids is not None and not torch.is_floating_point(input_ids) else None
@@ -789,6 +827,13 @@ def _repeat_videos(values: torch.Tensor, counts: list[int], expand_size: int) ->
     if expand_size == 1:
         return values
     return torch.cat([block for block in values.split(counts) for _ in range(expand_size)])
+
+
+def router_query_mask(query_input_ids: torch.LongTensor, query_attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """`(B, 1 + L_q)` True on the router's text positions: the pooled state, then the query's real tokens."""
+    if query_attention_mask is None:
+        query_attention_mask = torch.ones_like(query_input_ids)
+    return torch.cat([query_attention_mask.new_ones(len(query_attention_mask), 1), query_attention_mask], dim=1).bool()
 
 
 def _cat_layers(chunks: list[tuple[torch.Tensor, ...] | None]) -> tuple[torch.Tensor, ...] | None:

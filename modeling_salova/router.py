@@ -1,9 +1,11 @@
+# Copyright 2026 The SALOVA package authors. Licensed under the Apache License, Version 2.0.
 """Segment-Retrieval Router: scores every segment of a video against the query and picks the focus segments.
 
 Routing tokens (one per segment, in temporal order) are the queries of a small post-norm transformer whose
 layers cross-attend to the projected query text (no attention among segments, so a segment's score does not
 depend on the other segments). Each updated routing token is compared with the
-projected pooled text by a scaled cosine: `s_i = cos(R'_i, t) * exp(logit_scale)`.
+projected pooled text by a scaled cosine: `s_i = cos(R'_i, t) * exp(min(logit_scale, router_logit_scale_max))`,
+the temperature bounded as in CLIP.
 """
 
 import torch
@@ -69,6 +71,7 @@ class SegmentRetrievalRouter(nn.Module):
             for _ in range(config.router_num_layers)
         )
         self.logit_scale = nn.Parameter(torch.tensor(float(config.router_logit_scale_init)))
+        self.logit_scale_max = config.router_logit_scale_max
 
     def forward(
         self,
@@ -103,7 +106,7 @@ class SegmentRetrievalRouter(nn.Module):
         for layer in self.layers:
             segments = layer(segments, text, text_mask)
         similarity = F.cosine_similarity(segments, text_states[:, :1], dim=-1)
-        scores = similarity * self.logit_scale.exp()
+        scores = similarity * self.logit_scale.clamp(max=self.logit_scale_max).exp()
         return scores.masked_fill(~segment_mask, float("-inf"))
 
 

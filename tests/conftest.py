@@ -160,6 +160,8 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: compile/export checks, run with --run-slow")
+    if config.getoption("--run-slow"):
+        os.environ["RUN_SLOW"] = "1"  # transformers' own `@slow` common tests read it when they are imported
 
 
 def pytest_collection_modifyitems(config, items):

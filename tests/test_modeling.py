@@ -1,11 +1,18 @@
 """SalovaForConditionalGeneration on the tiny variant: outputs, losses, gradients, bad input, generation."""
 
 import copy
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from accelerate import infer_auto_device_map
 from conftest import make_batch
+from salova.hub_configs.builder import load_variant
+from salova.modeling import SalovaConfig, SalovaForConditionalGeneration
 
 SEGMENTS = [[3, 1, 2, 4, 2, 1, 2], [2, 5]]  # 7 segments (more than K = 5) and 2 segments (fewer)
 
@@ -169,7 +176,7 @@ def test_in_batch_negatives_score_every_query_against_every_clip(tiny):
             batch["query_input_ids"],
             batch["query_attention_mask"],
         )
-        matrix = model.model.in_batch_scores(features)
+        matrix = model.model.in_batch_scores(features.routing_tokens, features.query_states, features.query_mask)
     assert matrix.shape == (3, 3)
     assert torch.allclose(matrix.diagonal(), features.router_scores[:, 0], atol=1e-5)
 
@@ -413,3 +420,138 @@ def test_num_focus_segments_must_be_a_positive_integer(tiny, k):
     batch = make_batch(model.config, SEGMENTS)
     with pytest.raises(ValueError, match="num_focus_segments must be an integer >= 1"), torch.no_grad():
         model(**batch, num_focus_segments=k)
+
+
+def test_evaluation_loss_is_reproducible(tiny):
+    """The margin term of L_sim samples its pairs; in evaluation the draws are fixed, in training they are not."""
+    model = copy.deepcopy(tiny[0])
+    batch = make_batch(model.config, [[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]])
+    labels = torch.tensor([1.0, 1, 1, 0, 0, 0] * 2)
+    with torch.no_grad():
+        evaluated = {model(**batch, segment_labels=labels).similarity_loss.item() for _ in range(6)}
+        model.train()
+        trained = {model(**batch, segment_labels=labels).similarity_loss.item() for _ in range(6)}
+    assert len(evaluated) == 1 and len(trained) > 1
+
+
+def test_router_temperature_is_clamped_at_100(tiny):
+    model = copy.deepcopy(tiny[0])
+    assert model.config.router_logit_scale_max == pytest.approx(math.log(100))
+    with torch.no_grad():
+        model.model.router.logit_scale.fill_(10.0)  # exp(10) ~ 22026 unclamped
+        scores = model(**make_batch(model.config, SEGMENTS)).router_scores
+    assert scores[scores.isfinite()].abs().max() <= 100 + 1e-4
+
+
+TINY_CLIP_TOWER = {
+    "model_type": "clip",
+    "vision_config": {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "image_size": 56,
+        "patch_size": 8,
+    },
+    "text_config": {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "vocab_size": 512,
+        "max_position_embeddings": 2048,
+    },
+}
+
+
+def _tiny_clip(tiny_config, **settings):
+    data = {**tiny_config.to_dict(), "tower_config": TINY_CLIP_TOWER, **settings}
+    data.pop("vision_frame_summary", None)
+    if "vision_frame_summary" in settings:
+        data["vision_frame_summary"] = settings["vision_frame_summary"]
+    torch.manual_seed(0)
+    return SalovaForConditionalGeneration(SalovaConfig.from_dict(data)).eval()
+
+
+@pytest.mark.parametrize(("setting", "expected"), [(None, "class_token"), ("class_token", "class_token"), ("patch_mean", "patch_mean")])
+def test_frame_summary_is_a_setting(tiny, setting, expected):
+    settings = {} if setting is None else {"vision_frame_summary": setting}
+    model = _tiny_clip(tiny[0].config, **settings)
+    assert model.config.frame_summary == expected
+    pixels = torch.randn(3, 3, 56, 56)
+    with torch.no_grad():
+        hidden = model.model.vision_tower(pixel_values=pixels).last_hidden_state
+        _, summaries, _ = model.model.encode_frames(pixels)
+    wanted = hidden[:, 0] if expected == "class_token" else hidden[:, 1:].mean(dim=1)
+    assert torch.allclose(summaries, wanted, atol=1e-6)
+
+
+def test_class_token_summary_needs_a_tower_with_one(tiny):
+    with pytest.raises(ValueError, match="vision_frame_summary='class_token' needs a tower with a class token"):
+        SalovaConfig.from_dict({**tiny[0].config.to_dict(), "vision_frame_summary": "class_token"})
+    with pytest.raises(ValueError, match="vision_frame_summary must be one of"):
+        SalovaConfig.from_dict({**tiny[0].config.to_dict(), "vision_frame_summary": "cls"})
+
+
+def test_new_clip_builds_use_the_patch_mean():
+    for variant in ("3b", "3.8b"):
+        assert load_variant(variant)["settings"]["vision_frame_summary"] == "patch_mean"
+
+
+def test_clip_checkpoint_saved_without_the_setting_answers_the_same(tiny, tmp_path):
+    """A config.json written before `vision_frame_summary` existed keeps the class-token summary it trained with."""
+    model = _tiny_clip(tiny[0].config)
+    model.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    saved.pop("vision_frame_summary", None)
+    saved.pop("router_logit_scale_max", None)
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    reloaded = SalovaForConditionalGeneration.from_pretrained(tmp_path).eval()
+    assert reloaded.config.frame_summary == "class_token"
+    batch = make_batch(model.config, SEGMENTS)
+    with torch.no_grad():
+        before, after = model(**batch), reloaded(**batch)
+    assert torch.equal(before.selected_segments, after.selected_segments)
+    assert torch.allclose(before.logits, after.logits, atol=1e-5)
+
+
+def test_building_and_loading_print_no_special_token_warning(tmp_path):
+    """transformers' default SigLIP config has special tokens outside its vocabulary; SALOVA's validation must not
+    build it (warnings are printed once per process, hence the fresh one)."""
+    script = (
+        "from salova.hub_configs import build_salova\n"
+        "from salova.modeling import SalovaConfig, SalovaForConditionalGeneration\n"
+        "SalovaConfig()\n"
+        f"model, _ = build_salova('tiny')\nmodel.save_pretrained({str(tmp_path)!r})\n"
+        f"SalovaForConditionalGeneration.from_pretrained({str(tmp_path)!r})\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "must be `None` or an integer within the vocabulary" not in result.stdout + result.stderr
+
+
+OLD_CHECKPOINT = Path(__file__).parent / "fixtures" / "tiny-checkpoint-5c1996c"
+
+
+def test_checkpoint_saved_before_the_conformance_changes_answers_the_same():
+    model, loading = SalovaForConditionalGeneration.from_pretrained(OLD_CHECKPOINT, output_loading_info=True)
+    assert not any(loading.values()), loading  # no missing, unexpected or mismatched weights
+    expected = json.loads((OLD_CHECKPOINT / "expected.json").read_text())
+    batch = make_batch(model.config, SEGMENTS, seed=0)
+    batch.pop("labels")
+    with torch.no_grad():
+        out = model.eval()(**batch)
+        tokens = model.generate(**batch, max_new_tokens=6, min_new_tokens=6, do_sample=False)
+    assert out.selected_segments.tolist() == expected["selected_segments"]
+    assert torch.allclose(out.router_scores, torch.tensor(expected["router_scores"]), atol=1e-5)
+    assert torch.allclose(out.logits[:, -1, :8], torch.tensor(expected["logits_last"]), atol=1e-4)
+    assert tokens[:, batch["input_ids"].shape[1] :].tolist() == expected["greedy_tokens"]
+
+
+def test_num_focus_segments_may_come_as_a_processor_tensor(tiny):
+    model, _ = tiny
+    batch = make_batch(model.config, SEGMENTS, num_focus_segments=2)
+    with torch.no_grad():
+        assert model(**batch, num_focus_segments=torch.tensor(2)).selected_segments.shape == (2, 2)
+    with pytest.raises(ValueError, match="num_focus_segments must be an integer >= 1"), torch.no_grad():
+        model(**batch, num_focus_segments=torch.tensor(0))

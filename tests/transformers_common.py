@@ -48,8 +48,6 @@ GENERATION_STAND_IN = '''"""Stand-in: `GenerationTesterMixin` is only in transfo
 
 class GenerationTesterMixin:
     """No generation tests here; SALOVA's generation checks are in tests/test_generation.py."""
-
-    all_generative_model_classes = ()
 '''
 
 CONFIGURATION_STAND_IN = '''"""Stand-in for `config_common_kwargs`: a non-default value for each common `PreTrainedConfig` key."""
