@@ -1,9 +1,10 @@
-"""Questions about one video, answered by a SALOVA checkpoint with the video decoded once.
+"""Questions about one video, answered by a SALOVA checkpoint with the video encoded once.
 
-`VideoAnswerer.encode` decodes a video, cuts it into segments and normalises its frames once (`EncodedVideo`);
-`VideoAnswerer.answer` then renders each question through the checkpoint's chat template and reuses those
-tensors, so a benchmark's questions grouped by video cost one decode per video. The model still runs its vision
-tower per question: a per-video index of segment latents would replace `EncodedVideo` here and nowhere else.
+`VideoAnswerer.encode` decodes and segments a video and runs the question-independent half of the model (vision
+tower and connector, `get_video_features`) once; `VideoAnswerer.answer` renders each question through the
+checkpoint's chat template and feeds the stored latents and routing tokens in place of the frames, so a
+benchmark's questions grouped by video cost one decode and one encode per video. `EncodedVideo` holds what a
+stored `salova.assistant.index.SalovaVideoIndex` gives (`EncodedVideo(index.model_inputs())`).
 """
 
 from dataclasses import dataclass
@@ -11,12 +12,11 @@ from dataclasses import dataclass
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor, BatchFeature
 
-VIDEO_KEYS = ("pixel_values_videos", "frames_per_segment", "segments_per_video", "segment_times")
-
 
 @dataclass
 class EncodedVideo:
-    """The processor's video tensors of one video (`VIDEO_KEYS`, shapes in `SalovaProcessor.__call__`)."""
+    """`video_latents` `(S, num_latents, width)`, `video_routing_tokens` `(S, width)` and `segments_per_video`
+    `(1,)`: the model inputs that replace one video's frames."""
 
     tensors: dict
 
@@ -45,45 +45,36 @@ class VideoAnswerer:
         model = AutoModelForImageTextToText.from_pretrained(checkpoint, dtype=dtype)
         return cls(model, AutoProcessor.from_pretrained(checkpoint), max_new_tokens)
 
+    @torch.no_grad()
     def encode(self, video, video_fps: float | None = None, segment_boundaries: list[float] | None = None):
-        """Decodes and segments `video` (a path, frames with `video_fps`, or an image) once."""
-        inputs = self.processor(
-            videos=[video],
-            text=[self.processor.video_token],
-            queries=["video"],
-            video_fps=video_fps,
-            segment_boundaries=[segment_boundaries],
-            dtype=self.model.dtype,
+        """Decodes, segments and encodes `video` (a path, frames with `video_fps`, or an image) once."""
+        frames = self.processor.video_processor(
+            videos=[video], video_fps=video_fps, segment_boundaries=[segment_boundaries], return_tensors="pt"
         )
-        return EncodedVideo({key: inputs[key] for key in VIDEO_KEYS})
+        pixel_values = frames["pixel_values_videos"].to(self.model.device, self.model.dtype)
+        features = self.model.get_video_features(pixel_values, frames["frames_per_segment"].to(self.model.device))
+        return EncodedVideo(
+            {
+                "video_latents": features.last_hidden_state,
+                "video_routing_tokens": features.pooler_output,
+                "segments_per_video": frames["segments_per_video"].to(self.model.device),
+            }
+        )
 
     def inputs(self, video: EncodedVideo, question: str, query: str | None = None, response: str = "") -> BatchFeature:
         """Model inputs of one question: the chat template's user turn (video, then `question`) and the assistant
         prompt, followed by `response` when given (for scoring it). `query` (the router's) defaults to `question`."""
-        messages = [
-            {"role": "user", "content": [{"type": "video", "video": "encoded"}, {"type": "text", "text": question}]}
-        ]
-        prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True) + response
-        processor = self.processor
-        expanded = prompt.replace(
-            processor.video_token, processor.video_token * processor.num_video_tokens(video.num_segments)
-        )
-        text = processor.tokenizer([expanded], add_special_tokens=False, return_tensors="pt")
-        found = int((text["input_ids"] == processor.video_token_id).sum())
-        if found != processor.num_video_tokens(video.num_segments):
-            raise ValueError(f"The question or response holds {processor.video_token!r}; remove it: {question!r}")
-        router_query = processor.query_tokenizer(
-            [query or question], truncation=True, max_length=processor.query_max_length, return_tensors="pt"
-        )
-        return BatchFeature(
-            {
-                **video.tensors,
-                "input_ids": text["input_ids"],
-                "attention_mask": text["attention_mask"],
-                "query_input_ids": router_query["input_ids"],
-                "query_attention_mask": router_query["attention_mask"],
-            }
-        )
+        messages = [{"role": "user", "content": f"{self.processor.video_token}\n{question}"}]
+        prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        inputs = self.processor(
+            text=[prompt + response],
+            queries=[query or question],
+            segments_per_video=[video.num_segments],
+            add_special_tokens=False,
+            return_tensors="pt",
+        ).to(self.model.device)
+        inputs.update(video.tensors)
+        return inputs
 
     @torch.no_grad()
     def answer(

@@ -12,10 +12,10 @@
   "Options:", "(A) ...") followed by lmms-eval's `mlvu_dev` post-prompt. Items without candidates (the open-ended
   tasks, which need an LLM judge) are skipped and counted.
 
-`run_benchmark` answers the questions grouped by video (each decoded once), appends one JSON line per question to
-`answers.jsonl`, skipping questions a previous run already answered, and writes `summary.json` and `summary.md`:
-accuracy by duration bucket, by task type and overall. A missing video or a malformed row is counted and listed
-in the summary, never fatal.
+`run_benchmark` answers the questions grouped by video (each decoded and encoded once), appends one JSON line per
+question to `answers.jsonl`, skipping questions a previous run already answered, and writes `summary.json` and
+`summary.md`: accuracy by duration bucket, by task type and overall. A missing video or a malformed row is counted
+and listed in the summary, never fatal.
 """
 
 import json

@@ -1,7 +1,7 @@
 """`--model salova` for lmms-eval 0.7: `python -m lmms_eval --model salova --model_args pretrained=CKPT --tasks ...`.
 
 Requests are grouped by their visual (the video path, or the document for an in-memory image), so a task's
-questions about one video decode it once (`salova.evaluation.answering.VideoAnswerer`). `generate_until`
+questions about one video decode and encode it once (`salova.evaluation.answering.VideoAnswerer`). `generate_until`
 follows the task's `generation_kwargs` (greedy unless they sample); `loglikelihood` scores a continuation as the
 assistant's answer, for lmms-eval's multiple-choice tasks.
 """

@@ -62,10 +62,10 @@ class SplicedVideo:
 def load_footage(processor, video, min_seconds: float = 0.0) -> Footage:
     """Decodes `video` (path or image) once at the processor's sampling rate and tower size; its scene starts are
     the processor's segments (detected scenes, merged only beyond `max_segments`). Looped to `min_seconds`."""
-    decoded, segments = processor.process_video(video)
+    decoded, segments = processor.video_processor.process_video(video)
     frames = decoded.frames[: sum(segment.num_frames for segment in segments)]
     starts = [segment.first_frame for segment in segments]
-    needed = math.ceil(min_seconds * processor.sampling_fps)
+    needed = math.ceil(min_seconds * processor.video_processor.fps)
     if len(frames) < needed:
         frames = frames[np.arange(needed) % len(frames)]
         starts = [0]  # a looped needle is one scene
@@ -112,8 +112,8 @@ def run_niah(
 ) -> dict:
     """Runs the grid for every case; writes `niah.json` and `niah.png` into `output` when given."""
     processor = answerer.processor
-    fps = processor.sampling_fps
-    max_segments = min(processor.max_segments, answerer.model.config.router_max_segments)
+    fps = processor.video_processor.fps
+    max_segments = min(processor.video_processor.max_segments, answerer.model.config.router_max_segments)
     points = []
     grid = [(length, depth, case) for length in lengths for depth in depths for case in cases]
     for index, (length, depth, case) in enumerate(tqdm(grid, desc="V-NIAH", disable=not progress)):
