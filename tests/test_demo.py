@@ -33,8 +33,9 @@ def test_demo_trains_three_stages_and_reports_retrieval_and_answers(smoke_demo):
         assert {"recall@1", "recall@3", "exact_match"} <= set(metrics) and metrics["questions"] == 4
         assert all(0.0 <= value <= 1.0 for name, value in metrics.items() if name != "questions")
     # A held-out video of 12-14 scenes, each printed with its HH:MM:SS span and router score; one in focus.
-    scenes = re.findall(r"scene +\d+ (\d\d:\d\d:\d\d)-(\d\d:\d\d:\d\d) +score [+-]\d+\.\d\d", stdout)
-    assert len(scenes) >= 12 and scenes[0][0] == "00:00:00"
+    span = r"(\d\d:\d\d:\d\d(?:\.\d\d\d)?)"
+    scenes = re.findall(rf"scene +\d+ {span}-{span} +score [+-]\d+\.\d\d", stdout)
+    assert len(scenes) >= 12 and scenes[0][0].startswith("00:00:00")
     assert "Q: " in stdout and "A: " in stdout
 
 
