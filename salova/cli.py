@@ -6,8 +6,8 @@ import json
 
 import torch
 
-from .evaluation.cli import add_eval_parser, run_eval
 from salova.assistant.cli import add_commands as add_assistant_commands
+from salova.evaluation.cli import add_eval_parser, run_eval
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
