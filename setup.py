@@ -10,6 +10,7 @@ PACKAGE_DIRS = {
     "salova.processing": "processing",
     "salova.training": "training",
     "salova.hub_configs": "hub_configs",
+    "salova.evaluation": "evaluation",
     "salova.assistant": "assistant",
 }
 
@@ -40,6 +41,7 @@ setup(
         "numpy>=1.26",
         "pillow>=10.0",
         "tqdm>=4.66",
+        "pyarrow>=15.0",
         "matplotlib>=3.8",
     ],
     extras_require={
@@ -48,5 +50,8 @@ setup(
         "app": ["gradio>=6.0"],
         "dev": ["pytest>=8.0", "parameterized>=0.9", "gradio>=6.0", "playwright>=1.40"],
     },
-    entry_points={"console_scripts": ["salova=salova.cli:main", "salova-train=salova.training.cli:main"]},
+    entry_points={
+        "console_scripts": ["salova=salova.cli:main", "salova-train=salova.training.cli:main"],
+        "lmms_eval.models": ["salova=salova.evaluation.lmms_eval_manifest:MANIFEST"],
+    },
 )

@@ -8,6 +8,7 @@ import json
 import torch
 
 from salova.assistant.cli import add_commands as add_assistant_commands
+from salova.evaluation.cli import add_eval_parser, run_eval
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     demo.add_argument("--setting", default="default", choices=["smoke", "default", "full"])
     demo.add_argument("--workdir", default="outputs/demo", help="corpus, stage checkpoints and report.json go here")
 
+    add_eval_parser(commands)
     add_assistant_commands(commands)
 
     args = parser.parse_args(argv)
@@ -59,6 +61,8 @@ def main(argv: list[str] | None = None) -> None:
         with open(args.output, "w") as output:
             output.writelines(json.dumps(record) + "\n" for record in records)
         print(f"wrote {len(records)} records to {args.output}")
+    elif args.command == "eval":
+        run_eval(args)
     else:
         from .training.end_to_end import SETTINGS, run_end_to_end
 

@@ -23,6 +23,9 @@ tokenizer was trained on (colours, shapes, motions and question words).
   `v2t` is `[user turns x scenes]`: 0.24-0.35 for the asked scene (`answer_scene`), 0.02-0.16 elsewhere.
 - `eval.jsonl`: the stage-2 schema, 2 questions per held-out video of 12-14 scenes.
 
+`write_niah_case` writes a needle-in-a-haystack case apart from the corpus: a haystack of scenes without one
+background colour, a needle scene of that colour, and the question that colour names.
+
 Within a video, no two scenes share both background and shape, neighbouring scenes never share a background,
 at least 4 backgrounds appear in exactly one scene and the others in 2 or 3. Questions are about a scene whose
 colour appears once, so that its colour names it: "what shape is in the {colour} scene?" (answer: the shape) or
@@ -50,7 +53,16 @@ from tqdm.auto import tqdm
 
 from ..video_writer import write_video
 
-__all__ = ["BACKGROUNDS", "MOTIONS", "SHAPES", "SPLITS", "CorpusSettings", "generate_corpus", "video_seed"]
+__all__ = [
+    "BACKGROUNDS",
+    "MOTIONS",
+    "SHAPES",
+    "SPLITS",
+    "CorpusSettings",
+    "generate_corpus",
+    "video_seed",
+    "write_niah_case",
+]
 
 BACKGROUNDS: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40),
@@ -140,6 +152,46 @@ def generate_corpus(
 def video_seed(seed: int, split: str, index: int) -> np.random.SeedSequence:
     """The seed stream of video `index` (from 0) of `split` in the corpus of `CorpusSettings.seed` `seed`."""
     return np.random.SeedSequence(seed, spawn_key=(SPLITS.index(split), index))
+
+
+def write_niah_case(
+    out_dir: str | Path,
+    needle_background: str,
+    haystack_scenes: int = 40,
+    needle_seconds: float = 3.0,
+    settings: CorpusSettings = CorpusSettings(),
+) -> dict:
+    """Writes `haystack.mp4`, `haystack_scenes` scenes none of which has `needle_background` (neighbours never
+    share one), and `needle.mp4`, one scene of that background lasting `needle_seconds`, into `out_dir`.
+
+    Returns `{"haystack", "needle", "question", "answer"}`: paths, and a shape question the needle's colour names,
+    worded as the stage-2 questions are. Seeded by `settings.seed` and the colour, apart from the corpus splits.
+    """
+    if needle_background not in BACKGROUNDS:
+        raise ValueError(f"needle_background must be one of {list(BACKGROUNDS)}, got {needle_background!r}.")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(
+        np.random.SeedSequence(settings.seed, spawn_key=(len(SPLITS), list(BACKGROUNDS).index(needle_background)))
+    )
+    others = [colour for colour in BACKGROUNDS if colour != needle_background]
+    backgrounds = [_pick(others, rng)]
+    while len(backgrounds) < haystack_scenes:
+        backgrounds.append(_pick([colour for colour in others if colour != backgrounds[-1]], rng))
+    haystack = [
+        _scene(background, _pick(SHAPES, rng), _pick(MOTIONS, rng), _scene_frames(settings, rng), rng)
+        for background in backgrounds
+    ]
+    needle_frames = max(round(needle_seconds * settings.fps), 2)
+    needle = _scene(needle_background, _pick(SHAPES, rng), _pick(MOTIONS, rng), needle_frames, rng)
+    _write(out_dir / "haystack.mp4", haystack, settings)
+    _write(out_dir / "needle.mp4", [needle], settings)
+    return {
+        "haystack": out_dir / "haystack.mp4",
+        "needle": out_dir / "needle.mp4",
+        "question": f"what shape is in the {needle_background} scene?",
+        "answer": needle.shape,
+    }
 
 
 @dataclass(frozen=True)
