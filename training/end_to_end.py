@@ -18,7 +18,9 @@ import torch
 import transformers
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from ..hub_configs import build_salova
+from salova.assistant import ask_with_index
+from salova.hub_configs import build_salova
+
 from .evaluation import evaluate, random_router, summarise
 from .recipe import StageRecipe, load_recipe
 from .run import train_stage
@@ -142,7 +144,18 @@ def run_end_to_end(
     }
     (workdir / "report.json").write_text(json.dumps(report, indent=2))
     _print_report(report, learned)
+    _ask_through_index(checkpoint, corpus["eval"], workdir / "video-index")
     return report
+
+
+def _ask_through_index(checkpoint: Path, eval_file: Path, index_dir: Path) -> None:
+    """Asks the questions of the first held-out video as a user would: the first builds its video index, the
+    second is answered from it."""
+    records = [json.loads(line) for line in Path(eval_file).read_text().splitlines()]
+    video = records[0]["video"]
+    questions = [record["conversations"][0]["content"] for record in records if record["video"] == video]
+    print(f"\nasking {video} through its video index:")
+    print("\n".join(ask_with_index(checkpoint, Path(eval_file).parent / video, questions[:2], index_dir)))
 
 
 def _print_report(report: dict, results) -> None:
