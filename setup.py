@@ -43,7 +43,7 @@ setup(
     extras_require={
         "train": ["deepspeed>=0.16"],
         "gpu": ["flash-attn>=2.6"],
-        "dev": ["pytest>=8.0"],
+        "dev": ["pytest>=8.0", "parameterized>=0.9"],
     },
     entry_points={"console_scripts": ["salova=salova.cli:main", "salova-train=salova.training.cli:main"]},
 )

@@ -42,7 +42,7 @@ def scene_features(model, processor, records_path: Path) -> list[tuple[torch.Ten
             queries="scene",
             segment_boundaries=[[scene["start"] for scene in record["scenes"][1:]]],
         )
-        tokens, summaries = model.model.encode_frames(inputs["pixel_values_videos"])
+        tokens, summaries, _ = model.model.encode_frames(inputs["pixel_values_videos"])
         lengths = inputs["frames_per_segment"].tolist()
         for scene, frames, summary in zip(
             record["scenes"], tokens.split(lengths), summaries.split(lengths), strict=True

@@ -183,6 +183,14 @@ class SalovaConfig(PreTrainedConfig):
         k = self.num_focus_segments if num_focus_segments is None else num_focus_segments
         return self.connector_num_latents * min(k, num_segments) + num_segments
 
+    def resolve_num_focus_segments(self, num_focus_segments: int | None) -> int:
+        """`K` of one call: the given value (checked), or `num_focus_segments` when None."""
+        if num_focus_segments is None:
+            return self.num_focus_segments
+        if isinstance(num_focus_segments, bool) or not isinstance(num_focus_segments, int) or num_focus_segments < 1:
+            raise ValueError(f"num_focus_segments must be an integer >= 1 (or None for the config's), got {num_focus_segments!r}.")
+        return num_focus_segments
+
     def _check_settings(self):
         tower_type = getattr(self.tower_config, "model_type", None)
         if tower_type not in SUPPORTED_TOWERS:

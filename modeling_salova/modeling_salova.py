@@ -34,8 +34,8 @@ from transformers import (
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache
-from transformers.modeling_outputs import BaseModelOutputWithPast
-from transformers.utils import ModelOutput
+from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPast, BaseModelOutputWithPooling
+from transformers.utils import ModelOutput, can_return_tuple
 
 from .configuration_salova import SalovaConfig
 from .connector import SpatioTemporalConnector
@@ -62,12 +62,38 @@ VIDEO_INPUT_NAMES = (
     "segment_labels",
     "segment_times",
     "num_focus_segments",
+    "video_latents",
+    "video_routing_tokens",
+)
+# Inputs with one row per segment; beam search repeats them by whole video.
+PER_SEGMENT_INPUT_NAMES = (
+    "frames_per_segment",
+    "segment_labels",
+    "segment_times",
+    "video_latents",
+    "video_routing_tokens",
 )
 
 
 @dataclass
-class SalovaVideoFeatures(ModelOutput):
+class SalovaVideoFeaturesOutput(BaseModelOutputWithPooling):
     """
+    The question-independent half of the video path: what the connector makes of each segment.
+
+    last_hidden_state (`torch.FloatTensor` of shape `(S, connector_num_latents, width)`):
+        Focus latents of each segment, before the projector.
+    pooler_output (`torch.FloatTensor` of shape `(S, width)`):
+        Routing token of each segment, before the projector.
+    hidden_states, attentions (`tuple(torch.FloatTensor)`, *optional*):
+        Of the (truncated) vision tower, one row per frame `(F, ...)`, when asked for.
+    """
+
+
+@dataclass
+class SalovaRoutingOutput(ModelOutput):
+    """
+    The question-dependent half: segments routed against the query and the FocusFast tokens assembled.
+
     video_embeds (`torch.FloatTensor` of shape `(num_video_tokens, d_llm)`):
         FocusFast tokens of all rows, projected to the LLM width, in placeholder order.
     router_scores (`torch.FloatTensor` of shape `(B, N_max)`):
@@ -94,7 +120,7 @@ class SalovaVideoFeatures(ModelOutput):
 @dataclass
 class SalovaModelOutputWithPast(BaseModelOutputWithPast):
     """
-    router_scores, segment_mask, selected_segments: see `SalovaVideoFeatures`; None when no video was given.
+    router_scores, segment_mask, selected_segments: see `SalovaRoutingOutput`; None when no video was given.
     video_hidden_states (`torch.FloatTensor` of shape `(num_video_tokens, d_llm)`): the spliced FocusFast tokens.
     """
 
@@ -102,7 +128,7 @@ class SalovaModelOutputWithPast(BaseModelOutputWithPast):
     segment_mask: torch.BoolTensor | None = None
     selected_segments: torch.LongTensor | None = None
     video_hidden_states: torch.FloatTensor | None = None
-    video_features: SalovaVideoFeatures | None = None
+    video_features: SalovaRoutingOutput | None = None
 
 
 @dataclass
@@ -110,7 +136,7 @@ class SalovaCausalLMOutputWithPast(ModelOutput):
     """
     loss: `lm_loss + similarity_loss_weight * similarity_loss` (either part may be absent).
     lm_loss: next-token loss on the labelled (response) tokens. similarity_loss: `L_sim` of the router.
-    router_scores `(B, N_max)`, segment_mask `(B, N_max)`, selected_segments `(B, K)`: see `SalovaVideoFeatures`.
+    router_scores `(B, N_max)`, segment_mask `(B, N_max)`, selected_segments `(B, K)`: see `SalovaRoutingOutput`.
     """
 
     loss: torch.FloatTensor | None = None
@@ -194,23 +220,44 @@ class SalovaModel(SalovaPreTrainedModel):
     def set_input_embeddings(self, value):
         self.language_model.set_input_embeddings(value)
 
-    def encode_frames(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Frames `(F, 3, H, W)` -> pooled patch tokens `(F, P, d_v)` and frame summaries `(F, d_v)`.
+    def encode_frames(
+        self, pixel_values: torch.Tensor, output_hidden_states: bool | None = None, output_attentions: bool | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, BaseModelOutput]:
+        """Frames `(F, 3, H, W)` -> pooled patch tokens `(F, P, d_v)`, frame summaries `(F, d_v)` and the tower's
+        per-frame hidden states / attentions (None unless asked for).
 
         Frames go through the (truncated) vision tower `config.vision_chunk_size` at a time, without autograd
-        when none of its weights train (stages 1 and 1.5), so the only memory that grows with `F` is the
-        returned features. The summary is CLIP's class token, or the mean of SigLIP's patches, before pooling.
+        when none of its weights train (stages 1 and 1.5), and each chunk is written into outputs allocated once,
+        so the only memory that grows with `F` is the returned features. The summary is CLIP's class token, or
+        the mean of SigLIP's patches, before pooling.
         """
         tower_trains = torch.is_grad_enabled() and any(p.requires_grad for p in self.vision_tower.parameters())
-        tokens, summaries = [], []
+        grid = self.config.patch_grid_size
+        tokens = summaries = None
+        hidden_states, attentions = [], []
         with torch.set_grad_enabled(tower_trains):
-            for chunk in pixel_values.split(self.config.vision_chunk_size):
-                hidden = self.vision_tower(pixel_values=chunk.to(self.vision_tower.dtype)).last_hidden_state
-                grid = self.config.patch_grid_size
+            for start in range(0, len(pixel_values), self.config.vision_chunk_size):
+                chunk = pixel_values[start : start + self.config.vision_chunk_size]
+                encoded = self.vision_tower(
+                    pixel_values=chunk.to(self.vision_tower.dtype),
+                    output_hidden_states=output_hidden_states,
+                    output_attentions=output_attentions,
+                )
+                hidden = encoded.last_hidden_state
                 patches = hidden[:, -grid * grid :]
-                summaries.append(hidden[:, 0] if hidden.shape[1] > grid * grid else patches.mean(dim=1))
-                tokens.append(self._pool_patches(patches))
-        return torch.cat(tokens), torch.cat(summaries)
+                pooled = self._pool_patches(patches)
+                summary = hidden[:, 0] if hidden.shape[1] > grid * grid else patches.mean(dim=1)
+                if tokens is None:
+                    tokens = pooled.new_empty(len(pixel_values), *pooled.shape[1:])
+                    summaries = summary.new_empty(len(pixel_values), *summary.shape[1:])
+                tokens[start : start + len(chunk)] = pooled
+                summaries[start : start + len(chunk)] = summary
+                hidden_states.append(encoded.hidden_states)
+                attentions.append(encoded.attentions)
+        tower_outputs = BaseModelOutput(
+            last_hidden_state=None, hidden_states=_cat_layers(hidden_states), attentions=_cat_layers(attentions)
+        )
+        return tokens, summaries, tower_outputs
 
     def _pool_patches(self, patches: torch.Tensor) -> torch.Tensor:
         """`(F, g*g, d_v)` -> `(F, ceil(g/s)^2, d_v)` by bilinear s x s pooling on the patch grid."""
@@ -285,28 +332,63 @@ class SalovaModel(SalovaPreTrainedModel):
         mask = torch.cat([query_attention_mask.new_ones(len(pooled), 1), query_attention_mask], dim=1).bool()
         return self.query_projection(states), mask
 
+    @can_return_tuple
     def get_video_features(
         self,
         pixel_values_videos: torch.Tensor,
         frames_per_segment: torch.LongTensor,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        **kwargs,
+    ) -> SalovaVideoFeaturesOutput:
+        r"""
+        The question-independent half of the video path: frames -> vision tower -> connector, per segment.
+
+        pixel_values_videos (`torch.FloatTensor` of shape `(F, 3, H, W)`): the frames of all segments, in order.
+        frames_per_segment (`torch.LongTensor` of shape `(S,)`): frames of each segment, `sum == F`.
+        return_dict (`bool`, *optional*): `False` returns the output as a tuple.
+
+        Returns `last_hidden_state` `(S, connector_num_latents, width)` (focus latents) and `pooler_output`
+        `(S, width)` (routing tokens), both before the projector: pass them to `forward`/`generate` as
+        `video_latents` and `video_routing_tokens` to answer questions without encoding the frames again.
+        """
+        _check_frames(pixel_values_videos, frames_per_segment)
+        frame_features, frame_summaries, tower_outputs = self.encode_frames(
+            pixel_values_videos, output_hidden_states, output_attentions
+        )
+        segment_tokens = self.encode_segments(frame_features, frame_summaries, frames_per_segment)
+        return SalovaVideoFeaturesOutput(
+            last_hidden_state=segment_tokens[:, 1:],
+            pooler_output=segment_tokens[:, 0],
+            hidden_states=tower_outputs.hidden_states,
+            attentions=tower_outputs.attentions,
+        )
+
+    def route_segments(
+        self,
+        video_latents: torch.Tensor,
+        video_routing_tokens: torch.Tensor,
         segments_per_video: torch.LongTensor,
         query_input_ids: torch.LongTensor,
         query_attention_mask: torch.Tensor | None = None,
         segment_labels: torch.Tensor | None = None,
         num_focus_segments: int | None = None,
-    ) -> SalovaVideoFeatures:
-        """Encodes, routes and assembles the FocusFast tokens of a batch (shapes in the module docstring)."""
-        num_focus_segments = num_focus_segments or self.config.num_focus_segments
-        _check_video_layout(self.config, pixel_values_videos, frames_per_segment, segments_per_video, query_input_ids)
-        frame_features, frame_summaries = self.encode_frames(pixel_values_videos)
-        segment_tokens = self.encode_segments(frame_features, frame_summaries, frames_per_segment)
+    ) -> SalovaRoutingOutput:
+        """The question-dependent half: scores the segments of each video against its query, keeps the top K and
+        assembles the FocusFast tokens (shapes in the module docstring and `SalovaRoutingOutput`).
+
+        `video_latents` `(S, connector_num_latents, width)` and `video_routing_tokens` `(S, width)` are what
+        `get_video_features` returned, for the videos of all rows concatenated.
+        """
+        num_focus_segments = self.config.resolve_num_focus_segments(num_focus_segments)
+        _check_segments(self.config, video_latents, video_routing_tokens, segments_per_video, query_input_ids)
         query_states, query_mask = self.encode_query(query_input_ids, query_attention_mask)
 
-        segment_mask = torch.arange(int(segments_per_video.max()), device=segment_tokens.device) < (
-            segments_per_video.to(segment_tokens.device).unsqueeze(1)
+        segment_mask = torch.arange(int(segments_per_video.max()), device=video_routing_tokens.device) < (
+            segments_per_video.to(video_routing_tokens.device).unsqueeze(1)
         )
-        routing_tokens = segment_tokens.new_zeros(*segment_mask.shape, segment_tokens.shape[-1])
-        routing_tokens[segment_mask] = segment_tokens[:, 0]
+        routing_tokens = video_routing_tokens.new_zeros(*segment_mask.shape, video_routing_tokens.shape[-1])
+        routing_tokens[segment_mask] = video_routing_tokens
         scores = self.router(routing_tokens, segment_mask, query_states, query_mask)
 
         labels = None
@@ -319,10 +401,10 @@ class SalovaModel(SalovaPreTrainedModel):
         video_tokens = []
         for row, chosen in enumerate(selected.tolist()):
             chosen = [first_segment[row].item() + i for i in chosen if i >= 0]
-            focus = segment_tokens[chosen, 1:].flatten(0, 1)
+            focus = video_latents[chosen].flatten(0, 1)
             fast = routing_tokens[row, segment_mask[row]]
             video_tokens.append(torch.cat([focus, fast]))
-        return SalovaVideoFeatures(
+        return SalovaRoutingOutput(
             video_embeds=self.projector(torch.cat(video_tokens)),
             router_scores=scores,
             segment_mask=segment_mask,
@@ -332,7 +414,7 @@ class SalovaModel(SalovaPreTrainedModel):
             query_mask=query_mask,
         )
 
-    def in_batch_scores(self, video_features: SalovaVideoFeatures) -> torch.Tensor:
+    def in_batch_scores(self, video_features: SalovaRoutingOutput) -> torch.Tensor:
         """`(B, B)` scores of every query (rows) against every one-segment video of the batch (columns)."""
         batch = video_features.routing_tokens.shape[0]
         clips = video_features.routing_tokens[:, :1].repeat(batch, 1, 1)
@@ -341,6 +423,7 @@ class SalovaModel(SalovaPreTrainedModel):
         clip_mask = torch.ones(batch * batch, 1, dtype=torch.bool, device=clips.device)
         return self.router(clips, clip_mask, queries, query_mask).view(batch, batch)
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -352,6 +435,8 @@ class SalovaModel(SalovaPreTrainedModel):
         segment_labels: torch.Tensor | None = None,
         segment_times: torch.Tensor | None = None,
         num_focus_segments: int | None = None,
+        video_latents: torch.Tensor | None = None,
+        video_routing_tokens: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
         past_key_values: Cache | None = None,
@@ -359,53 +444,54 @@ class SalovaModel(SalovaPreTrainedModel):
         use_cache: bool | None = None,
         **kwargs,
     ) -> SalovaModelOutputWithPast:
+        r"""
+        video_latents (`torch.FloatTensor` of shape `(S, connector_num_latents, width)`, *optional*) and
+        video_routing_tokens (`torch.FloatTensor` of shape `(S, width)`, *optional*):
+            `get_video_features`' `last_hidden_state` and `pooler_output`, in place of `pixel_values_videos`
+            (then `frames_per_segment` is optional).
+
+        Without a video, `<video>` placeholders in the prompt are embedded as ordinary tokens (as transformers'
+        other video LLMs do), so that compiled and exported decoding has no data-dependent branch;
+        `generate()` rejects a prompt with placeholders and no video before it starts.
+        """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)
 
-        video_features = None
-        if pixel_values_videos is not None:
-            if input_ids is None:
-                raise ValueError("Video inputs need input_ids: the video placeholders are found by token id.")
+        routed = None
+        if pixel_values_videos is not None or video_latents is not None or video_routing_tokens is not None:
             missing = [
                 name
-                for name, value in (
-                    ("frames_per_segment", frames_per_segment),
-                    ("segments_per_video", segments_per_video),
-                    ("query_input_ids", query_input_ids),
-                )
+                for name, value in (("segments_per_video", segments_per_video), ("query_input_ids", query_input_ids))
                 if value is None
             ]
             if missing:
-                raise ValueError(f"pixel_values_videos was given without {', '.join(missing)}.")
-            if segment_times is not None and tuple(segment_times.shape) != (len(frames_per_segment), 2):
+                raise ValueError(f"The video was given without {', '.join(missing)}.")
+            num_focus_segments = self.config.resolve_num_focus_segments(num_focus_segments)
+            video_latents, video_routing_tokens = self._segment_features(
+                pixel_values_videos, frames_per_segment, video_latents, video_routing_tokens
+            )
+            if segment_times is not None and tuple(segment_times.shape) != (len(video_routing_tokens), 2):
                 raise ValueError(
-                    f"segment_times must be (S, 2) = ({len(frames_per_segment)}, 2) start/end seconds, got shape "
+                    f"segment_times must be (S, 2) = ({len(video_routing_tokens)}, 2) start/end seconds, got shape "
                     f"{tuple(segment_times.shape)}."
                 )
-            video_features = self.get_video_features(
-                pixel_values_videos,
-                frames_per_segment,
+            routed = self.route_segments(
+                video_latents,
+                video_routing_tokens,
                 segments_per_video,
                 query_input_ids,
                 query_attention_mask,
                 segment_labels,
                 num_focus_segments,
             )
-            placeholder_mask = self._check_placeholders(
-                input_ids, segments_per_video, num_focus_segments or self.config.num_focus_segments
-            )
+            placeholder_mask = self.get_placeholder_mask(input_ids, inputs_embeds)
+            self._check_placeholder_counts(placeholder_mask, segments_per_video, num_focus_segments)
             inputs_embeds = inputs_embeds.masked_scatter(
                 placeholder_mask[..., None].to(inputs_embeds.device),
-                video_features.video_embeds.to(inputs_embeds.device, inputs_embeds.dtype),
+                routed.video_embeds.to(inputs_embeds.device, inputs_embeds.dtype),
             )
-        elif input_ids is not None and self.config.video_token_id is not None:
-            if (input_ids == self.config.video_token_id).any() and past_key_values is None:
-                raise ValueError(
-                    f"input_ids hold video placeholders (id {self.config.video_token_id}) but no pixel_values_videos "
-                    "were given."
-                )
 
         outputs = self.language_model(
             attention_mask=attention_mask,
@@ -413,6 +499,7 @@ class SalovaModel(SalovaPreTrainedModel):
             past_key_values=past_key_values,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
+            return_dict=True,
             **kwargs,
         )
         return SalovaModelOutputWithPast(
@@ -420,19 +507,68 @@ class SalovaModel(SalovaPreTrainedModel):
             past_key_values=outputs.past_key_values,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
-            router_scores=video_features.router_scores if video_features is not None else None,
-            segment_mask=video_features.segment_mask if video_features is not None else None,
-            selected_segments=video_features.selected_segments if video_features is not None else None,
-            video_hidden_states=video_features.video_embeds if video_features is not None else None,
-            video_features=video_features,
+            router_scores=routed.router_scores if routed is not None else None,
+            segment_mask=routed.segment_mask if routed is not None else None,
+            selected_segments=routed.selected_segments if routed is not None else None,
+            video_hidden_states=routed.video_embeds if routed is not None else None,
+            video_features=routed,
         )
 
-    def _check_placeholders(
-        self, input_ids: torch.LongTensor, segments_per_video: torch.LongTensor, num_focus_segments: int
-    ) -> torch.Tensor:
+    def _segment_features(
+        self,
+        pixel_values_videos: torch.Tensor | None,
+        frames_per_segment: torch.LongTensor | None,
+        video_latents: torch.Tensor | None,
+        video_routing_tokens: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(video_latents, video_routing_tokens)` from the frames, or as given (checked)."""
+        if pixel_values_videos is not None:
+            if video_latents is not None or video_routing_tokens is not None:
+                raise ValueError(
+                    "Pass either pixel_values_videos or video_latents + video_routing_tokens "
+                    "(from get_video_features), not both."
+                )
+            if frames_per_segment is None:
+                raise ValueError("pixel_values_videos was given without frames_per_segment.")
+            features = self.get_video_features(pixel_values_videos, frames_per_segment, return_dict=True)
+            return features.last_hidden_state, features.pooler_output
+        if video_latents is None or video_routing_tokens is None:
+            given, absent = (
+                ("video_latents", "video_routing_tokens") if video_routing_tokens is None else ("video_routing_tokens", "video_latents")
+            )
+            raise ValueError(f"{given} was given without {absent}: pass both, as get_video_features returns them.")
+        num_segments, width = len(video_routing_tokens), self.config.hidden_width
+        expected = {
+            "video_latents": (num_segments, self.config.connector_num_latents, width),
+            "video_routing_tokens": (num_segments, width),
+        }
+        for name, value in (("video_latents", video_latents), ("video_routing_tokens", video_routing_tokens)):
+            if tuple(value.shape) != expected[name]:
+                raise ValueError(
+                    f"{name} must have shape (S, {', '.join(map(str, expected[name][1:]))}) "
+                    f"(get_video_features' output), got {tuple(value.shape)} for S = {num_segments} segments."
+                )
+        if frames_per_segment is not None and len(frames_per_segment) != num_segments:
+            raise ValueError(
+                f"frames_per_segment lists {len(frames_per_segment)} segments but video_routing_tokens has "
+                f"{num_segments}."
+            )
+        return video_latents, video_routing_tokens
+
+    def get_placeholder_mask(
+        self, input_ids: torch.LongTensor | None, inputs_embeds: torch.FloatTensor | None = None
+    ) -> torch.BoolTensor:
+        """`(B, L)` True on `<video>` placeholders, found by id or, given only `inputs_embeds`, by embedding."""
         if self.config.video_token_id is None:
             raise ValueError("config.video_token_id is not set: the model cannot find where the video goes.")
-        placeholder_mask = input_ids == self.config.video_token_id
+        if input_ids is not None:
+            return input_ids == self.config.video_token_id
+        video_token = torch.tensor(self.config.video_token_id, device=inputs_embeds.device)
+        return (inputs_embeds == self.get_input_embeddings()(video_token).to(inputs_embeds.dtype)).all(-1)
+
+    def _check_placeholder_counts(
+        self, placeholder_mask: torch.BoolTensor, segments_per_video: torch.LongTensor, num_focus_segments: int
+    ) -> None:
         found = placeholder_mask.sum(1).tolist()
         expected = [self.config.num_video_tokens(n, num_focus_segments) for n in segments_per_video.tolist()]
         if found != expected:
@@ -443,11 +579,12 @@ class SalovaModel(SalovaPreTrainedModel):
                 f"{'; '.join(rows)}. Each video needs connector_num_latents * min(K, N_v) + N_v = "
                 f"{self.config.connector_num_latents} * min({num_focus_segments}, N_v) + N_v placeholders."
             )
-        return placeholder_mask
 
 
 class SalovaForConditionalGeneration(SalovaPreTrainedModel, GenerationMixin):
     _tied_weights_keys = {"lm_head.weight": "model.language_model.embed_tokens.weight"}
+    # The language model's own plan covers its layers; a tied head reads the sharded embedding and needs its entry.
+    _tp_plan = {"lm_head": "colwise_gather_output"}
 
     def __init__(self, config: SalovaConfig):
         super().__init__(config)
@@ -464,9 +601,17 @@ class SalovaForConditionalGeneration(SalovaPreTrainedModel, GenerationMixin):
     def get_output_embeddings(self) -> nn.Module:
         return self.lm_head
 
-    def get_video_features(self, *args, **kwargs) -> SalovaVideoFeatures:
-        return self.model.get_video_features(*args, **kwargs)
+    def get_video_features(
+        self, pixel_values_videos: torch.Tensor, frames_per_segment: torch.LongTensor, **kwargs
+    ) -> SalovaVideoFeaturesOutput:
+        """See `SalovaModel.get_video_features`."""
+        return self.model.get_video_features(pixel_values_videos, frames_per_segment, **kwargs)
 
+    def route_segments(self, *args, **kwargs) -> SalovaRoutingOutput:
+        """See `SalovaModel.route_segments`."""
+        return self.model.route_segments(*args, **kwargs)
+
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -478,6 +623,8 @@ class SalovaForConditionalGeneration(SalovaPreTrainedModel, GenerationMixin):
         segment_labels: torch.Tensor | None = None,
         segment_times: torch.Tensor | None = None,
         num_focus_segments: int | None = None,
+        video_latents: torch.Tensor | None = None,
+        video_routing_tokens: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
         past_key_values: Cache | None = None,
@@ -494,6 +641,7 @@ class SalovaForConditionalGeneration(SalovaPreTrainedModel, GenerationMixin):
             Start and end seconds of each segment, as the processor returns them; checked, not computed with.
         num_focus_segments (`int`, *optional*):
             `K` for this call (defaults to `config.num_focus_segments`); the prompt's placeholders must match it.
+        video_latents, video_routing_tokens: `get_video_features`' output, in place of `pixel_values_videos`.
         """
         outputs = self.model(
             input_ids=input_ids,
@@ -505,11 +653,14 @@ class SalovaForConditionalGeneration(SalovaPreTrainedModel, GenerationMixin):
             segment_labels=segment_labels,
             segment_times=segment_times,
             num_focus_segments=num_focus_segments,
+            video_latents=video_latents,
+            video_routing_tokens=video_routing_tokens,
             attention_mask=attention_mask,
             position_ids=position_ids,
             past_key_values=past_key_values,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
+            return_dict=True,
             **kwargs,
         )
         hidden_states = outputs.last_hidden_state
@@ -538,7 +689,7 @@ class SalovaForConditionalGeneration(SalovaPreTrainedModel, GenerationMixin):
         )
 
     def _similarity_loss(
-        self, video_features: SalovaVideoFeatures | None, segment_labels: torch.Tensor | None
+        self, video_features: SalovaRoutingOutput | None, segment_labels: torch.Tensor | None
     ) -> torch.Tensor | None:
         if video_features is None:
             return None
@@ -560,30 +711,61 @@ class SalovaForConditionalGeneration(SalovaPreTrainedModel, GenerationMixin):
             use_margin=self.config.similarity_margin_loss,
         )
 
+    def generate(self, inputs: torch.Tensor | None = None, generation_config=None, **kwargs):
+        """`GenerationMixin.generate`, refusing a prompt whose `<video>` placeholders have no video."""
+        has_video = any(kwargs.get(name) is not None for name in ("pixel_values_videos", "video_latents"))
+        input_ids = inputs if inputs is not None else kwargs.get("input_ids")
+        prompt = kwargs.get("inputs_embeds")
+        if not has_video and self.config.video_token_id is not None and (input_ids is not None or prompt is not None):
+            ids = input_ids if input_ids is not None and not torch.is_floating_point(input_ids) else None
+            embeds = None if ids is not None else (prompt if prompt is not None else input_ids)
+            if self.model.get_placeholder_mask(ids, embeds).any():
+                raise ValueError(
+                    f"The prompt holds video placeholders (token id {self.config.video_token_id}) but no video was "
+                    "given: pass pixel_values_videos (or video_latents + video_routing_tokens) with "
+                    "frames_per_segment, segments_per_video and query_input_ids, as the processor returns them."
+                )
+        return super().generate(inputs, generation_config, **kwargs)
+
     def _expand_inputs_for_generation(
         self, expand_size: int = 1, is_encoder_decoder: bool = False, input_ids=None, **model_kwargs
     ):
         """Beam search and `num_return_sequences` repeat each row; frames and segments repeat by whole video."""
         per_frame = model_kwargs.pop("pixel_values_videos", None)
-        per_segment = {
-            name: model_kwargs.pop(name, None) for name in ("frames_per_segment", "segment_labels", "segment_times")
-        }
+        per_segment = {name: model_kwargs.pop(name, None) for name in PER_SEGMENT_INPUT_NAMES}
         segments_per_video = model_kwargs.get("segments_per_video")
         input_ids, model_kwargs = super()._expand_inputs_for_generation(
             expand_size, is_encoder_decoder, input_ids, **model_kwargs
         )
-        if per_frame is not None and segments_per_video is not None and per_segment["frames_per_segment"] is not None:
+        if segments_per_video is not None:
             counts = segments_per_video.tolist()
-            frames_per_video = [int(chunk.sum()) for chunk in per_segment["frames_per_segment"].split(counts)]
-            model_kwargs["pixel_values_videos"] = _repeat_videos(per_frame, frames_per_video, expand_size)
-            for name, value in per_segment.items():
-                model_kwargs[name] = None if value is None else _repeat_videos(value, counts, expand_size)
-        else:
-            model_kwargs.update(pixel_values_videos=per_frame, **per_segment)
+            if per_frame is not None and per_segment["frames_per_segment"] is not None:
+                frames = [int(chunk.sum()) for chunk in per_segment["frames_per_segment"].split(counts)]
+                per_frame = _repeat_videos(per_frame, frames, expand_size)
+            per_segment = {
+                name: None if value is None else _repeat_videos(value, counts, expand_size)
+                for name, value in per_segment.items()
+            }
+        model_kwargs.update(pixel_values_videos=per_frame, **per_segment)
         return input_ids, model_kwargs
 
-    def prepare_inputs_for_generation(self, *args, is_first_iteration: bool | None = False, **kwargs):
-        model_inputs = super().prepare_inputs_for_generation(*args, is_first_iteration=is_first_iteration, **kwargs)
+    def prepare_inputs_for_generation(
+        self,
+        input_ids: torch.LongTensor,
+        past_key_values: Cache | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        is_first_iteration: bool | None = False,
+        **kwargs,
+    ):
+        model_inputs = super().prepare_inputs_for_generation(
+            input_ids,
+            past_key_values=past_key_values,
+            attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
+            is_first_iteration=is_first_iteration,
+            **kwargs,
+        )
         if not is_first_iteration and kwargs.get("use_cache", True):
             for name in VIDEO_INPUT_NAMES:
                 model_inputs.pop(name, None)
@@ -609,14 +791,15 @@ def _repeat_videos(values: torch.Tensor, counts: list[int], expand_size: int) ->
     return torch.cat([block for block in values.split(counts) for _ in range(expand_size)])
 
 
-def _check_video_layout(
-    config: SalovaConfig,
-    pixel_values_videos: torch.Tensor,
-    frames_per_segment: torch.LongTensor,
-    segments_per_video: torch.LongTensor,
-    query_input_ids: torch.LongTensor,
-) -> None:
-    """Raises a ValueError naming the inconsistency before any tensor reaches attention."""
+def _cat_layers(chunks: list[tuple[torch.Tensor, ...] | None]) -> tuple[torch.Tensor, ...] | None:
+    """Per-chunk tuples of per-layer tensors -> one tuple of per-layer tensors over all frames."""
+    if not chunks or chunks[0] is None:
+        return None
+    return tuple(torch.cat(layer) for layer in zip(*chunks, strict=True))
+
+
+def _check_frames(pixel_values_videos: torch.Tensor, frames_per_segment: torch.LongTensor) -> None:
+    """Raises a ValueError naming the inconsistency before any frame reaches the vision tower."""
     if pixel_values_videos.ndim != 4:
         raise ValueError(
             f"pixel_values_videos must be (frames, 3, H, W) with all segments concatenated, got shape "
@@ -630,10 +813,24 @@ def _check_video_layout(
     empty = (frames_per_segment < 1).nonzero().flatten().tolist()
     if empty:
         raise ValueError(f"Segments {empty} have no frame; every segment needs at least one.")
-    if int(segments_per_video.sum()) != len(frames_per_segment):
+
+
+def _check_segments(
+    config: SalovaConfig,
+    video_latents: torch.Tensor,
+    video_routing_tokens: torch.Tensor,
+    segments_per_video: torch.LongTensor,
+    query_input_ids: torch.LongTensor,
+) -> None:
+    """Raises a ValueError naming the inconsistency before any segment reaches the router."""
+    if len(video_latents) != len(video_routing_tokens):
         raise ValueError(
-            f"segments_per_video sums to {int(segments_per_video.sum())} but frames_per_segment lists "
-            f"{len(frames_per_segment)} segments."
+            f"video_latents has {len(video_latents)} segments but video_routing_tokens has {len(video_routing_tokens)}."
+        )
+    if int(segments_per_video.sum()) != len(video_routing_tokens):
+        raise ValueError(
+            f"segments_per_video sums to {int(segments_per_video.sum())} but the video has "
+            f"{len(video_routing_tokens)} segments (frames_per_segment / video_routing_tokens)."
         )
     for row, count in enumerate(segments_per_video.tolist()):
         if not 1 <= count <= config.router_max_segments:

@@ -140,3 +140,22 @@ def make_batch(config, segment_frames, query_lengths=None, seed=0, num_focus_seg
         "query_input_ids": query_input_ids,
         "query_attention_mask": query_attention_mask,
     }
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--run-slow", action="store_true", help="also run the slow tier (torch.compile and torch.export checks)"
+    )
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: compile/export checks, run with --run-slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow tier (torch.compile / torch.export): run with --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

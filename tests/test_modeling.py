@@ -93,7 +93,6 @@ def _bad(batch, **changes):
             "text tower accepts 2048",
         ),
         (lambda b, c: _bad(b, query_input_ids=None), "without query_input_ids"),
-        (lambda b, c: _bad(b, pixel_values_videos=None, frames_per_segment=None), "no pixel_values_videos"),
         (lambda b, c: _bad(b, pixel_values_videos=b["pixel_values_videos"][None]), r"\(frames, 3, H, W\)"),
     ],
 )
@@ -162,9 +161,10 @@ def test_in_batch_negatives_score_every_query_against_every_clip(tiny):
     assert out.similarity_loss is not None and out.similarity_loss.item() > 0
     model.eval()
     with torch.no_grad():
-        features = model.get_video_features(
-            batch["pixel_values_videos"],
-            batch["frames_per_segment"],
+        video = model.get_video_features(batch["pixel_values_videos"], batch["frames_per_segment"])
+        features = model.route_segments(
+            video.last_hidden_state,
+            video.pooler_output,
             batch["segments_per_video"],
             batch["query_input_ids"],
             batch["query_attention_mask"],
@@ -179,9 +179,9 @@ def test_vision_chunk_size_does_not_change_features(tiny):
     pixels = torch.randn(11, 3, model.config.vision_config.image_size, model.config.vision_config.image_size)
     with torch.no_grad():
         model.config.vision_chunk_size = 64
-        whole, whole_summaries = model.model.encode_frames(pixels)
+        whole, whole_summaries, _ = model.model.encode_frames(pixels)
         model.config.vision_chunk_size = 3
-        chunked, chunked_summaries = model.model.encode_frames(pixels)
+        chunked, chunked_summaries, _ = model.model.encode_frames(pixels)
     assert whole.shape == (11, model.config.tokens_per_frame, model.config.vision_hidden_size)
     assert whole_summaries.shape == (11, model.config.vision_hidden_size)
     assert torch.allclose(whole, chunked, atol=1e-5) and torch.allclose(whole_summaries, chunked_summaries, atol=1e-5)
@@ -197,7 +197,7 @@ def test_frame_features_come_from_the_penultimate_layer(tiny):
     pixels = torch.randn(2, 3, config.vision_config.image_size, config.vision_config.image_size)
     with torch.no_grad():
         penultimate = full(pixel_values=pixels, output_hidden_states=True).hidden_states[-2]
-        tokens, summaries = model.model.encode_frames(pixels)
+        tokens, summaries, _ = model.model.encode_frames(pixels)
     assert torch.allclose(summaries, penultimate.mean(dim=1), atol=1e-5)  # SigLIP: mean of the raw patches
     assert torch.allclose(tokens, model.model._pool_patches(penultimate), atol=1e-5)
 
@@ -218,7 +218,7 @@ def test_generate_consumes_the_video_at_prefill_only(tiny):
     batch.pop("labels")
     calls = []
     original = model.model.encode_frames
-    model.model.encode_frames = lambda pixels: calls.append(len(pixels)) or original(pixels)  # noqa: B023
+    model.model.encode_frames = lambda pixels, *a: calls.append(len(pixels)) or original(pixels, *a)  # noqa: B023
     try:
         with torch.no_grad():
             cached = model.generate(**batch, max_new_tokens=6, do_sample=False, min_new_tokens=6)
@@ -318,3 +318,98 @@ def test_connector_initialisation_is_fan_in_scaled_with_unit_position_tables(tin
     # The rest of the model takes the text config's `initializer_range` (the tiny variant's fan-in std at width 64).
     std = config.text_config.initializer_range
     assert std == 0.125 and abs(tiny[0].model.projector[0].weight.std().item() - std) < 0.2 * std
+
+
+def test_get_video_features_is_the_question_independent_half(tiny):
+    model, _ = tiny
+    config = model.config
+    batch = make_batch(config, SEGMENTS)
+    with torch.no_grad():
+        features = model.get_video_features(batch["pixel_values_videos"], batch["frames_per_segment"])
+        as_tuple = model.get_video_features(batch["pixel_values_videos"], batch["frames_per_segment"], return_dict=False)
+        with_tower = model.get_video_features(
+            batch["pixel_values_videos"], batch["frames_per_segment"], output_hidden_states=True
+        )
+    assert features.last_hidden_state.shape == (9, config.connector_num_latents, config.hidden_width)
+    assert features.pooler_output.shape == (9, config.hidden_width)
+    assert isinstance(as_tuple, tuple) and torch.equal(as_tuple[0], features.last_hidden_state)
+    kept_layers = len(model.model.vision_tower.encoder.layers)
+    assert len(with_tower.hidden_states) == kept_layers + 1
+    assert with_tower.hidden_states[0].shape[0] == len(batch["pixel_values_videos"])
+    assert torch.equal(with_tower.last_hidden_state, features.last_hidden_state)
+
+
+def _stored_video_batch(model, batch):
+    """The batch with the pixels replaced by what get_video_features returned (as a video index stores it)."""
+    with torch.no_grad():
+        features = model.get_video_features(batch["pixel_values_videos"], batch["frames_per_segment"])
+    stored = {k: v for k, v in batch.items() if k not in ("pixel_values_videos", "frames_per_segment", "labels")}
+    return {**stored, "video_latents": features.last_hidden_state, "video_routing_tokens": features.pooler_output}
+
+
+def test_stored_video_features_answer_like_the_pixels(tiny):
+    model, _ = tiny
+    batch = make_batch(model.config, SEGMENTS)
+    batch.pop("labels")
+    stored = _stored_video_batch(model, batch)
+    with torch.no_grad():
+        from_pixels = model(**batch)
+        from_store = model(**stored)
+        greedy_pixels = model.generate(**batch, max_new_tokens=5, min_new_tokens=5, do_sample=False)
+        greedy_store = model.generate(**stored, max_new_tokens=5, min_new_tokens=5, do_sample=False)
+        beams_pixels = model.generate(**batch, max_new_tokens=3, num_beams=2, num_return_sequences=2, do_sample=False)
+        beams_store = model.generate(**stored, max_new_tokens=3, num_beams=2, num_return_sequences=2, do_sample=False)
+    assert torch.equal(from_pixels.selected_segments, from_store.selected_segments)
+    finite = torch.isfinite(from_pixels.router_scores)
+    assert torch.allclose(from_pixels.router_scores[finite], from_store.router_scores[finite], atol=1e-6, rtol=0)
+    assert torch.equal(greedy_pixels, greedy_store)
+    assert torch.equal(beams_pixels, beams_store)
+
+
+def test_beam_search_repeats_stored_video_features_by_whole_video(tiny):
+    model, _ = tiny
+    batch = make_batch(model.config, [[2, 3], [1]])
+    stored = _stored_video_batch(model, batch)
+    _, expanded = model._expand_inputs_for_generation(expand_size=2, **dict(stored))
+    latents = stored["video_latents"]
+    assert torch.equal(expanded["video_latents"], torch.cat([latents[:2], latents[:2], latents[2:], latents[2:]]))
+    routing = stored["video_routing_tokens"]
+    assert torch.equal(expanded["video_routing_tokens"], torch.cat([routing[:2], routing[:2], routing[2:], routing[2:]]))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"video_routing_tokens": None}, "video_latents was given without video_routing_tokens"),
+        ({"video_latents": "drop-a-latent"}, r"video_latents must have shape \(S, 8, 32\)"),
+        ({"pixel_values_videos": "pixels"}, "not both"),
+    ],
+)
+def test_stored_video_features_bad_input(tiny, changes, message):
+    model, _ = tiny
+    batch = make_batch(model.config, SEGMENTS)
+    stored = _stored_video_batch(model, batch)
+    if changes.get("video_latents") == "drop-a-latent":
+        changes = {"video_latents": stored["video_latents"][:, 1:]}
+    if changes.get("pixel_values_videos") == "pixels":
+        changes = {"pixel_values_videos": batch["pixel_values_videos"], "frames_per_segment": batch["frames_per_segment"]}
+    with pytest.raises(ValueError, match=message), torch.no_grad():
+        model(**{**stored, **changes})
+
+
+def test_generate_without_the_video_is_refused(tiny):
+    model, _ = tiny
+    batch = make_batch(model.config, [[2, 1]])
+    with pytest.raises(ValueError, match="video placeholders .* but no video was given"):
+        model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], max_new_tokens=2)
+    embeds = model.get_input_embeddings()(batch["input_ids"])
+    with pytest.raises(ValueError, match="but no video was given"):
+        model.generate(inputs_embeds=embeds, attention_mask=batch["attention_mask"], max_new_tokens=2)
+
+
+@pytest.mark.parametrize("k", [0, -1, 2.5])
+def test_num_focus_segments_must_be_a_positive_integer(tiny, k):
+    model, _ = tiny
+    batch = make_batch(model.config, SEGMENTS)
+    with pytest.raises(ValueError, match="num_focus_segments must be an integer >= 1"), torch.no_grad():
+        model(**batch, num_focus_segments=k)
