@@ -20,6 +20,7 @@ TRAINING_ARGS = {
     "report_to": [],
     "disable_tqdm": True,
     "per_device_train_batch_size": 2,
+    "gradient_accumulation_steps": 1,
     "logging_steps": 1,
     "seed": 0,
 }

@@ -20,7 +20,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import torch
-
 from salova.training.data import RecordError
 
 logger = logging.getLogger(__name__)

@@ -45,7 +45,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
 from salova.processing.segmentation import SegmentationPolicy, plan_segments
 
 STAGES = ("1", "1.5", "2")
@@ -186,7 +185,9 @@ def record_row(record: dict, video: str, probe: dict | None, settings: RowSettin
         chosen = rng.permutation(kept)[: settings.max_queries_per_video].tolist()
         queries = [captions[index] for index in chosen]
         query_labels = segment_labels[chosen]
-        row.update(messages=_plain(video, queries[0]), queries=queries, focus_labels=json.dumps(query_labels[0].tolist()))
+        row.update(
+            messages=_plain(video, queries[0]), queries=queries, focus_labels=json.dumps(query_labels[0].tolist())
+        )
     else:
         query_labels = segment_labels
         row.update(messages=messages, queries=user_turns, focus_labels=json.dumps(query_labels.max(axis=0).tolist()))
@@ -288,8 +289,7 @@ def _conversation(record: dict, video: str) -> tuple[str, list[str]]:
         or conversation[-1].get("role") != "assistant"
     ):
         raise RecordError(
-            "'conversations' must be user/assistant turns, starting with a user turn and ending with an assistant "
-            "turn",
+            "'conversations' must be user/assistant turns, starting with a user turn and ending with an assistant turn",
             "malformed conversation",
         )
     texts = [_text(turn.get("content"), f"{turn['role']} turn") for turn in conversation]

@@ -23,7 +23,6 @@ from pathlib import Path
 import av
 import datasets
 import numpy as np
-
 from salova.training.data import RecordError, RowSettings, media_path, parse_record, record_row
 from salova.training.reading import read_records
 

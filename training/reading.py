@@ -47,7 +47,7 @@ def read_records(source: str | Path, video_dir: str | Path | None = None) -> dat
             # The file's size and time make the cache fingerprint follow its content.
             gen_kwargs={
                 "path": str(path.resolve()),
-                "version": [stat.st_size, stat.st_mtime_ns],
+                "version": f"{stat.st_size}-{stat.st_mtime_ns}",
                 "root": str(Path(video_dir or path.parent).resolve()),
             },
         )
@@ -56,12 +56,14 @@ def read_records(source: str | Path, video_dir: str | Path | None = None) -> dat
     try:
         table = datasets.load_dataset(str(source), split="train")
     except Exception as error:  # noqa: BLE001 - the Hub's errors are many; the user needs the source named
-        raise FileNotFoundError(f"Training data {source!r} is neither a local file or folder nor a Hub dataset "
-                                f"({type(error).__name__}: {error}).") from error
+        raise FileNotFoundError(
+            f"Training data {source!r} is neither a local file or folder nor a Hub dataset "
+            f"({type(error).__name__}: {error})."
+        ) from error
     return _from_table(table, str(source), video_dir or ".")
 
 
-def _json_records(path: str, version: list, root: str) -> Iterator[dict]:
+def _json_records(path: str, version: str, root: str) -> Iterator[dict]:
     with open(path, encoding="utf-8") as file:
         head = file.read(1024).lstrip()
         file.seek(0)

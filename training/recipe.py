@@ -35,10 +35,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
+from salova.training.collator import DEFAULT_MAX_LENGTH
 from torch import nn
 from trl import SFTConfig
-
-from salova.training.collator import DEFAULT_MAX_LENGTH
 
 STAGE_FILES = {"1": "stage1.json", "1.5": "stage1_5.json", "2": "stage2.json"}
 # SFTConfig fields the recipe owns: the collator decodes videos itself and the trainer computes its own loss.

@@ -8,15 +8,14 @@ import json
 import logging
 from pathlib import Path
 
-from transformers import AutoModelForImageTextToText, AutoProcessor
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
 from salova.hub_configs.builder import load_chat_template
 from salova.training.collator import SalovaCollator
 from salova.training.data import THRESHOLDS, RowSettings
 from salova.training.data_check import check_data
 from salova.training.recipe import StageRecipe, freeze_for_stage
 from salova.training.trainer import SalovaTrainer
+from transformers import AutoModelForImageTextToText, AutoProcessor
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 logger = logging.getLogger(__name__)
 

@@ -16,11 +16,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from trl import SFTTrainer
-
 from salova.modeling.losses import similarity_loss
 from salova.training.collator import COUNT_KEYS
 from salova.training.recipe import TOWER_MODULES, parameter_groups
+from trl import SFTTrainer
 
 ROUTER_TARGET_KEYS = (
     "query_labels",
@@ -101,7 +100,9 @@ class SalovaTrainer(SFTTrainer):
             steps = self.current_gradient_accumulation_steps if num_items_in_batch is not None else 1
             loss = loss + weight * retrieval_loss.to(loss.device) / steps
             self._metrics[mode]["similarity_loss"].append(retrieval_loss.detach().item())
-        self._metrics[mode]["lm_loss"].append((token_losses / (token_targets != -100).sum().clamp(min=1)).detach().item())
+        self._metrics[mode]["lm_loss"].append(
+            (token_losses / (token_targets != -100).sum().clamp(min=1)).detach().item()
+        )
         inputs["labels"] = labels
         return (loss, outputs) if return_outputs else loss
 
@@ -118,7 +119,10 @@ class SalovaTrainer(SFTTrainer):
             segments_per_video = inputs["segments_per_video"]
             first_segment = torch.cumsum(segments_per_video, 0) - segments_per_video
             segment_index = torch.cat(
-                [torch.arange(first, first + count) for first, count in zip(first_segment[rows], segments_per_video[rows], strict=True)]
+                [
+                    torch.arange(first, first + count)
+                    for first, count in zip(first_segment[rows], segments_per_video[rows], strict=True)
+                ]
             ).to(video_features.pooler_output.device)
             routed = self.accelerator.unwrap_model(model).model.route_segments(
                 video_features.last_hidden_state[segment_index],
