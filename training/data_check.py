@@ -98,17 +98,13 @@ def check_data(
     if show:
         print(format_report(report), flush=True)
     if strict:
-        first = next((example for group in ("skipped", "repaired") for example in _firsts(report, group)), None)
-        if first is not None:
+        firsts = [entry["first"] for group in report["reasons"].values() for entry in group.values()]
+        if firsts:
+            first = min(firsts, key=lambda example: example["index"])
             raise DataCheckError(f"{first['origin']}: {first['detail']} (strict_data: fix the record or turn it off)")
     if len(rows) == 0:
         raise RecordError(f"{source}: no usable record for stage {settings.stage}; see the data check report.")
     return rows, report
-
-
-def _firsts(report: dict, group: str) -> list[dict]:
-    examples = [entry["first"] for entry in report["reasons"].get(group, {}).values()]
-    return sorted(examples, key=lambda example: example["index"])
 
 
 def _check_record(example: dict, settings: RowSettings) -> dict:

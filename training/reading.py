@@ -90,7 +90,8 @@ def _from_table(table: datasets.Dataset, name: str, root) -> datasets.Dataset:
 
 
 def _raw_row(row: dict, index: int, name: str, root: str) -> dict:
-    return {"origin": f"{name}#row {index}", "record": json.dumps(row, default=str), "root": root}
+    # `map` hands a lazy row; its values are plain Python (dates and the like become strings).
+    return {"origin": f"{name}#row {index}", "record": json.dumps(dict(row), default=str), "root": root}
 
 
 def write_records(records: Iterable[dict], path: str | Path) -> int:
