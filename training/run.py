@@ -8,8 +8,9 @@ import json
 import logging
 from pathlib import Path
 
+import torch
 from salova.hub_configs.builder import load_chat_template
-from salova.training.collator import SalovaCollator
+from salova.training.collator import COUNT_KEYS, SalovaCollator
 from salova.training.data import THRESHOLDS, RowSettings
 from salova.training.data_check import check_data
 from salova.training.recipe import StageRecipe, freeze_for_stage
@@ -94,12 +95,15 @@ def train_stage(recipe: StageRecipe, resume: bool | str = False, **training_over
     trainer.save_model(recipe.output_dir)
     if trainer.args.push_to_hub:
         trainer.push_to_hub(commit_message=f"SALOVA stage {recipe.stage}")
+    # Rows replaced or trimmed on every process, summed (every process takes part).
+    totals = torch.tensor([trainer.data_counts[key] for key in COUNT_KEYS], device=trainer.accelerator.device)
+    totals = trainer.accelerator.reduce(totals, reduction="sum").tolist()
     if trainer.is_world_process_zero():
-        counts = {key.removeprefix("data_"): value for key, value in trainer.data_counts.items()}
+        counts = {key.removeprefix("data_"): int(total) for key, total in zip(COUNT_KEYS, totals, strict=True)}
         report = {**trainer.data_report, "training": counts}
         (Path(recipe.output_dir) / "data_check.json").write_text(json.dumps(report, indent=2))
         (Path(recipe.output_dir) / FINISHED_FILE).write_text(json.dumps({"global_step": trainer.state.global_step}))
-        print(f"stage {recipe.stage}: data during training: {counts or 'no row replaced or trimmed'}")
+        print(f"stage {recipe.stage}: rows replaced or trimmed during training: {counts}")
         print(f"stage {recipe.stage}: wrote {recipe.output_dir} (trained on {trainer.args.world_size} processes)")
     return Path(recipe.output_dir)
 
