@@ -326,9 +326,7 @@ def test_get_video_features_is_the_question_independent_half(tiny):
     batch = make_batch(config, SEGMENTS)
     with torch.no_grad():
         features = model.get_video_features(batch["pixel_values_videos"], batch["frames_per_segment"])
-        as_tuple = model.get_video_features(
-            batch["pixel_values_videos"], batch["frames_per_segment"], return_dict=False
-        )
+        as_tuple = model.get_video_features(batch["pixel_values_videos"], batch["frames_per_segment"], return_dict=False)
         with_tower = model.get_video_features(
             batch["pixel_values_videos"], batch["frames_per_segment"], output_hidden_states=True
         )
@@ -376,9 +374,7 @@ def test_beam_search_repeats_stored_video_features_by_whole_video(tiny):
     latents = stored["video_latents"]
     assert torch.equal(expanded["video_latents"], torch.cat([latents[:2], latents[:2], latents[2:], latents[2:]]))
     routing = stored["video_routing_tokens"]
-    assert torch.equal(
-        expanded["video_routing_tokens"], torch.cat([routing[:2], routing[:2], routing[2:], routing[2:]])
-    )
+    assert torch.equal(expanded["video_routing_tokens"], torch.cat([routing[:2], routing[:2], routing[2:], routing[2:]]))
 
 
 @pytest.mark.parametrize(
@@ -396,10 +392,7 @@ def test_stored_video_features_bad_input(tiny, changes, message):
     if changes.get("video_latents") == "drop-a-latent":
         changes = {"video_latents": stored["video_latents"][:, 1:]}
     if changes.get("pixel_values_videos") == "pixels":
-        changes = {
-            "pixel_values_videos": batch["pixel_values_videos"],
-            "frames_per_segment": batch["frames_per_segment"],
-        }
+        changes = {"pixel_values_videos": batch["pixel_values_videos"], "frames_per_segment": batch["frames_per_segment"]}
     with pytest.raises(ValueError, match=message), torch.no_grad():
         model(**{**stored, **changes})
 
