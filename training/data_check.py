@@ -65,14 +65,16 @@ def check_data(
 ) -> tuple[datasets.Dataset, dict]:
     """The training rows of `source` and the check's report (see the module docstring).
 
-    `cache_dir`: where the rows and `data_check.json` are kept (None: nothing cached, the report is not written).
-    `strict`: any repair or skip raises `DataCheckError` naming the first such record.
+    `cache_dir`: where the rows are cached and `data_check.json` written (None: neither). `show`: print and write
+    the report (one process of a distributed run). `strict`: any repair or skip raises `DataCheckError` naming the
+    first such record.
     """
     raw = read_records(source, video_dir)
     key = hashlib.sha256(
         json.dumps([CHECK_VERSION, raw._fingerprint, asdict(settings)], sort_keys=True, default=str).encode()
     ).hexdigest()[:16]
-    cached = Path(cache_dir, f"data_check-{key}") if cache_dir else None
+    # A leading underscore keeps the cache out of what a push of the output folder uploads.
+    cached = Path(cache_dir, "_data_check", key) if cache_dir else None
     if cached is not None and (cached / "report.json").is_file():
         report = json.loads((cached / "report.json").read_text())
         rows = datasets.load_from_disk(str(cached / "rows"))
@@ -93,10 +95,10 @@ def check_data(
         if cached is not None:
             rows.save_to_disk(str(cached / "rows"))
             (cached / "report.json").write_text(json.dumps(report, indent=2))
-    if cache_dir:
-        Path(cache_dir, "data_check.json").write_text(json.dumps(report, indent=2))
     if show:
         print(format_report(report), flush=True)
+        if cache_dir:
+            Path(cache_dir, "data_check.json").write_text(json.dumps(report, indent=2))
     if strict:
         firsts = [entry["first"] for group in report["reasons"].values() for entry in group.values()]
         if firsts:
