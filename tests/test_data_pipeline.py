@@ -266,18 +266,12 @@ def test_stage_1_5_routes_many_queries_on_one_encoding_of_each_video(messy, tmp_
         lambda module, args, output: frames.append(len(output.last_hidden_state))
     )
     routed = []
-    route = trainer.model.model.route_segments
-
-    def counting_route(*args, **kwargs):
-        output = route(*args, **kwargs)
-        routed.append(output.router_scores.shape[0])
-        return output
-
-    trainer.model.model.route_segments = counting_route
+    router = trainer.model.model.router.register_forward_hook(lambda module, args, output: routed.append(len(output)))
     trainer.current_gradient_accumulation_steps = 1
     trainer.model.train()
     trainer.training_step(trainer.model, dict(batch))
     handle.remove()
+    router.remove()
     assert sum(frames) == len(batch["pixel_values_videos"])  # every frame through the tower once
     assert sum(routed) == sum(len(row["queries"]) for row in rows)  # every sampled caption routed
     assert batch["extra_query_labels"].shape[0] == sum(len(row["queries"]) - 1 for row in rows)

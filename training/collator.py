@@ -166,8 +166,9 @@ class SalovaCollator:
         return batch
 
     def _router_targets(self, parts: list[dict], segments_per_video: torch.Tensor) -> dict:
-        """Focus labels `(S,)` for the model, and `(B, N)` / `(Q, N)` targets of the first and extra queries, with
-        a mask of the rows and queries that have labels."""
+        """Focus labels `(S,)` for the model; `(B, N)` targets of each row's first query with the mask of the rows
+        that have labels; the extra queries of labelled rows, tokenized, with their row, `(Q, N)` targets and
+        segment mask."""
         width = int(segments_per_video.max())
         focus, first_labels, first_mask = [], torch.zeros(len(parts), width), torch.zeros(len(parts), dtype=torch.bool)
         extra_queries, extra_rows, extra_labels = [], [], []
@@ -194,6 +195,7 @@ class SalovaCollator:
                 extra_query_attention_mask=encoding["attention_mask"],
                 extra_query_rows=torch.tensor(extra_rows),
                 extra_query_labels=torch.stack(extra_labels),
+                extra_query_segment_mask=torch.arange(width) < segments_per_video[extra_rows].unsqueeze(1),
             )
         return targets
 

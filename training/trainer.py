@@ -28,6 +28,7 @@ ROUTER_TARGET_KEYS = (
     "extra_query_attention_mask",
     "extra_query_rows",
     "extra_query_labels",
+    "extra_query_segment_mask",
 )
 
 
@@ -115,33 +116,42 @@ class SalovaTrainer(SFTTrainer):
         labels = [targets["query_labels"].to(scores[0])[row_mask]]
         masks = [outputs.segment_mask[row_mask]]
         if "extra_query_input_ids" in targets:
-            rows = targets["extra_query_rows"]
-            segments_per_video = inputs["segments_per_video"]
-            first_segment = torch.cumsum(segments_per_video, 0) - segments_per_video
-            segment_index = torch.cat(
-                [
-                    torch.arange(first, first + count)
-                    for first, count in zip(first_segment[rows], segments_per_video[rows], strict=True)
-                ]
-            ).to(video_features.pooler_output.device)
-            routed = self.accelerator.unwrap_model(model).model.route_segments(
-                video_features.last_hidden_state[segment_index],
-                video_features.pooler_output[segment_index],
-                segments_per_video[rows],
-                targets["extra_query_input_ids"],
-                targets["extra_query_attention_mask"],
-            )
-            width = outputs.router_scores.shape[1]
-            scores.append(F.pad(routed.router_scores, (0, width - routed.router_scores.shape[1])))
-            masks.append(F.pad(routed.segment_mask, (0, width - routed.segment_mask.shape[1])))
+            scores.append(self._extra_query_scores(model, inputs["segments_per_video"], video_features, targets))
+            masks.append(targets["extra_query_segment_mask"])
             labels.append(targets["extra_query_labels"].to(scores[0]))
-        scores, labels, masks = torch.cat(scores), torch.cat(labels), torch.cat(masks)
+        scores, labels, masks = (
+            torch.cat(scores),
+            torch.cat(labels),
+            torch.cat([mask.to(scores[0].device) for mask in masks]),
+        )
         if len(scores) == 0:
             return outputs.router_scores.sum() * 0.0
         config = self.model.config
         return similarity_loss(
             scores, labels, masks, margin=config.similarity_margin, use_margin=config.similarity_margin_loss
         )
+
+    def _extra_query_scores(self, model, segments_per_video, video_features, targets) -> torch.Tensor:
+        """`(Q, N_max)` router scores of each extra query against the routing tokens of its row's video, from the
+        encoding the forward used (the router alone: no focus tokens are assembled for these queries)."""
+        core = self.accelerator.unwrap_model(model).model
+        rows = targets["extra_query_rows"]
+        segment_mask = targets["extra_query_segment_mask"]
+        first_segment = torch.cumsum(segments_per_video, 0) - segments_per_video
+        segment_index = torch.cat(
+            [
+                torch.arange(first, first + count)
+                for first, count in zip(first_segment[rows], segments_per_video[rows], strict=True)
+            ]
+        ).to(video_features.pooler_output.device)
+        routing_tokens = video_features.pooler_output.new_zeros(
+            *segment_mask.shape, video_features.pooler_output.shape[-1]
+        )
+        routing_tokens[segment_mask.to(routing_tokens.device)] = video_features.pooler_output[segment_index]
+        query_states, query_mask = core.encode_query(
+            targets["extra_query_input_ids"], targets["extra_query_attention_mask"]
+        )
+        return core.router(routing_tokens, segment_mask.to(routing_tokens.device), query_states, query_mask)
 
 
 def stage_remote_code(checkpoint_folder: str | Path, output_dir: str | Path) -> list[str]:
