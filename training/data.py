@@ -19,7 +19,7 @@ Stage 2 (instruction tuning; scores are [user turns x scenes], every user turn a
      "v2t": [[...]]}
 
 A stage-2 record without `scenes` (e.g. converted LLaVA-Video data) trains the LM only: the processor segments
-the video and no retrieval label exists.
+the video, no retrieval label exists, and the router picks the focus segments for its first user turn.
 
 Retrieval labels follow the paper: in stage 1.5 a scene is positive for a caption where `t2t > tau_t2t` or
 `v2t > tau_v2t` (paper 0.8 / 0.18, authors' code 0.83 / 0.21); in stage 2 where `v2t > 0.20`, else the arg-max
