@@ -33,6 +33,7 @@ setup(
         "transformers>=5.23",
         "accelerate>=1.10",
         "datasets>=4.0",
+        "pyarrow>=15.0",
         "huggingface_hub>=1.0",
         "safetensors>=0.5",
         "trl>=1.16",

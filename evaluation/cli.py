@@ -12,6 +12,7 @@ SYNTHETIC_NEEDLE_COLOURS = ("red", "blue", "yellow", "cyan")
 def add_eval_parser(commands) -> None:
     """Adds `eval` and its subcommands to the `salova` command's subparsers."""
     evaluation = commands.add_parser("eval", help="benchmarks, V-NIAH and retrieval metrics of a checkpoint")
+    evaluation.set_defaults(run=run_eval)
     tasks = evaluation.add_subparsers(dest="eval_task", required=True)
     for benchmark in BENCHMARKS:
         runner = tasks.add_parser(benchmark, help=f"{benchmark} multiple-choice accuracy (resumable)")

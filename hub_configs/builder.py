@@ -11,12 +11,18 @@ import json
 from pathlib import Path
 
 import torch
+from salova.modeling import SalovaConfig, SalovaForConditionalGeneration
+from salova.modeling.modeling_salova import TOWER_CLASSES, truncate_vision_tower
+from salova.processing import (
+    TOWER_PRESETS,
+    SalovaProcessor,
+    SalovaVideoProcessor,
+    tower_video_settings,
+    with_list_content,
+)
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
-from ..modeling import SalovaConfig, SalovaForConditionalGeneration
-from ..modeling.modeling_salova import TOWER_CLASSES, truncate_vision_tower
-from ..processing import TOWER_PRESETS, SalovaProcessor, SalovaVideoProcessor, tower_video_settings, with_list_content
 from .tiny_tokenizer import END_OF_TURN, VIDEO_TOKEN, build_tiny_tokenizer
 
 VARIANTS = {"tiny": "salova-tiny", "3b": "salova-3b", "3.8b": "salova-3.8b", "7b": "salova-7b"}

@@ -167,7 +167,9 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(config, items):
     if config.getoption("--run-slow"):
         return
-    skip = pytest.mark.skip(reason="slow tier (compile/export checks and transformers' @slow tests): run with --run-slow")
+    skip = pytest.mark.skip(
+        reason="slow tier (compile/export checks and transformers' @slow tests): run with --run-slow"
+    )
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)

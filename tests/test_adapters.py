@@ -45,7 +45,7 @@ def test_scenewalk_rows_group_into_one_record_per_video(tmp_path):
         _clip(url, "00:00:12.500", "00:01:03", [0.05, 0.25], "a street"),
         _clip("https://example.org/movies/film_7.mp4", "0:00:00", "0:00:05", [0.4], "a title card"),
     ]
-    records = from_scenewalk(rows, tmp_path)
+    records = list(from_scenewalk(iter(rows), tmp_path))
     assert [record["id"] for record in records] == ["abc123", "film_7"]
     first = records[0]
     assert first["video"] == str(tmp_path / "abc123.mp4")

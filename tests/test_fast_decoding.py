@@ -152,9 +152,7 @@ def test_processor_setting_selects_the_fast_paths(tiny, monkeypatch):
         decoded_counts.append(decoded.num_decoded_frames)
         return decoded
 
-    monkeypatch.setattr(
-        "salova.processing.video_processing_salova.decode_video", counting_decode
-    )
+    monkeypatch.setattr("salova.processing.video_processing_salova.decode_video", counting_decode)
     path = real_video("bikes.mp4")
     exact = video_processor(str(path))
     fast = video_processor(str(path), scene_detection="fast")

@@ -22,6 +22,7 @@ CPU_ARGS = {
     "report_to": [],
     "disable_tqdm": True,
     "save_strategy": "no",
+    "gradient_accumulation_steps": 1,
 }
 SMALL_CORPUS = CorpusSettings(stage1_clips=8, stage15_videos=2, stage2_videos=4, eval_videos=1)
 
@@ -208,3 +209,45 @@ def test_stages_chain_through_hub_format_checkpoints(stage0, corpus, tmp_path):
     assert "loaded SalovaForConditionalGeneration SalovaProcessor 0.4" in _loads_in_fresh_process(
         checkpoint, _a_video(corpus)
     )
+
+
+def test_accumulation_follows_the_stage_global_batch(capsys):
+    inputs = {"model": "m", "train_data": "d.jsonl", "output_dir": "out"}
+    recipes = {stage: load_recipe(stage, inputs) for stage in ("1", "1.5", "2")}
+    assert {stage: recipe.global_batch_size for stage, recipe in recipes.items()} == {"1": 256, "1.5": 8, "2": 64}
+    assert recipes["2"].sft_config(world_size=8).gradient_accumulation_steps == 2  # 8 x 4 x 2 = 64
+    assert recipes["1.5"].sft_config(world_size=2).gradient_accumulation_steps == 4
+    explicit = load_recipe("2", inputs, training_args={"gradient_accumulation_steps": 3})
+    assert explicit.sft_config(world_size=8).gradient_accumulation_steps == 3
+    with pytest.raises(ValueError, match=r"global_batch_size=64 is not a multiple of 3 processes x "):
+        recipes["2"].sft_config(world_size=3)
+    # No CUDA here: the recipes' bf16 is switched off with one line.
+    assert not torch.cuda.is_available() and not recipes["2"].sft_config(world_size=1).bf16
+    assert "no CUDA device, bf16 switched off" in capsys.readouterr().out
+
+
+def test_an_unknown_training_arg_names_the_closest_valid_one():
+    recipe = load_recipe("2", {"model": "m", "train_data": "d", "output_dir": "o"}, training_args={"per_device_bs": 2})
+    with pytest.raises(ValueError, match=r"unknown key 'per_device_bs'; did you mean 'per_device_\w+_batch_size'"):
+        recipe.sft_config()
+    recipe.training_args = {"num_train_epoch": 2}
+    with pytest.raises(ValueError, match="did you mean 'num_train_epochs'"):
+        recipe.sft_config()
+
+
+def test_resume_names_its_checkpoint_and_a_finished_run_does_nothing(stage0, corpus, tmp_path, capsys):
+    recipe = _recipe("2", stage0, corpus, tmp_path, max_steps=4, save_strategy="steps", save_steps=2)
+    train_stage(recipe)
+    weights = tmp_path / "model.safetensors"
+    written = weights.stat().st_mtime_ns
+    capsys.readouterr()
+    train_stage(recipe, resume=True)
+    assert "holds a finished run; nothing to resume" in capsys.readouterr().out
+    assert weights.stat().st_mtime_ns == written
+
+    (tmp_path / "training_finished.json").unlink()
+    (tmp_path / "checkpoint-4" / "trainer_state.json").unlink()  # as if killed while saving
+    train_stage(recipe, resume=True)
+    output = capsys.readouterr().out
+    assert f"--resume: from {tmp_path / 'checkpoint-2'}, passing over the incomplete checkpoint-4" in output
+    assert json.loads((tmp_path / "training_finished.json").read_text())["global_step"] == 4

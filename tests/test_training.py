@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from conftest import colour_scenes
 from salova.training.collator import SalovaCollator
-from salova.training.data import THRESHOLDS, RecordError, dense_caption_labels, load_rows, question_labels
+from salova.training.data import THRESHOLDS, RowSettings, dense_caption_labels, question_labels
+from salova.training.data_check import DataCheckError, check_data
 from salova.training.trainer import SalovaTrainer
 from trl import SFTConfig
 
@@ -57,18 +58,31 @@ def qa_corpus(tmp_path_factory):
     return path
 
 
-def test_bad_records_are_skipped_with_a_count_or_raise_when_strict(qa_corpus, caplog):
-    rows = load_rows(qa_corpus, "2")
+def _rows(path, stage="2", **kwargs):
+    rows, _ = check_data(path, RowSettings(stage), num_proc=1, show=False, **kwargs)
+    return rows.to_list()
+
+
+def test_bad_records_are_skipped_with_a_reason_or_raise_when_strict(qa_corpus, tmp_path):
+    rows, report = check_data(qa_corpus, RowSettings("2"), cache_dir=tmp_path, num_proc=1)
     assert [row["id"] for row in rows] == ["q1"]
-    assert rows[0]["segment_labels"] == [0.0, 0.0, 1.0, 0.0] and rows[0]["boundaries"] == [3.0, 6.0, 9.0]
-    assert "skipped 4 records" in caplog.text
-    with pytest.raises(RecordError, match=r"stage2\.jsonl:2: record wrong-shape: 'v2t' must be 1 x 4"):
-        load_rows(qa_corpus, "2", strict=True)
+    assert json.loads(rows[0]["query_labels"]) == [[0.0, 0.0, 1.0, 0.0]] and rows[0]["boundaries"] == [3.0, 6.0, 9.0]
+    skipped = {reason: entry["count"] for reason, entry in report["reasons"]["skipped"].items()}
+    assert skipped == {
+        "'v2t' of the wrong shape": 1,
+        "video file missing": 1,
+        "malformed conversation": 1,
+        "malformed JSON": 1,
+    }
+    assert report["reasons"]["skipped"]["malformed JSON"]["first"]["origin"].endswith("stage2.jsonl:5")
+    assert json.loads((tmp_path / "data_check.json").read_text())["skipped"] == 4
+    with pytest.raises(DataCheckError, match=r"stage2\.jsonl:2: 'v2t' must be 1 x 4"):
+        check_data(qa_corpus, RowSettings("2"), num_proc=1, strict=True, show=False)
 
 
 def test_collator_labels_only_the_response(tiny, qa_corpus):
     _, processor = tiny
-    batch = SalovaCollator(processor)(load_rows(qa_corpus, "2") * 2)
+    batch = SalovaCollator(processor)(_rows(qa_corpus) * 2)
     assert batch["segments_per_video"].tolist() == [4, 4] and batch["segment_labels"].shape == (8,)
     for row in range(2):
         supervised = batch["labels"][row] != -100
@@ -76,11 +90,15 @@ def test_collator_labels_only_the_response(tiny, qa_corpus):
         assert (batch["input_ids"][row][~supervised] == processor.video_token_id).sum() == processor.num_video_tokens(4)
 
 
-def test_collator_refuses_labels_that_do_not_match_the_segments(tiny, qa_corpus):
+def test_collator_replaces_a_row_whose_segments_differ_from_the_check(tiny, qa_corpus, caplog):
     _, processor = tiny
-    row = dict(load_rows(qa_corpus, "2")[0], boundaries=[2.5, 2.8, 6.0, 9.0], segment_labels=[0, 0, 0, 1, 0])
-    with pytest.raises(RecordError, match="5 scenes have labels but the video gave 4 segments"):
-        SalovaCollator(processor)([row])
+    good = _rows(qa_corpus)[0]
+    bad = dict(good, boundaries=[2.5, 2.8, 6.0, 9.0], focus_labels="[0, 0, 0, 1, 0]")
+    collator = SalovaCollator(processor)
+    batch = collator([good, bad])
+    assert batch["data_replaced_rows"].item() == 1 and "segments where the data check planned 5" in caplog.text
+    assert (batch["labels"][1] != -100).sum() == 0 and batch["query_label_mask"].tolist() == [True, False]
+    assert collator.failures == {"segments differ from the data check": 1}
 
 
 def _trainer(model, processor, output_dir, rows):
@@ -110,7 +128,7 @@ def test_similarity_loss_is_in_the_optimised_loss(tiny, qa_corpus, tmp_path, wei
     model, processor = tiny
     model = copy.deepcopy(model).train()
     model.config.similarity_loss_weight = weight
-    rows = load_rows(qa_corpus, "2") * 2
+    rows = _rows(qa_corpus) * 2
     trainer = _trainer(model, processor, tmp_path, rows)
     batch = SalovaCollator(processor)(rows)
     model.zero_grad()

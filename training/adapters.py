@@ -7,26 +7,22 @@
   "end_time", "start_frame", "end_frame", "start_fps", ...}, "v2t_score": [...], "t2t_score": [...],
   "conversations": [..., {"from": "gpt", "value": caption}]}`: consecutive rows of one `url` form one stage-1.5
   record; row `i`'s scores are row `i` of its video's `[captions x scenes]` matrices. The video file is
-  `video_dir/<video id>.mp4`, the video id being the URL's `v=` parameter or its last path part.
+  `video_dir/<video id>.mp4`, the video id being the URL's `v=` parameter or its last path part. Rows stream
+  through: only one video's rows are held at a time.
+
+`salova convert` reads its input with `training.reading.read_records` (JSON, JSONL, parquet, Hub id) and writes
+parquet or JSON Lines by the output's extension (`training.commands`).
 """
 
-import json
+from collections.abc import Iterable, Iterator
 from itertools import groupby
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-from .data import RecordError
+from salova.training.data import RecordError
 
 _PLACEHOLDERS = ("<image>", "<video>")
 _ROLES = {"human": "user", "gpt": "assistant"}
-
-
-def read_records(path: str | Path) -> list[dict]:
-    """A JSON list or a JSONL file."""
-    text = Path(path).read_text()
-    if text.lstrip().startswith("["):
-        return json.loads(text)
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def from_llava(record: dict, stage: str) -> dict:
@@ -43,9 +39,8 @@ def from_llava(record: dict, stage: str) -> dict:
     raise ValueError(f"LLaVA records convert to stage 1 or 2, not {stage!r}.")
 
 
-def from_scenewalk(rows: list[dict], video_dir: str | Path) -> list[dict]:
-    """One stage-1.5 record per run of consecutive rows with the same `url`."""
-    records = []
+def from_scenewalk(rows: Iterable[dict], video_dir: str | Path) -> Iterator[dict]:
+    """One stage-1.5 record per run of consecutive rows with the same `url`, yielded as each run ends."""
     for url, clips in groupby(rows, key=lambda row: row.get("url")):
         clips = list(clips)
         video_id = _video_id(url)
@@ -57,16 +52,13 @@ def from_scenewalk(rows: list[dict], video_dir: str | Path) -> list[dict]:
             }
             for clip in clips
         ]
-        records.append(
-            {
-                "id": video_id,
-                "video": str(Path(video_dir) / f"{video_id}.mp4"),
-                "scenes": scenes,
-                "v2t": [clip["v2t_score"] for clip in clips],
-                "t2t": [clip["t2t_score"] for clip in clips],
-            }
-        )
-    return records
+        yield {
+            "id": video_id,
+            "video": str(Path(video_dir) / f"{video_id}.mp4"),
+            "scenes": scenes,
+            "v2t": [clip["v2t_score"] for clip in clips],
+            "t2t": [clip["t2t_score"] for clip in clips],
+        }
 
 
 def _strip_placeholders(text: str) -> str:

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stage", required=True, choices=["1", "1.5", "2"])
     parser.add_argument("--config", help="JSON stage config (see salova.training.recipe); default: the stage's own")
     parser.add_argument("--model", help="checkpoint to start from (folder or Hub id)")
-    parser.add_argument("--train-data", help="JSONL records of the stage's schema")
+    parser.add_argument("--train-data", help="records of the stage's schema: JSON, JSONL, parquet, folder or Hub id")
     parser.add_argument("--output-dir", help="where checkpoints and the final model go")
     parser.add_argument(
         "--resume", nargs="?", const=True, default=False, help="resume from the last checkpoint (or the one named)"

@@ -1,74 +1,209 @@
-"""Batches of training rows -> model inputs, with LM labels on the response tokens only.
+"""Batches of training rows -> model inputs, with LM labels on every assistant turn and router targets per query.
 
-Videos are decoded here (in the data-loader workers), through the processor, with the record's scenes as the
-segment boundaries so that each retrieval label stays on its scene.
+Videos are decoded here (in the data-loader workers), through the processor, with the row's segment starts (from
+the data check) as the segment boundaries, so each retrieval label stays on its segment.
+
+Length: a row longer than `max_length` tokens loses whole exchanges (a user turn and its answer), the oldest first
+after the first exchange, which carries the video and stays; a row whose first exchange alone does not fit is
+replaced (below). Video placeholders are never cut.
+
+A row that fails here (a video that decodes badly past the data check, segments that differ from the check's, a
+row over `max_length`) is replaced by a copy of a good row of the batch with every label masked, or, when no row
+of the batch is good, by masked copies of the first row of `fallback_rows` that assembles: the batch keeps its size
+and every process of a distributed run takes the same steps. The reasons are logged and counted in the batch
+(`data_replaced_rows`, `data_trimmed_rows`), which the trainer sums into its logs.
 """
 
 import json
-from dataclasses import dataclass
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
 
 import torch
+from salova.training.data import RecordError
 
-from .data import RecordError
+logger = logging.getLogger(__name__)
+
+# Recipe default: the paper's maximum LLM length.
+DEFAULT_MAX_LENGTH = 8192
+COUNT_KEYS = ("data_replaced_rows", "data_trimmed_rows")
 
 
 @dataclass
 class SalovaCollator:
     """`processor`: a `SalovaProcessor`; `chat_template`: the stage's template (e.g. the `plain` one), or None for
-    the processor's own."""
+    the processor's own; `max_length`: LLM tokens per row (None: unbounded); `fallback_rows`: rows to draw a
+    replacement from when a whole batch fails (the training dataset)."""
 
     processor: object
     chat_template: str | None = None
+    max_length: int | None = DEFAULT_MAX_LENGTH
+    fallback_rows: object = None
+    failures: Counter = field(default_factory=Counter)
 
     def __call__(self, rows: list[dict]) -> dict:
+        assembled = [self._try_assemble(row) for row in rows]
+        good = [part for part in assembled if part is not None]
+        if not good:
+            good = [self._fallback()]
+        replaced = sum(part is None for part in assembled)
+        parts = [part if part is not None else _masked(good[0]) for part in assembled]
+        batch = self._batch(parts)
+        batch["data_replaced_rows"] = torch.tensor(replaced)
+        batch["data_trimmed_rows"] = torch.tensor(sum(part["trimmed"] for part in parts))
+        return batch
+
+    def _try_assemble(self, row: dict) -> dict | None:
+        try:
+            return self._assemble(row)
+        except (RecordError, ValueError, RuntimeError, OSError) as error:
+            reason = getattr(error, "reason", type(error).__name__)
+            self.failures[reason] += 1
+            logger.warning("%s: row replaced in its batch: %s", row.get("origin", row["id"]), error)
+            return None
+
+    def _fallback(self) -> dict:
+        for row in self.fallback_rows or []:
+            part = self._try_assemble(row)
+            if part is not None:
+                return _masked(part)
+        raise RecordError("no row of the batch nor of the fallback rows could be assembled; see the warnings above.")
+
+    def _assemble(self, row: dict) -> dict:
+        """One row: its video processed, prompt and answer pieces tokenized, labels checked against segments."""
         processor = self.processor
-        prompts, responses = [], []
-        for row in rows:
-            messages = json.loads(row["messages"])
-            prompt = processor.apply_chat_template(
-                messages, chat_template=self.chat_template, add_generation_prompt=True
-            )
-            full = processor.apply_chat_template(
-                [*messages, {"role": "assistant", "content": row["response"]}], chat_template=self.chat_template
-            )
-            if not full.startswith(prompt):
-                raise RecordError(f"record {row['id']}: the chat template renders the prompt differently with a reply.")
-            prompts.append(prompt)
-            responses.append(full[len(prompt) :])
-        batch = processor(
-            videos=[row["video"] for row in rows],
-            text=prompts,
-            queries=[row["query"] for row in rows],
-            segment_boundaries=[row["boundaries"] for row in rows],
+        messages = json.loads(row["messages"])
+        encoded = processor(
+            videos=[row["video"]],
+            text=[self._render(messages[:1], generation_prompt=True)],
+            queries=row["queries"][:1],
+            segment_boundaries=[row["boundaries"]],
             add_special_tokens=False,
         )
-        batch.update(self._append_responses(batch, responses))
-        labels = [row["segment_labels"] for row in rows]
-        if all(label is not None for label in labels):
-            batch["segment_labels"] = self._segment_labels(rows, labels, batch["segments_per_video"])
-        return dict(batch)
+        num_segments = int(encoded["segments_per_video"][0])
+        query_labels = json.loads(row["query_labels"])
+        focus_labels = json.loads(row["focus_labels"])
+        if query_labels is not None and len(focus_labels) != num_segments:
+            raise RecordError(
+                f"the video gave {num_segments} segments where the data check planned {len(focus_labels)}",
+                "segments differ from the data check",
+            )
+        pieces = self._pieces(messages)
+        prompt_ids = encoded["input_ids"][0][encoded["attention_mask"][0].bool()]
+        trimmed = False
+        while self.max_length is not None and len(prompt_ids) + sum(len(ids) for ids, _ in pieces) > self.max_length:
+            if len(pieces) < 3:
+                raise RecordError(
+                    f"{len(prompt_ids) + sum(len(ids) for ids, _ in pieces)} tokens with its first exchange alone, "
+                    f"over max_length={self.max_length}",
+                    "row over max_length",
+                )
+            pieces = pieces[:1] + pieces[3:]
+            trimmed = True
+        return {
+            "encoded": encoded,
+            "input_ids": torch.cat([prompt_ids, *[ids for ids, _ in pieces]]),
+            "supervised": torch.cat(
+                [torch.zeros(len(prompt_ids), dtype=torch.bool)]
+                + [torch.full((len(ids),), labelled) for ids, labelled in pieces]
+            ),
+            "queries": row["queries"],
+            "query_labels": query_labels,
+            "focus_labels": focus_labels,
+            "trimmed": trimmed,
+        }
 
-    def _append_responses(self, batch, responses: list[str]) -> dict:
+    def _render(self, messages: list[dict], generation_prompt: bool = False) -> str:
+        return self.processor.apply_chat_template(
+            messages, chat_template=self.chat_template, add_generation_prompt=generation_prompt
+        )
+
+    def _pieces(self, messages: list[dict]) -> list[tuple[torch.Tensor, bool]]:
+        """Token pieces after the first prompt: `[answer 1, (prompt 2, answer 2), ...]`, answers supervised, each
+        the difference between renderings of the conversation up to and after it."""
         tokenizer = self.processor.tokenizer
-        prompt_ids = [ids[mask.bool()] for ids, mask in zip(batch["input_ids"], batch["attention_mask"], strict=True)]
-        response_ids = [torch.tensor(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in responses]
-        length = max(len(p) + len(r) for p, r in zip(prompt_ids, response_ids, strict=True))
-        input_ids = torch.full((len(responses), length), tokenizer.pad_token_id, dtype=torch.long)
+        pieces, rendered = [], self._render(messages[:1], generation_prompt=True)
+        for end in range(1, len(messages)):
+            if messages[end]["role"] == "assistant":
+                text = self._render(messages[: end + 1])
+            elif end + 1 < len(messages):
+                text = self._render(messages[: end + 1], generation_prompt=True)
+            else:
+                continue
+            if not text.startswith(rendered):
+                raise RecordError(
+                    "the chat template renders the conversation's start differently once a turn follows",
+                    "chat template not prefix-stable",
+                )
+            ids = tokenizer(text[len(rendered) :], add_special_tokens=False)["input_ids"]
+            pieces.append((torch.tensor(ids, dtype=torch.long), messages[end]["role"] == "assistant"))
+            rendered = text
+        return pieces
+
+    def _batch(self, parts: list[dict]) -> dict:
+        tokenizer = self.processor.tokenizer
+        length = max(len(part["input_ids"]) for part in parts)
+        input_ids = torch.full((len(parts), length), tokenizer.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros_like(input_ids)
         labels = torch.full_like(input_ids, -100)
-        for row, (prompt, response) in enumerate(zip(prompt_ids, response_ids, strict=True)):
-            end = len(prompt) + len(response)
-            input_ids[row, :end] = torch.cat([prompt, response])
-            attention_mask[row, :end] = 1
-            labels[row, len(prompt) : end] = response
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        for row, part in enumerate(parts):
+            ids = part["input_ids"]
+            input_ids[row, : len(ids)] = ids
+            attention_mask[row, : len(ids)] = 1
+            labels[row, : len(ids)] = ids.masked_fill(~part["supervised"], -100)
+        encodings = [part["encoded"] for part in parts]
+        batch = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "labels": labels,
+            "query_input_ids": _pad([e["query_input_ids"][0] for e in encodings], tokenizer.pad_token_id),
+            "query_attention_mask": _pad([e["query_attention_mask"][0] for e in encodings], 0),
+        }
+        for key in ("pixel_values_videos", "frames_per_segment", "segments_per_video", "segment_times"):
+            batch[key] = torch.cat([e[key] for e in encodings])
+        if any(part["query_labels"] is not None for part in parts):
+            batch.update(self._router_targets(parts, batch["segments_per_video"]))
+        return batch
 
-    @staticmethod
-    def _segment_labels(rows, labels, segments_per_video) -> torch.Tensor:
-        for row, row_labels, count in zip(rows, labels, segments_per_video.tolist(), strict=True):
-            if len(row_labels) != count:
-                raise RecordError(
-                    f"record {row['id']}: {len(row_labels)} scenes have labels but the video gave {count} segments "
-                    "(a scene shorter than the sampling step, or longer than the temporal table); fix the scenes."
-                )
-        return torch.tensor([value for row_labels in labels for value in row_labels], dtype=torch.float32)
+    def _router_targets(self, parts: list[dict], segments_per_video: torch.Tensor) -> dict:
+        """Focus labels `(S,)` for the model; `(B, N)` targets of each row's first query with the mask of the rows
+        that have labels; the extra queries of labelled rows, tokenized, with their row, `(Q, N)` targets and
+        segment mask."""
+        width = int(segments_per_video.max())
+        focus, first_labels, first_mask = [], torch.zeros(len(parts), width), torch.zeros(len(parts), dtype=torch.bool)
+        extra_queries, extra_rows, extra_labels = [], [], []
+        for row, (part, count) in enumerate(zip(parts, segments_per_video.tolist(), strict=True)):
+            if part["query_labels"] is None:
+                focus.append(torch.zeros(count))
+                continue
+            focus.append(torch.tensor(part["focus_labels"], dtype=torch.float32))
+            labels = torch.tensor(part["query_labels"], dtype=torch.float32)
+            first_labels[row, :count] = labels[0]
+            first_mask[row] = True
+            for query, query_labels in zip(part["queries"][1:], labels[1:], strict=True):
+                extra_queries.append(query)
+                extra_rows.append(row)
+                extra_labels.append(torch.nn.functional.pad(query_labels, (0, width - count)))
+        targets = {"segment_labels": torch.cat(focus), "query_labels": first_labels, "query_label_mask": first_mask}
+        if extra_queries:
+            processor = self.processor
+            encoding = processor.query_tokenizer(
+                extra_queries, padding=True, truncation=True, max_length=processor.query_max_length, return_tensors="pt"
+            )
+            targets.update(
+                extra_query_input_ids=encoding["input_ids"],
+                extra_query_attention_mask=encoding["attention_mask"],
+                extra_query_rows=torch.tensor(extra_rows),
+                extra_query_labels=torch.stack(extra_labels),
+                extra_query_segment_mask=torch.arange(width) < segments_per_video[extra_rows].unsqueeze(1),
+            )
+        return targets
+
+
+def _masked(part: dict) -> dict:
+    """A replacement row: the same inputs, nothing supervised, no router target."""
+    return {**part, "supervised": torch.zeros_like(part["supervised"]), "query_labels": None, "trimmed": False}
+
+
+def _pad(sequences: list[torch.Tensor], value: int) -> torch.Tensor:
+    return torch.nn.utils.rnn.pad_sequence(sequences, batch_first=True, padding_value=value)

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import torch
 import transformers
-from transformers import AutoModelForImageTextToText, AutoProcessor
-
 from salova.assistant import ask_with_index
 from salova.hub_configs import build_salova
+from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from .evaluation import evaluate, random_router, summarise
 from .recipe import StageRecipe, load_recipe

@@ -12,9 +12,9 @@ import string
 from dataclasses import dataclass, field
 
 import torch
+from salova.training.data import RowSettings
+from salova.training.data_check import check_data
 from tqdm.auto import tqdm
-
-from .data import load_rows
 
 
 @dataclass
@@ -75,14 +75,15 @@ def evaluate(
     """Answers every question of a stage-2-format JSONL file (one video and one question per row)."""
     model.eval()
     results = []
-    rows = load_rows(records_path, "2", strict=True)
+    settings = RowSettings("2", sampling_fps=processor.sampling_fps, policy=processor.segmentation_policy)
+    rows, _ = check_data(records_path, settings, strict=True, show=False)
     for index, row in enumerate(tqdm(rows, desc="evaluating", disable=not progress)):
-        messages = json.loads(row["messages"])
+        *messages, answer_turn = json.loads(row["messages"])
         prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
         inputs = processor(
             videos=row["video"],
             text=prompt,
-            queries=row["query"],
+            queries=row["queries"][-1],
             segment_boundaries=[row["boundaries"]],
             add_special_tokens=False,
         )
@@ -95,10 +96,10 @@ def evaluate(
         results.append(
             QuestionResult(
                 id=row["id"],
-                question=row["query"],
-                reference=row["response"],
+                question=row["queries"][-1],
+                reference=answer_turn["content"],
                 answer=answer,
-                asked_scenes=[i for i, label in enumerate(row["segment_labels"]) if label > 0],
+                asked_scenes=[i for i, label in enumerate(json.loads(row["query_labels"])[-1]) if label > 0],
                 ranking=scores.argsort(descending=True).tolist(),
                 scores=scores.tolist(),
                 segments=processor.describe_segments(inputs, outputs.router_scores, outputs.selected_segments)[0],

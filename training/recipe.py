@@ -15,15 +15,27 @@ Keys:
 - `max_token_drop`, `similarity_loss_weight`, `similarity_margin_loss`, `router_in_batch_negatives`,
   `num_focus_segments`: written into the model's config for the stage (and saved with its checkpoint).
 - `chat_template`: a shipped template name (`plain` in stages 1 and 1.5), or None for the checkpoint's own.
-- `label_thresholds` (`code` | `paper`), `max_queries_per_video`, `strict_data`: how records become rows.
+- `train_data` may be JSON, JSONL, parquet, a `save_to_disk` folder or a Hub dataset id (`training.reading`);
+  `video_dir`: the folder relative video paths resolve against (default: the annotation file's folder).
+- `label_thresholds` (`code` | `paper`), `max_queries_per_video`, `max_sampled_frames` (the authors skipped videos
+  over 1800 sampled frames; None: no skip), `strict_data` (any repair or skip of the data check is an error),
+  `data_check_num_proc` (None: the machine's cores): how records become rows (`training.data_check`).
+- `max_length`: LLM tokens per row (the paper's 8192), applied by the collator (`training.collator`).
+- `global_batch_size`: the paper's batch per optimizer step; unless `training_args` sets
+  `gradient_accumulation_steps`, accumulation is `global_batch_size / (world size x per-device batch)`.
 - `training_args`: any `trl.SFTConfig` field (batch size, accumulation, epochs, schedule, saving, `push_to_hub`,
-  `hub_model_id`, `hub_strategy`, `bf16`, `gradient_checkpointing`, ...).
+  `hub_model_id`, `hub_strategy`, `bf16`, `gradient_checkpointing`, ...). `bf16` is switched off, with a line
+  saying so, on a machine without CUDA; `dataloader_num_workers` defaults to the cores left beside the main one.
 """
 
+import difflib
 import json
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+import torch
+from salova.training.collator import DEFAULT_MAX_LENGTH
 from torch import nn
 from trl import SFTConfig
 
@@ -34,6 +46,8 @@ FIXED_TRAINING_ARGS = {
     "remove_unused_columns": False,
     "max_length": None,
 }
+SFT_FIELDS = {f.name for f in fields(SFTConfig)}
+MAX_DATALOADER_WORKERS = 4
 TOWER_MODULES = ("model.vision_tower", "model.query_encoder")
 MODEL_SETTINGS = (
     "max_token_drop",
@@ -63,19 +77,46 @@ class StageRecipe:
     chat_template: str | None = None
     label_thresholds: str = "code"
     max_queries_per_video: int = 16
+    max_sampled_frames: int | None = None
     strict_data: bool = False
+    data_check_num_proc: int | None = None
+    video_dir: str | None = None
+    max_length: int | None = DEFAULT_MAX_LENGTH
+    global_batch_size: int | None = None
     training_args: dict = field(default_factory=dict)
 
-    def sft_config(self, **overrides) -> SFTConfig:
-        fixed = {key: value for key, value in self.training_args.items() if key in FIXED_TRAINING_ARGS}
+    def sft_config(self, world_size: int | None = None, **overrides) -> SFTConfig:
+        """The stage's `SFTConfig`: `training_args` and `overrides`, the recipe's fixed fields, accumulation
+        derived from `global_batch_size`, bf16 off without CUDA and data-loader workers by default."""
+        args = {**self.training_args, **overrides}
+        fixed = sorted(key for key in args if key in FIXED_TRAINING_ARGS)
         if fixed:
-            raise ValueError(f"training_args may not set {sorted(fixed)}: the stage recipe sets them.")
-        return SFTConfig(
-            output_dir=self.output_dir,
-            learning_rate=self.learning_rate,
-            **FIXED_TRAINING_ARGS,
-            **{**self.training_args, **overrides},
-        )
+            raise ValueError(f"training_args may not set {fixed}: the stage recipe sets them.")
+        for key in args:
+            if key not in SFT_FIELDS:
+                close = difflib.get_close_matches(key, SFT_FIELDS, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else " (see trl.SFTConfig)"
+                raise ValueError(f"training_args: unknown key {key!r}{hint}")
+        if args.get("bf16") and not torch.cuda.is_available():
+            print(f"stage {self.stage}: no CUDA device, bf16 switched off (training in float32).")
+            args["bf16"] = False
+        args.setdefault("dataloader_num_workers", min(MAX_DATALOADER_WORKERS, max(0, (os.cpu_count() or 1) - 1)))
+        if "gradient_accumulation_steps" not in args and self.global_batch_size is not None:
+            args["gradient_accumulation_steps"] = self.accumulation_steps(
+                world_size or int(os.environ.get("WORLD_SIZE", "1")), args.get("per_device_train_batch_size", 8)
+            )
+        return SFTConfig(output_dir=self.output_dir, learning_rate=self.learning_rate, **FIXED_TRAINING_ARGS, **args)
+
+    def accumulation_steps(self, world_size: int, per_device_batch_size: int) -> int:
+        """`global_batch_size / (world_size x per_device_batch_size)`, which must be a whole number."""
+        per_step = world_size * per_device_batch_size
+        if self.global_batch_size % per_step:
+            raise ValueError(
+                f"stage {self.stage}: global_batch_size={self.global_batch_size} is not a multiple of {world_size} "
+                f"processes x per_device_train_batch_size={per_device_batch_size} = {per_step}; change one of them "
+                "or set training_args.gradient_accumulation_steps."
+            )
+        return self.global_batch_size // per_step
 
     def apply_model_settings(self, model) -> None:
         for name in MODEL_SETTINGS:

@@ -4,20 +4,24 @@ The checkpoint a stage writes is a Hub-format folder (weights, config with `auto
 the next stage's `model` is that folder or the Hub id it was pushed to.
 """
 
+import json
 import logging
 from pathlib import Path
 
-import datasets
+import torch
+from salova.hub_configs.builder import load_chat_template
+from salova.training.collator import COUNT_KEYS, SalovaCollator
+from salova.training.data import THRESHOLDS, RowSettings
+from salova.training.data_check import check_data
+from salova.training.recipe import StageRecipe, freeze_for_stage
+from salova.training.trainer import SalovaTrainer
 from transformers import AutoModelForImageTextToText, AutoProcessor
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from ..hub_configs.builder import load_chat_template
-from .collator import SalovaCollator
-from .data import THRESHOLDS, load_rows
-from .recipe import StageRecipe, freeze_for_stage
-from .trainer import SalovaTrainer
-
 logger = logging.getLogger(__name__)
+
+# Written into output_dir when a stage ends, so that `--resume` of a finished run does nothing.
+FINISHED_FILE = "training_finished.json"
 
 
 def build_trainer(recipe: StageRecipe, **training_overrides) -> SalovaTrainer:
@@ -37,49 +41,89 @@ def build_trainer(recipe: StageRecipe, **training_overrides) -> SalovaTrainer:
         processor.num_focus_segments = recipe.num_focus_segments
     counts = freeze_for_stage(model, recipe)
     logger.info("stage %s: %s trainable and %s frozen parameters", recipe.stage, counts["trainable"], counts["frozen"])
-    rows = load_rows(
-        recipe.train_data,
+    settings = RowSettings(
         recipe.stage,
         THRESHOLDS[recipe.label_thresholds],
-        strict=recipe.strict_data,
-        max_queries_per_video=recipe.max_queries_per_video,
+        recipe.max_queries_per_video,
+        args.seed,
+        processor.sampling_fps,
+        processor.segmentation_policy,
+        recipe.max_sampled_frames,
     )
+    # The first process checks the data and caches the result; the others read it back.
+    with args.main_process_first(desc="data check"):
+        rows, report = check_data(
+            recipe.train_data,
+            settings,
+            video_dir=recipe.video_dir,
+            cache_dir=recipe.output_dir,
+            num_proc=recipe.data_check_num_proc,
+            strict=recipe.strict_data,
+            show=args.process_index == 0,
+        )
     chat_template = load_chat_template(recipe.chat_template) if recipe.chat_template else None
-    return SalovaTrainer(
+    trainer = SalovaTrainer(
         model=model,
         args=args,
-        train_dataset=datasets.Dataset.from_list(rows),
-        data_collator=SalovaCollator(processor, chat_template),
+        train_dataset=rows,
+        data_collator=SalovaCollator(processor, chat_template, recipe.max_length, fallback_rows=rows),
         processing_class=processor,
         tower_learning_rate=recipe.tower_learning_rate,
         tower_modules=recipe.tower_modules,
     )
+    trainer.data_report = report
+    return trainer
 
 
 def train_stage(recipe: StageRecipe, resume: bool | str = False, **training_overrides) -> Path:
     """Trains the stage and returns the folder of its final Hub-format checkpoint (`recipe.output_dir`).
 
-    `resume=True` continues from the last `checkpoint-*` in `output_dir`; a string names the checkpoint.
+    `resume=True` continues from the last complete `checkpoint-*` in `output_dir` (saying which, and which
+    incomplete ones it passes over); a string names the checkpoint. Resuming a run that already finished does
+    nothing.
     """
+    checkpoint = None
+    if resume:
+        if resume is True and (Path(recipe.output_dir) / FINISHED_FILE).is_file():
+            print(f"stage {recipe.stage}: {recipe.output_dir} holds a finished run; nothing to resume.")
+            return Path(recipe.output_dir)
+        checkpoint = last_complete_checkpoint(recipe.output_dir) if resume is True else resume
     trainer = build_trainer(recipe, **training_overrides)
-    checkpoint = last_complete_checkpoint(recipe.output_dir) if resume is True else resume
-    trainer.train(resume_from_checkpoint=checkpoint or None)
+    if trainer.is_world_process_zero():
+        (Path(recipe.output_dir) / FINISHED_FILE).unlink(missing_ok=True)
+    trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(recipe.output_dir)
     if trainer.args.push_to_hub:
         trainer.push_to_hub(commit_message=f"SALOVA stage {recipe.stage}")
+    # Rows replaced or trimmed on every process, summed (every process takes part).
+    totals = torch.tensor([trainer.data_counts[key] for key in COUNT_KEYS], device=trainer.accelerator.device)
+    totals = trainer.accelerator.reduce(totals, reduction="sum").tolist()
     if trainer.is_world_process_zero():
+        counts = {key.removeprefix("data_"): int(total) for key, total in zip(COUNT_KEYS, totals, strict=True)}
+        report = {**trainer.data_report, "training": counts}
+        (Path(recipe.output_dir) / "data_check.json").write_text(json.dumps(report, indent=2))
+        (Path(recipe.output_dir) / FINISHED_FILE).write_text(json.dumps({"global_step": trainer.state.global_step}))
+        print(f"stage {recipe.stage}: rows replaced or trimmed during training: {counts}")
         print(f"stage {recipe.stage}: wrote {recipe.output_dir} (trained on {trainer.args.world_size} processes)")
     return Path(recipe.output_dir)
 
 
 def last_complete_checkpoint(output_dir: str | Path) -> str:
     """The newest `checkpoint-N` whose save finished: the Trainer writes `trainer_state.json` last, so a run killed
-    while saving leaves a folder without it, which resuming must pass over."""
-    complete = [
+    while saving leaves a folder without it, which resuming passes over (and says so)."""
+    folders = [
         folder
         for folder in Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*")
-        if folder.name.rsplit("-", 1)[1].isdigit() and (folder / "trainer_state.json").is_file()
+        if folder.name.rsplit("-", 1)[1].isdigit()
     ]
+    complete = [folder for folder in folders if (folder / "trainer_state.json").is_file()]
     if not complete:
         raise FileNotFoundError(f"--resume: no complete checkpoint-* folder in {output_dir} to resume from.")
-    return str(max(complete, key=lambda folder: int(folder.name.rsplit("-", 1)[1])))
+    chosen = max(complete, key=lambda folder: int(folder.name.rsplit("-", 1)[1]))
+    passed = sorted(folder.name for folder in folders if folder not in complete and _step(folder) > _step(chosen))
+    print(f"--resume: from {chosen}" + (f", passing over the incomplete {', '.join(passed)}" if passed else ""))
+    return str(chosen)
+
+
+def _step(folder: Path) -> int:
+    return int(folder.name.rsplit("-", 1)[1])

@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..video_writer import write_video
+from salova.video_writer import write_video
 
 __all__ = [
     "BACKGROUNDS",

@@ -1,0 +1,198 @@
+"""The data check: every record of a source read, its video probed, its scenes mapped onto the processor's segments,
+and the record kept, repaired or skipped with one reason, before a training step runs.
+
+`salova data check` runs it on its own; `salova-train` runs it before training. Probing opens each video, reads its
+packet index (times and count, no full decode) and decodes its first frame; records are checked in parallel with
+`datasets.map(num_proc=...)`, and a video shared by consecutive records is probed once per worker. The result (the
+training rows and the report) is cached under the cache folder, keyed by the source's fingerprint and the row
+settings (stage, thresholds, the processor's sampling and segment policy), so a second run reads it back at once.
+
+The report: `{"records", "kept", "repaired", "skipped", "reasons": {status: {reason: {"count", "first"}}}}`, the
+first example naming `file:line` (or `source#row N`) and the detail; printed, and written as JSON.
+"""
+
+import functools
+import hashlib
+import json
+import logging
+import os
+from dataclasses import asdict
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import datasets
+import numpy as np
+from salova.training.data import RecordError, RowSettings, media_path, parse_record, record_row
+from salova.training.reading import read_records
+
+logger = logging.getLogger(__name__)
+
+CHECK_VERSION = 1
+# A container may index a frame or two more than it decodes; more missing than this fraction means truncation.
+MISSING_FRAMES_TOLERANCE = 0.02
+ROW_FEATURES = datasets.Features(
+    {
+        "id": datasets.Value("string"),
+        "origin": datasets.Value("string"),
+        "video": datasets.Value("string"),
+        "boundaries": datasets.Sequence(datasets.Value("float64")),
+        "messages": datasets.Value("string"),
+        "queries": datasets.Sequence(datasets.Value("string")),
+        "query_labels": datasets.Value("string"),
+        "focus_labels": datasets.Value("string"),
+        "num_frames": datasets.Value("int64"),
+    }
+)
+
+
+class DataCheckError(RecordError):
+    """`strict_data`: the first record the check would repair or skip, named by `file:line`."""
+
+
+def default_num_proc() -> int:
+    return max(1, min(8, (os.cpu_count() or 1) - 1))
+
+
+def check_data(
+    source: str | Path,
+    settings: RowSettings,
+    video_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    num_proc: int | None = None,
+    strict: bool = False,
+    show: bool = True,
+) -> tuple[datasets.Dataset, dict]:
+    """The training rows of `source` and the check's report (see the module docstring).
+
+    `cache_dir`: where the rows are cached and `data_check.json` written (None: neither). `show`: print and write
+    the report (one process of a distributed run). `strict`: any repair or skip raises `DataCheckError` naming the
+    first such record.
+    """
+    raw = read_records(source, video_dir)
+    key = hashlib.sha256(
+        json.dumps([CHECK_VERSION, raw._fingerprint, asdict(settings)], sort_keys=True, default=str).encode()
+    ).hexdigest()[:16]
+    # A leading underscore keeps the cache out of what a push of the output folder uploads.
+    cached = Path(cache_dir, "_data_check", key) if cache_dir else None
+    if cached is not None and (cached / "report.json").is_file():
+        report = json.loads((cached / "report.json").read_text())
+        rows = datasets.load_from_disk(str(cached / "rows"))
+        logger.info("data check of %s read back from %s", source, cached)
+    else:
+        num_proc = num_proc or default_num_proc()
+        checked = raw.map(
+            _check_record,
+            fn_kwargs={"settings": settings},
+            remove_columns=["record", "root"],
+            num_proc=min(num_proc, len(raw)) if len(raw) > 1 else None,
+            desc=f"checking {Path(str(source)).name}",
+        )
+        report = _report(checked, str(source))
+        rows = checked.filter(lambda status: status != "skipped", input_columns="status").map(
+            _expand_row, remove_columns=checked.column_names, features=ROW_FEATURES
+        )
+        if cached is not None:
+            rows.save_to_disk(str(cached / "rows"))
+            (cached / "report.json").write_text(json.dumps(report, indent=2))
+    if show:
+        print(format_report(report), flush=True)
+        if cache_dir:
+            Path(cache_dir, "data_check.json").write_text(json.dumps(report, indent=2))
+    if strict:
+        firsts = [entry["first"] for group in report["reasons"].values() for entry in group.values()]
+        if firsts:
+            first = min(firsts, key=lambda example: example["index"])
+            raise DataCheckError(f"{first['origin']}: {first['detail']} (strict_data: fix the record or turn it off)")
+    if len(rows) == 0:
+        raise RecordError(f"{source}: no usable record for stage {settings.stage}; see the data check report.")
+    return rows, report
+
+
+def _check_record(example: dict, settings: RowSettings) -> dict:
+    origin = example["origin"]
+    try:
+        record = parse_record(example["record"])
+        video = media_path(record, example["root"])
+        probe = None if "video" not in record else probe_video(video, settings.sampling_fps)
+        if probe is not None and probe["error"]:
+            raise RecordError(probe["error"], probe["reason"])
+        row, repair = record_row(record, video, probe, settings)
+    except RecordError as error:
+        return {"origin": origin, "status": "skipped", "reason": error.reason, "detail": str(error), "row": ""}
+    status = "repaired" if repair else "kept"
+    return {"origin": origin, "status": status, "reason": repair or "", "detail": repair or "", "row": json.dumps(row)}
+
+
+def _expand_row(example: dict) -> dict:
+    return {**json.loads(example["row"]), "origin": example["origin"]}
+
+
+def _report(checked: datasets.Dataset, source: str) -> dict:
+    report = {"source": source, "records": len(checked), "kept": 0, "repaired": 0, "skipped": 0, "reasons": {}}
+    columns = checked.select_columns(["status", "reason", "origin", "detail"])
+    for index, example in enumerate(columns):
+        status = example["status"]
+        report[status] += 1
+        if status == "kept":
+            continue
+        entry = report["reasons"].setdefault(status, {}).setdefault(example["reason"], {"count": 0})
+        entry["count"] += 1
+        entry.setdefault("first", {"origin": example["origin"], "detail": example["detail"], "index": index})
+    return report
+
+
+def format_report(report: dict) -> str:
+    lines = [
+        f"data check of {report['source']}: {report['records']} records, {report['kept']} kept, "
+        f"{report['repaired']} repaired, {report['skipped']} skipped"
+    ]
+    for status in ("repaired", "skipped"):
+        for reason, entry in sorted(report["reasons"].get(status, {}).items(), key=lambda item: -item[1]["count"]):
+            first = entry["first"]
+            lines.append(f"  {status} {entry['count']:6d}  {reason}  (first: {first['origin']}: {first['detail']})")
+    return "\n".join(lines)
+
+
+@functools.lru_cache(maxsize=64)
+def probe_video(path: str, sampling_fps: float) -> dict:
+    """Opens the video, reads its packet index and decodes its first frame.
+
+    Returns `{"error", "reason", "duration", "num_frames", "timestamps"}`: `timestamps` are the times of the frames
+    the processor samples at `sampling_fps` (the first frame at or after each `k / fps`), `error` a message for an
+    unreadable video (None otherwise).
+    """
+    failure = {"duration": 0.0, "num_frames": 0, "timestamps": []}
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                return {**failure, "error": f"{path}: no video stream", "reason": "no video stream"}
+            stream = container.streams.video[0]
+            declared = stream.frames or None
+            rate = Fraction(stream.average_rate or stream.guessed_rate or 25)
+            times, decoded_first = [], False
+            for packet in container.demux(stream):
+                if packet.size == 0:
+                    continue
+                if not decoded_first:
+                    decoded_first = bool(packet.decode())
+                if packet.pts is not None:
+                    times.append(float(packet.pts * packet.time_base))
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as error:
+        return {**failure, "error": f"{path}: not a readable video ({error})", "reason": "unreadable video"}
+    if not times or not decoded_first:
+        return {**failure, "error": f"{path}: no decodable frame", "reason": "unreadable video"}
+    if declared and len(times) < declared * (1 - MISSING_FRAMES_TOLERANCE) - 1:
+        return {
+            **failure,
+            "error": f"{path}: {len(times)} of the {declared} frames the file declares; truncated or corrupt",
+            "reason": "truncated video",
+        }
+    times = np.sort(np.asarray(times)) - min(times)
+    sampled, next_time = [], 0.0
+    for seconds in times.tolist():
+        if seconds + 1e-6 >= next_time:
+            sampled.append(seconds)
+            next_time = (np.floor(seconds * sampling_fps + 1e-6) + 1) / sampling_fps
+    duration = float(times[-1] + 1.0 / float(rate))
+    return {"error": None, "reason": None, "duration": duration, "num_frames": len(times), "timestamps": sampled}
