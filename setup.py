@@ -42,7 +42,6 @@ setup(
         "numpy>=1.26",
         "pillow>=10.0",
         "tqdm>=4.66",
-        "pyarrow>=15.0",
         "matplotlib>=3.8",
     ],
     extras_require={

@@ -168,6 +168,19 @@ class SalovaVideoIndex:
         return index
 
 
+def encode_video(model, processor, video, progress: bool | None = False, **video_kwargs):
+    """`(frames, features)`: `video` decoded and segmented by the processor's video processor (`video_kwargs`,
+    e.g. `video_fps` or `segment_boundaries`, go to it), then the model's question-independent half run once
+    (`get_video_features`: `last_hidden_state` latents `(S, num_latents, width)`, `pooler_output` routing tokens
+    `(S, width)`)."""
+    frames = processor.video_processor(videos=[video], progress=progress, return_tensors="pt", **video_kwargs)
+    frames_per_segment = frames["frames_per_segment"]
+    pixel_values = frames["pixel_values_videos"].to(model.device, model.dtype)
+    with torch.no_grad(), _encoding_progress(model, len(pixel_values), len(frames_per_segment), progress):
+        features = model.get_video_features(pixel_values, frames_per_segment.to(model.device))
+    return frames, features
+
+
 def build_index(
     model, processor, video: str | Path, progress: bool = True, provenance: Provenance | None = None
 ) -> SalovaVideoIndex:
@@ -177,15 +190,11 @@ def build_index(
     """
     video = Path(video)
     provenance = provenance or current_provenance(model, processor, video)
-    frames = processor.video_processor(videos=str(video), progress=progress, return_tensors="pt")
+    frames, features = encode_video(model, processor, str(video), progress)
     frames_per_segment, segment_times = frames["frames_per_segment"], frames["segment_times"]
-    pixel_values = frames["pixel_values_videos"].to(model.device, model.dtype)
-    with torch.no_grad(), _encoding_progress(model, len(pixel_values), len(frames_per_segment), progress):
-        features = model.get_video_features(pixel_values, frames_per_segment.to(model.device))
-    latents, routing_tokens = features.last_hidden_state, features.pooler_output
     return SalovaVideoIndex(
-        latents=latents.cpu(),
-        routing_tokens=routing_tokens.cpu(),
+        latents=features.last_hidden_state.cpu(),
+        routing_tokens=features.pooler_output.cpu(),
         frames_per_segment=frames_per_segment,
         segment_times=segment_times,
         thumbnails=torch.from_numpy(segment_thumbnails(video, segment_times.mean(1).tolist())),
@@ -276,14 +285,18 @@ def weights_fingerprint(model) -> str:
     return model._salova_index_fingerprint
 
 
+def _even(pixels: float) -> int:
+    return max(2, round(pixels / 2) * 2)
+
+
 def segment_thumbnails(video: str | Path, times: list[float], height: int = THUMBNAIL_HEIGHT) -> np.ndarray:
     """`(len(times), height, width, 3)` uint8: the first frame at or after each time, from the source file by
-    seeking (the sampled frames are already squashed to the tower's size). Width keeps the display aspect."""
+    seeking (the sampled frames are already squashed to the tower's size). Width keeps the display aspect, and
+    the display rotation is applied, as the processor does."""
     thumbnails = []
     with av.open(str(video)) as container:
         stream = container.streams.video[0]
         context = stream.codec_context
-        width = max(2, round(context.width * height / context.height / 2) * 2)
         for seconds in times:
             container.seek(int(seconds / stream.time_base) + (stream.start_time or 0), stream=stream)
             frame = None
@@ -292,7 +305,13 @@ def segment_thumbnails(video: str | Path, times: list[float], height: int = THUM
                     break
             if frame is None:
                 raise ValueError(f"{video}: no frame could be decoded at {seconds:.3f} s for its thumbnail.")
-            thumbnails.append(frame.reformat(width=width, height=height, format="rgb24").to_ndarray())
+            quarter_turns = (frame.rotation // 90) % 4
+            if quarter_turns % 2:  # stored sideways: its width becomes the displayed height
+                stored_width, stored_height = height, _even(height * context.height / context.width)
+            else:
+                stored_width, stored_height = _even(height * context.width / context.height), height
+            pixels = frame.reformat(width=stored_width, height=stored_height, format="rgb24").to_ndarray()
+            thumbnails.append(np.ascontiguousarray(np.rot90(pixels, k=quarter_turns)))
     return np.stack(thumbnails)
 
 

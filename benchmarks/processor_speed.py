@@ -189,6 +189,18 @@ def _summary(values: list[float]) -> dict:
     return {"median": round(statistics.median(values), 3), "min": round(min(values), 3), "max": round(max(values), 3)}
 
 
+def ensure_long_video(minutes: float, fps: int) -> Path:
+    """The benchmark's long 1280x720 video with many cuts, written once (through a temporary name, so an
+    interrupted run never leaves a truncated file behind) and reused."""
+    long_video = RESULTS / f"long_{minutes:g}min_1280x720_{fps}fps.mp4"
+    if not long_video.exists():
+        print(f"writing {long_video.name} ...", flush=True)
+        partial = long_video.with_suffix(".partial.mp4")
+        write_video(partial, long_video_frames(minutes, fps, 1280, 720), fps=fps, crf=26)
+        partial.rename(long_video)
+    return long_video
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0)
@@ -200,12 +212,7 @@ def main():
     av.logging.set_level(av.logging.ERROR)
     RESULTS.mkdir(exist_ok=True)
 
-    long_video = RESULTS / f"long_{args.minutes:g}min_1280x720_{args.fps}fps.mp4"
-    if not long_video.exists():
-        print(f"writing {long_video.name} ...", flush=True)
-        partial = long_video.with_suffix(".partial.mp4")
-        write_video(partial, long_video_frames(args.minutes, args.fps, 1280, 720), fps=args.fps, crf=26)
-        partial.rename(long_video)
+    long_video = ensure_long_video(args.minutes, args.fps)
     videos = [long_video] + sorted(REAL_VIDEOS.glob("*.mp4"))
     processor = make_processor()
     rows = []

@@ -25,13 +25,11 @@ from pathlib import Path
 
 import av
 import torch
-from processor_speed import REAL_VIDEOS, RESULTS, long_video_frames
+from processor_speed import REAL_VIDEOS, RESULTS, ensure_long_video
 from salova.assistant import IndexCache, SalovaVideoIndex, VideoAssistant
 from salova.assistant.index import current_provenance, segment_thumbnails, video_settings
 from salova.hub_configs import build_salova
 from salova.modeling import SalovaConfig
-
-from salova.video_writer import write_video
 
 QUESTIONS = ("When does the bright box cross the frame?", "What colour is the box in the last scene?")
 # google/siglip-so400m-patch14-384's hidden_size: the 7B variant's latent and routing-token width.
@@ -112,10 +110,7 @@ def main():
     args = parser.parse_args()
     av.logging.set_level(av.logging.ERROR)
     RESULTS.mkdir(exist_ok=True)
-    long_video = RESULTS / f"long_{args.minutes:g}min_1280x720_{args.fps}fps.mp4"
-    if not long_video.exists():
-        print(f"writing {long_video.name} ...", flush=True)
-        write_video(long_video, long_video_frames(args.minutes, args.fps, 1280, 720), fps=args.fps, crf=26)
+    long_video = ensure_long_video(args.minutes, args.fps)
 
     model, processor = build_salova("tiny", seed=0)
     rows = []

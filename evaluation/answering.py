@@ -10,6 +10,7 @@ stored `salova.assistant.index.SalovaVideoIndex` gives (`EncodedVideo(index.mode
 from dataclasses import dataclass
 
 import torch
+from salova.assistant.index import encode_video
 from transformers import AutoModelForImageTextToText, AutoProcessor, BatchFeature
 
 
@@ -42,17 +43,15 @@ class VideoAnswerer:
 
     @classmethod
     def from_pretrained(cls, checkpoint: str, max_new_tokens: int = 16, dtype: torch.dtype = torch.float32):
-        model = AutoModelForImageTextToText.from_pretrained(checkpoint, dtype=dtype)
-        return cls(model, AutoProcessor.from_pretrained(checkpoint), max_new_tokens)
+        model = AutoModelForImageTextToText.from_pretrained(checkpoint, dtype=dtype, trust_remote_code=True)
+        return cls(model, AutoProcessor.from_pretrained(checkpoint, trust_remote_code=True), max_new_tokens)
 
     @torch.no_grad()
     def encode(self, video, video_fps: float | None = None, segment_boundaries: list[float] | None = None):
         """Decodes, segments and encodes `video` (a path, frames with `video_fps`, or an image) once."""
-        frames = self.processor.video_processor(
-            videos=[video], video_fps=video_fps, segment_boundaries=[segment_boundaries], return_tensors="pt"
+        frames, features = encode_video(
+            self.model, self.processor, video, video_fps=video_fps, segment_boundaries=[segment_boundaries]
         )
-        pixel_values = frames["pixel_values_videos"].to(self.model.device, self.model.dtype)
-        features = self.model.get_video_features(pixel_values, frames["frames_per_segment"].to(self.model.device))
         return EncodedVideo(
             {
                 "video_latents": features.last_hidden_state,

@@ -245,7 +245,11 @@ def _answer_video(answerer, video: str, questions: list[BenchmarkQuestion]) -> I
         return
     decode_seconds = time.perf_counter() - start
     for question, record in zip(questions, base, strict=True):
-        response = answerer.answer(encoded, question.prompt, query=question.question).text
+        try:
+            response = answerer.answer(encoded, question.prompt, query=question.question).text
+        except ValueError as error:  # e.g. a prompt longer than the LLM's positions: this question only
+            yield {**record, "status": "unanswerable", "error": _describe(error)}
+            continue
         prediction = extract_choice(response, question.choices)
         yield {
             **record,
@@ -280,11 +284,13 @@ def summarise_answers(records: list[dict], annotations: Annotations) -> dict:
         "unparsed_answers": sum(not record["prediction"] for record in answered),
         "missing_video": len(unanswered["missing_video"]),
         "unreadable_video": len(unanswered["unreadable_video"]),
+        "unanswerable": len(unanswered["unanswerable"]),
         "malformed_rows": len(annotations.malformed),
         "skipped_rows": len(annotations.skipped),
         "problems": {
             "missing_video": unanswered["missing_video"][:20],
             "unreadable_video": unanswered["unreadable_video"][:20],
+            "unanswerable": unanswered["unanswerable"][:20],
             "malformed_rows": annotations.malformed[:20],
             "skipped_rows": annotations.skipped[:20],
         },
@@ -303,7 +309,7 @@ def markdown_table(summary: dict, benchmark: str) -> str:
     for name, result in summary["by_task_type"].items():
         lines.append(row(f"task: {name}", result))
     lines.append(row("**overall**", summary["overall"]))
-    counts = ("unparsed_answers", "missing_video", "unreadable_video", "malformed_rows", "skipped_rows")
+    counts = ("unparsed_answers", "missing_video", "unreadable_video", "unanswerable", "malformed_rows", "skipped_rows")
     lines += ["", ", ".join(f"{name.replace('_', ' ')}: {summary[name]}" for name in counts), ""]
     return "\n".join(lines)
 

@@ -8,13 +8,13 @@ assistant's answer, for lmms-eval's multiple-choice tasks.
 
 from collections import defaultdict
 
-import torch
 from lmms_eval.api.instance import GenerationResult, Instance
 from lmms_eval.api.model import lmms
 from salova.evaluation.answering import VideoAnswerer
 from tqdm.auto import tqdm
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+from salova.cli import DTYPES
+
 # lmms-eval's generation_kwargs that `generate` takes as they are.
 GENERATION_KEYS = ("max_new_tokens", "temperature", "top_p", "num_beams", "do_sample")
 

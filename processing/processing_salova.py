@@ -314,7 +314,8 @@ class SalovaProcessor(ProcessorMixin):
                 items = [{"type": "text", "text": item} if isinstance(item, str) else item for item in items]
                 for item in items:
                     if item.get("type") in ("video", "image"):
-                        videos += [item[key] for key in VIDEO_ITEM_KEYS if key in item]
+                        # One item may name its video under several keys (e.g. "video" and "path").
+                        videos += [item[key] for key in VIDEO_ITEM_KEYS if key in item][:1]
                 if message.get("role") == "user":
                     query = "".join(item.get("text", "") for item in items if item.get("type") == "text").strip()
             if len(videos) > 1:

@@ -77,6 +77,12 @@ def describe_source(source: VideoInput) -> str:
     return str(getattr(source, "name", f"<{type(source).__name__}>"))
 
 
+def next_sampling_instant(seconds: float, sampling_fps: float) -> float:
+    """The sampling instant `k / sampling_fps` after the one a frame at `seconds` covers; tolerant to timestamp
+    rounding, so a frame stamped a hair before an instant still counts as at it."""
+    return (math.floor(seconds * sampling_fps + 1e-6) + 1) / sampling_fps
+
+
 def decode_video(
     source: VideoInput,
     frame_transform: FrameTransform,
@@ -145,7 +151,7 @@ def _decode_pass(frames, frame_transform, sampling_fps, cut_detector, max_frame_
             if seconds + 1e-6 >= next_sample_time:
                 sampled.append(frame_transform(frame, frame.rotation if frames.from_file else 0))
                 timestamps.append(seconds)
-                next_sample_time = (math.floor(seconds * sampling_fps + 1e-6) + 1) / sampling_fps
+                next_sample_time = next_sampling_instant(seconds, sampling_fps)
                 bar.update(count - reported)
                 reported = count
     bar.update(count - reported)
@@ -248,7 +254,7 @@ class _NearestFrameSampler:
                 self._keep(*previous)
             else:
                 self._keep(frame, seconds)
-            self._next_instant = (math.floor(seconds * self.sampling_fps + 1e-6) + 1) / self.sampling_fps
+            self._next_instant = next_sampling_instant(seconds, self.sampling_fps)
             kept = True
         self._previous = (frame, seconds)
         self.last_time = seconds

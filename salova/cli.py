@@ -38,14 +38,14 @@ def main(argv: list[str] | None = None) -> None:
     if hasattr(args, "run"):
         args.run(args)
     elif args.command == "build":
-        from .hub_configs import build_salova
+        from salova.hub_configs import build_salova
 
         model, processor = build_salova(args.variant, args.vision_tower, args.llm, dtype=DTYPES[args.dtype])
         model.save_pretrained(args.out)
         processor.save_pretrained(args.out)
         print(f"wrote SALOVA-{args.variant} ({sum(p.numel() for p in model.parameters()):,} parameters) to {args.out}")
     else:
-        from .training.end_to_end import SETTINGS, run_end_to_end
+        from salova.training.end_to_end import SETTINGS, run_end_to_end
 
         run_end_to_end(args.workdir, SETTINGS[args.setting])
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import real_video
@@ -25,9 +26,11 @@ from salova.assistant import (
     ask_with_index,
 )
 from salova.assistant import index as index_module
+from salova.assistant.index import segment_thumbnails
 from salova.assistant.timeline import FOCUS_COLOUR, draw_timeline
 
 from salova.cli import main
+from salova.video_writer import write_video
 
 QUESTION = "what moves in the blue scene?"
 TIMESTAMP = r"\d\d:\d\d:\d\d\.\d\d\d"
@@ -307,3 +310,14 @@ def test_bad_arguments_are_named(checkpoint, scene_video, tmp_path):
                 str(tmp_path / "i"),
             ]
         )
+
+
+def test_thumbnails_are_shown_as_displayed(tmp_path):
+    """A video stored sideways with a display rotation gets upright thumbnails, as the processor's frames are."""
+    frame = np.zeros((32, 64, 3), np.uint8)
+    frame[:, :16] = 255  # a white band on the left of the stored frame
+    rotated = write_video(tmp_path / "rotated.mp4", [frame] * 3, fps=3, rotation=90)
+    (thumbnail,) = segment_thumbnails(rotated, [0.0], height=64)
+    assert thumbnail.shape[:2] == (64, 32)  # 64 wide, 32 tall stored: 32 wide, 64 tall displayed
+    # Rotated 90 degrees counter-clockwise for display, the left band becomes the bottom rows.
+    assert thumbnail[-8:].mean() > 200 and thumbnail[:8].mean() < 60

@@ -166,8 +166,8 @@ def messy(tmp_path_factory):
     (root / "messy1_5.jsonl").write_text("\n".join(_stage15_lines(good15)) + "\n")
     (root / "messy2.jsonl").write_text("\n".join(_stage2_lines(good2, root)) + "\n")
     model, processor = build_salova("tiny", seed=0)
-    processor.max_frames_per_segment = MAX_FRAMES_PER_SEGMENT
-    processor.max_segments = MAX_SEGMENTS
+    processor.video_processor.max_frames_per_segment = MAX_FRAMES_PER_SEGMENT
+    processor.video_processor.max_segments = MAX_SEGMENTS
     model.save_pretrained(root / "model")
     processor.save_pretrained(root / "model")
     return root
@@ -175,7 +175,7 @@ def messy(tmp_path_factory):
 
 def _settings(root, stage: str, **kwargs) -> RowSettings:
     processor = AutoProcessor.from_pretrained(root / "model")
-    return RowSettings(stage, sampling_fps=processor.sampling_fps, policy=processor.segmentation_policy, **kwargs)
+    return RowSettings.for_processor(stage, processor, **kwargs)
 
 
 def _counts(report: dict, status: str) -> dict:

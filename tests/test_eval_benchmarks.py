@@ -28,6 +28,8 @@ class ScriptedAnswerer:
 
     def answer(self, encoded, prompt, query=None):
         self.prompts[query] = prompt
+        if isinstance(self.responses[query], Exception):
+            raise self.responses[query]
         return type("Answer", (), {"text": self.responses[query]})()
 
 
@@ -92,6 +94,15 @@ def test_videomme_layout_prompt_scores_and_problems(tmp_path):
     table = (tmp_path / "out/summary.md").read_text()
     assert "| duration: short | 2 | 50.0 |" in table and "| **overall** | 3 | 66.7 |" in table
     assert json.loads((tmp_path / "out/summary.json").read_text()) == summary
+
+
+def test_a_question_the_model_refuses_is_counted_not_fatal(tmp_path):
+    annotations, videos = _videomme(tmp_path)
+    too_long = ValueError("The prompt has 40000 tokens but the LLM takes 32768 (tokenizer.model_max_length).")
+    answerer = ScriptedAnswerer({"q1": too_long, "q2": "B", "q3": "D", "q4": "A"})
+    summary = run_benchmark("videomme", annotations, videos, answerer, tmp_path / "out", progress=False)
+    assert summary["overall"] == {"questions": 2, "accuracy": 1.0}
+    assert summary["unanswerable"] == 1 and summary["problems"]["unanswerable"] == ["001-1"]
 
 
 def test_rerun_skips_answered_questions_and_recovers_a_cut_line(tmp_path):

@@ -158,6 +158,13 @@ def test_qwen_template_adds_the_default_system_turn_and_plain_template_is_video_
     assert plain == f"<video>\nA red square moves right.{processor.tokenizer.eos_token}"
 
 
+def test_video_item_naming_its_video_under_two_keys_is_one_video(tiny, scene_video):
+    item = {"type": "video", "video": str(scene_video), "path": str(scene_video)}
+    conversation = [{"role": "user", "content": [item, {"type": "text", "text": "Hi."}]}]
+    inputs = tiny[1].apply_chat_template(conversation, add_generation_prompt=True, tokenize=True, return_dict=True)
+    assert inputs["segments_per_video"].tolist() == [5]
+
+
 def test_chat_input_tokenized_with_the_last_user_turn_as_query(tiny, scene_video):
     model, processor = tiny
     conversation = [

@@ -96,7 +96,7 @@ def test_two_cpu_processes_under_accelerate_launch_step_over_a_video_broken_afte
     train_data.write_text("".join(json.dumps(record) + "\n" for record in records))
     output_dir = tmp_path / "ddp"
     processor = AutoProcessor.from_pretrained(config["model"])
-    settings = RowSettings("2", sampling_fps=processor.sampling_fps, policy=processor.segmentation_policy)
+    settings = RowSettings.for_processor("2", processor)
     _, report = check_data(train_data, settings, cache_dir=output_dir, num_proc=1, show=False)
     assert report["kept"] == 8
     broken.write_bytes(broken.read_bytes()[:1000])

@@ -70,14 +70,13 @@ def check_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     from transformers import AutoProcessor
 
     processor = AutoProcessor.from_pretrained(args.model)
-    settings = RowSettings(
+    settings = RowSettings.for_processor(
         args.stage,
-        THRESHOLDS[args.label_thresholds],
-        args.max_queries_per_video,
-        args.seed,
-        processor.sampling_fps,
-        processor.segmentation_policy,
-        args.max_sampled_frames,
+        processor,
+        thresholds=THRESHOLDS[args.label_thresholds],
+        max_queries_per_video=args.max_queries_per_video,
+        seed=args.seed,
+        max_sampled_frames=args.max_sampled_frames,
     )
     Path(args.report_dir).mkdir(parents=True, exist_ok=True)
     try:

@@ -93,6 +93,17 @@ class RowSettings:
     policy: SegmentationPolicy = field(default_factory=SegmentationPolicy)
     max_sampled_frames: int | None = None
 
+    @classmethod
+    def for_processor(cls, stage: str, processor, **settings) -> "RowSettings":
+        """The rows `processor` will produce: its video processor's sampling rate and segment policy."""
+        video_processor = processor.video_processor
+        if video_processor.scene_detection != "exact":
+            raise ValueError(
+                f"The processor's scene_detection is {video_processor.scene_detection!r}: training data is checked "
+                'and segmented on the exact 1 FPS frames, so train with scene_detection="exact".'
+            )
+        return cls(stage, sampling_fps=video_processor.fps, policy=video_processor.segmentation_policy(), **settings)
+
     def __post_init__(self):
         if self.stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}.")

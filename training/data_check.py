@@ -23,14 +23,13 @@ from pathlib import Path
 import av
 import datasets
 import numpy as np
+from salova.processing.video_decoding import MISSING_FRAMES_TOLERANCE, next_sampling_instant
 from salova.training.data import RecordError, RowSettings, media_path, parse_record, record_row
 from salova.training.reading import read_records
 
 logger = logging.getLogger(__name__)
 
-CHECK_VERSION = 1
-# A container may index a frame or two more than it decodes; more missing than this fraction means truncation.
-MISSING_FRAMES_TOLERANCE = 0.02
+CHECK_VERSION = 2
 ROW_FEATURES = datasets.Features(
     {
         "id": datasets.Value("string"),
@@ -193,6 +192,6 @@ def probe_video(path: str, sampling_fps: float) -> dict:
     for seconds in times.tolist():
         if seconds + 1e-6 >= next_time:
             sampled.append(seconds)
-            next_time = (np.floor(seconds * sampling_fps + 1e-6) + 1) / sampling_fps
+            next_time = next_sampling_instant(seconds, sampling_fps)
     duration = float(times[-1] + 1.0 / float(rate))
     return {"error": None, "reason": None, "duration": duration, "num_frames": len(times), "timestamps": sampled}

@@ -75,7 +75,7 @@ def evaluate(
     """Answers every question of a stage-2-format JSONL file (one video and one question per row)."""
     model.eval()
     results = []
-    settings = RowSettings("2", sampling_fps=processor.sampling_fps, policy=processor.segmentation_policy)
+    settings = RowSettings.for_processor("2", processor)
     rows, _ = check_data(records_path, settings, strict=True, show=False)
     for index, row in enumerate(tqdm(rows, desc="evaluating", disable=not progress)):
         *messages, answer_turn = json.loads(row["messages"])

@@ -41,14 +41,13 @@ def build_trainer(recipe: StageRecipe, **training_overrides) -> SalovaTrainer:
         processor.num_focus_segments = recipe.num_focus_segments
     counts = freeze_for_stage(model, recipe)
     logger.info("stage %s: %s trainable and %s frozen parameters", recipe.stage, counts["trainable"], counts["frozen"])
-    settings = RowSettings(
+    settings = RowSettings.for_processor(
         recipe.stage,
-        THRESHOLDS[recipe.label_thresholds],
-        recipe.max_queries_per_video,
-        args.seed,
-        processor.sampling_fps,
-        processor.segmentation_policy,
-        recipe.max_sampled_frames,
+        processor,
+        thresholds=THRESHOLDS[recipe.label_thresholds],
+        max_queries_per_video=recipe.max_queries_per_video,
+        seed=args.seed,
+        max_sampled_frames=recipe.max_sampled_frames,
     )
     # The first process checks the data and caches the result; the others read it back.
     with args.main_process_first(desc="data check"):

@@ -114,7 +114,7 @@ class SalovaTrainer(SFTTrainer):
         row_mask = targets["query_label_mask"].to(outputs.router_scores.device)
         scores = [outputs.router_scores[row_mask]]
         labels = [targets["query_labels"].to(scores[0])[row_mask]]
-        masks = [outputs.segment_mask[row_mask]]
+        masks = [outputs.router_scores.isfinite()[row_mask]]
         if "extra_query_input_ids" in targets:
             scores.append(self._extra_query_scores(model, inputs["segments_per_video"], video_features, targets))
             masks.append(targets["extra_query_segment_mask"])
