@@ -173,6 +173,7 @@ class SalovaPreTrainedModel(PreTrainedModel):
     _skip_keys_device_placement = ["past_key_values"]
     _supports_flash_attn = True
     _supports_sdpa = True
+    _can_compile_fullgraph = True
 
     @classmethod
     def is_custom_code(cls) -> bool:

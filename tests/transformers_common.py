@@ -41,6 +41,10 @@ EXPORT_STAND_IN = '''"""Stand-in: the exporter test-suite is not in the sdist.""
 
 class ExportTesterMixin:
     """No export tests; SALOVA checks torch.export in its own slow tier."""
+
+
+class ExportGenerateTesterMixin(ExportTesterMixin):
+    """Imported by recent `tests/generation/test_utils.py`; no export-generate tests here either."""
 '''
 
 GENERATION_STAND_IN = '''"""Stand-in: `GenerationTesterMixin` is only in transformers' GitHub repository."""
