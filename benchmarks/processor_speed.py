@@ -5,16 +5,23 @@ For each video, interleaved `--repeats` times (median and spread reported, wall 
 - `bare_decode`: a bare PyAV decode of every frame, no conversion (the floor);
 - `processor`: `SalovaProcessor(videos=..., text=...)` with the 7B settings (SigLIP 384: one decode pass,
   AdaptiveDetector cuts, 1 FPS frames, segments, tensors);
-- the processor's stages, each run adding one to the previous: `decode_sample` (`decode_video` without cuts:
-  the decode loop, timestamps and the 1 FPS resize) and `decode_detect` (plus the AdaptiveDetector on every
-  frame); the processor adds segments, normalised tensors and tokens. The breakdown is the differences;
+- `decode_detect`: `decode_video` with the AdaptiveDetector (the processor's decode: every frame, cuts, the 1 FPS
+  frames); the processor adds segments, normalised tensors and tokens;
+- `processor_fast`: the processor with `scene_detection="fast"`;
 - `fast_detect`: `decode_video(..., detection_mode="fast")`, the decode with cuts from reference frames placed on
   the exact frame (the processor's `scene_detection="fast"`), with its cuts matched against the exact mode's
   (within one frame; missed, added) and the distance of its 1 FPS frames from the exact ones;
 - `reference_sampling`: `decode_video(..., sample_reference_frames_only=True)`, what a segmenter without cuts
-  (`fixed_windows`) needs, with the same distances and the number of frames decoded;
+  (`fixed_windows`) needs, with the same distances and the number of frames decoded. Both sparse paths skip every
+  B-frame where the stream shows that no P-frame references one (x264 with `ref=1`, as here: its fast presets),
+  else only the non-reference frames;
 - `two_pass` (with `--two-pass`): `scenedetect.detect(path, AdaptiveDetector())` and a second PyAV pass keeping
   one frame per second resized with PIL, what a user would write otherwise.
+
+After the timed repeats, `stage_profile` times each stage of the processor on its own (CPU seconds: the decode,
+the detector's downscale and colour conversion, its score and rule, the hand-off to its thread, the 1 FPS resize,
+segments + tensors + tokens), which says where the time above the floor goes better than differences of noisy
+wall times can.
 
 The long video is made here (default 10 min of 1280x720 at 24 FPS, a cut every 4-20 s, textured panning scenes
 with a moving object) and cached in `benchmarks/results/`; the real clips come from `shared/data/real-videos/`.
@@ -27,6 +34,7 @@ import argparse
 import json
 import statistics
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -35,6 +43,9 @@ import scenedetect
 from PIL import Image
 from salova.hub_configs import build_tiny_tokenizer
 from salova.processing import SalovaProcessor, SalovaVideoProcessor, decode_video
+from salova.processing import video_processing_salova as video_processing_module
+from salova.processing.scene_detection import DetectionThread, FrameStamp, content_score
+from salova.processing.video_decoding import next_sampling_instant
 
 from salova.video_writer import write_video
 
@@ -102,7 +113,6 @@ def variants(path: Path, processor: SalovaProcessor, with_two_pass: bool) -> dic
         "bare_decode": lambda: bare_decode(path),
         "processor": lambda: processor(videos=str(path), text=QUESTION, progress=False),
         "processor_fast": lambda: processor(videos=str(path), text=QUESTION, scene_detection="fast", progress=False),
-        "decode_sample": lambda: decode_video(path, transform, progress=False),
         "decode_detect": lambda: decode_video(path, transform, cut_detector=detector(), progress=False),
         "fast_detect": lambda: decode_video(
             path, transform, cut_detector=detector(), detection_mode="fast", progress=False
@@ -112,6 +122,69 @@ def variants(path: Path, processor: SalovaProcessor, with_two_pass: bool) -> dic
     if with_two_pass:
         calls["two_pass"] = lambda: two_pass(path, video_processor.size["height"])
     return calls
+
+
+def stage_profile(path: Path, processor: SalovaProcessor, decode_cpu_s: float) -> dict:
+    """Where the processor's CPU time goes, stage by stage, each timed on its own in one streaming pass (CPU
+    seconds of the calling thread): the detector's downscale and HSV conversion, its score and adaptive rule, the
+    hand-off of a frame to the detection thread (both threads), the 1 FPS resize, and the rest of the processor
+    (segments, normalised tensors, tokens) on an already decoded video; `decode_cpu_s` is the bare decode's (all
+    FFmpeg threads), measured beside it."""
+    video_processor = processor.video_processor
+    detector, transform = video_processor.cut_detector(), video_processor.frame_transform()
+    detection_image = score = resize = 0.0
+    count, sampled, next_time, previous = 0, 0, 0.0, None
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        frame_rate = Fraction(stream.average_rate)
+        for frame in container.decode(stream):
+            start = time.thread_time()
+            hsv = detector.detection_image(frame)
+            middle = time.thread_time()
+            detector.process_score(FrameStamp(float(frame.time), count, frame_rate), content_score(previous, hsv))
+            detection_image += middle - start
+            score += time.thread_time() - middle
+            previous, count = hsv, count + 1
+            if frame.time + 1e-6 >= next_time:
+                start = time.thread_time()
+                transform(frame, frame.rotation)
+                resize += time.thread_time() - start
+                next_time, sampled = next_sampling_instant(frame.time, 1.0), sampled + 1
+    hand_offs = 2000
+    start = time.process_time()
+    with DetectionThread(lambda item: None) as detection:
+        for item in range(hand_offs):
+            detection.submit(item)
+    hand_off = (time.process_time() - start) / hand_offs * count
+    decoded = decode_video(path, transform, cut_detector=video_processor.cut_detector(), progress=False)
+    stages = {
+        "decode (FFmpeg, all threads)": (decode_cpu_s, count),
+        "detection: downscale + YUV->BGR->HSV": (detection_image, count),
+        "detection: score + adaptive rule": (score, count),
+        "detection: hand-off to its thread": (hand_off, count),
+        "1 FPS resize": (resize, sampled),
+        "segments + tensors + tokens": (_rest_of_processor(processor, path, decoded), 1),
+    }
+    return {
+        name: {"cpu_s": round(seconds, 4), "per_item_us": round(seconds / items * 1e6, 1), "items": items}
+        for name, (seconds, items) in stages.items()
+    }
+
+
+def _rest_of_processor(processor: SalovaProcessor, path: Path, decoded, repeats: int = 5) -> float:
+    """CPU seconds of a processor call whose decode returns `decoded` at once (median of `repeats`)."""
+    real_decode = video_processing_module.decode_video
+    video_processing_module.decode_video = lambda *args, **kwargs: decoded
+    try:
+        times = []
+        for _ in range(repeats):
+            start = time.thread_time()
+            processor(videos=str(path), text=QUESTION, progress=False)
+            times.append(time.thread_time() - start)
+    finally:
+        video_processing_module.decode_video = real_decode
+    return statistics.median(times)
 
 
 def agreement(exact, other) -> dict:
@@ -170,17 +243,18 @@ def measure(path: Path, processor: SalovaProcessor, repeats: int, with_two_pass:
         "cpu_over_bare_decode": {name: round(value / bare_cpu, 3) for name, value in median_cpu.items()},
         "processor_stages_s": {
             "decode (bare)": round(bare, 3),
-            "decode loop + 1 FPS resize": round(median["decode_sample"] - bare, 3),
-            "scene detection": round(median["decode_detect"] - median["decode_sample"], 3),
+            "decode loop + 1 FPS resize + scene detection": round(median["decode_detect"] - bare, 3),
             "segments + tensors + tokens": round(median["processor"] - median["decode_detect"], 3),
         },
+        "processor_over_floor_s": round(median["processor"] - bare, 3),
         "processor_over_bare_decode_each_repeat": [
             round(processor_s / bare_s, 3)
             for processor_s, bare_s in zip(wall["processor"], wall["bare_decode"], strict=True)
         ],
         "processor_realtime_factor": round(duration / median["processor"], 1),
+        "processor_cpu_by_stage": stage_profile(path, processor, bare_cpu),
         "fast_detect": agreement(outputs["decode_detect"], outputs["fast_detect"]),
-        "reference_sampling": agreement(outputs["decode_sample"], outputs["reference_sampling"]),
+        "reference_sampling": agreement(outputs["decode_detect"], outputs["reference_sampling"]),
     }
     return row
 
@@ -232,6 +306,8 @@ def main():
             flush=True,
         )
         print(f"    stages (s): {row['processor_stages_s']}", flush=True)
+        cpu_stages = {name: stage["cpu_s"] for name, stage in row["processor_cpu_by_stage"].items()}
+        print(f"    processor CPU by stage (s): {cpu_stages}", flush=True)
         print(f"    fast detection: {row['fast_detect']}", flush=True)
         print(f"    reference sampling: {row['reference_sampling']}", flush=True)
     args.output.write_text(json.dumps(rows, indent=2) + "\n")

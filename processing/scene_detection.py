@@ -8,22 +8,27 @@ fraction of scaling to BGR first; the tests check that the cuts still agree with
 
 A frame's content score (`ContentDetector`'s mean HSV difference to the previous frame) is computed here with
 one `absdiff` and one per-channel sum on the interleaved HSV image, which gives the very value PySceneDetect
-computes channel by channel; the `AdaptiveDetector` then applies its own rolling-ratio rule to those scores.
+computes channel by channel. The `AdaptiveDetector`'s rolling-ratio rule and `min_scene_len` then run on those
+scores as `AdaptiveRatioRule` and `SceneLengthGate`: the same arithmetic, without building a `FrameTimecode` for
+every frame (which cost more than the image work on small videos); the tests feed both the same scores.
 
 The fast mode (`SparseCutSearch`) scores only the frames a decoder skipping non-reference frames returns,
 flags the gaps between two of them where a cut may lie, and asks for every frame of a short window around each
 flag; the cut is then placed with the same scores and the same rule as above, frame by frame.
 """
 
+import collections
 import queue
 import threading
+from collections.abc import Callable
 from fractions import Fraction
+from typing import NamedTuple
 
 import av
 import cv2
 import numpy as np
 from av.video.reformatter import VideoReformatter
-from scenedetect import AdaptiveDetector, ContentDetector, FrameTimecode
+from scenedetect import ContentDetector, FrameTimecode
 from scenedetect.common import Timecode
 from scenedetect.scene_manager import compute_downscale_factor
 
@@ -45,11 +50,74 @@ def content_score(previous_hsv: np.ndarray | None, hsv: np.ndarray) -> float:
     )
 
 
-class _ScoreFedAdaptiveDetector(AdaptiveDetector):
-    """`AdaptiveDetector` whose "frames" are content scores computed by `content_score`."""
+class FrameStamp(NamedTuple):
+    """Where a decoded frame lies: `seconds` from the first frame, its index in presentation order and, for files,
+    its presentation timestamp from the first frame's (`pts` ticks of `time_base`).
 
-    def _calculate_frame_score(self, timecode: FrameTimecode, score: float) -> float:
-        return score
+    A plain tuple, cheap to make for every frame; the detector builds PySceneDetect's `FrameTimecode` (see
+    `timecode`) only for the few frames whose scene length it has to judge.
+    """
+
+    seconds: float
+    index: int
+    frame_rate: Fraction
+    pts: int | None = None
+    time_base: Fraction | None = None
+
+    def timecode(self) -> FrameTimecode:
+        """PySceneDetect's time of the frame: its presentation time when known, else its index."""
+        if self.pts is None or self.time_base is None:
+            return FrameTimecode(self.index, fps=self.frame_rate)
+        return FrameTimecode(Timecode(pts=self.pts, time_base=self.time_base), fps=self.frame_rate)
+
+
+class AdaptiveRatioRule:
+    """`AdaptiveDetector`'s threshold rule over a stream of content scores, without its per-frame timecodes.
+
+    A frame meets the rule when its score is at least `min_content_val` and at least `adaptive_threshold` times the
+    mean score of the `window_width` frames on either side (255 when that mean is zero); so a frame is judged
+    `window_width` frames after it arrives. The arithmetic is `AdaptiveDetector.process_frame`'s, term by term, so
+    the same scores give the same frames; `min_scene_len` is `SceneLengthGate`'s.
+    """
+
+    def __init__(self, adaptive_threshold: float, min_content_val: float, window_width: int):
+        self.adaptive_threshold = adaptive_threshold
+        self.min_content_val = min_content_val
+        self.window_width = window_width
+        self._buffer: collections.deque[tuple[FrameStamp, float]] = collections.deque(maxlen=2 * window_width + 1)
+
+    def judge(self, stamp: FrameStamp, score: float) -> FrameStamp | None:
+        """Takes the next frame's score; returns the frame `window_width` back when it meets the rule."""
+        self._buffer.append((stamp, score))
+        if len(self._buffer) < self._buffer.maxlen:
+            return None
+        target_stamp, target_score = self._buffer[self.window_width]
+        average = sum(score for index, (_, score) in enumerate(self._buffer) if index != self.window_width) / (
+            2.0 * self.window_width
+        )
+        if abs(average) >= 0.00001:
+            ratio = min(target_score / average, 255.0)
+        else:
+            ratio = 255.0 if target_score >= self.min_content_val else 0.0
+        if ratio >= self.adaptive_threshold and target_score >= self.min_content_val:
+            return target_stamp
+        return None
+
+
+class SceneLengthGate:
+    """`min_scene_len` frames between cuts, counted from the first frame and then from each admitted cut, with
+    PySceneDetect's timecode arithmetic (presentation times for files, so variable frame rates count right)."""
+
+    def __init__(self, first: FrameStamp, min_scene_len: int):
+        self.min_scene_len = min_scene_len
+        self._last_cut = first.timecode()
+
+    def admit(self, stamp: FrameStamp) -> bool:
+        timecode = stamp.timecode()
+        if (timecode - self._last_cut) >= self.min_scene_len:
+            self._last_cut = timecode
+            return True
+        return False
 
 
 class SceneCutDetector:
@@ -66,45 +134,42 @@ class SceneCutDetector:
         min_scene_len: int = 15,
         window_width: int = 2,
     ):
+        if window_width < 1:
+            raise ValueError(f"window_width must be at least 1, got {window_width}.")
         self.adaptive_threshold = adaptive_threshold
         self.min_content_val = min_content_val
         self.min_scene_len = min_scene_len
         self.window_width = window_width
-        self._detector = self._adaptive_detector(min_scene_len)
-        self._cuts: list[FrameTimecode] = []
+        self._rule = self.adaptive_rule()
+        self._gate: SceneLengthGate | None = None
+        self._cuts: list[float] = []
         self._detection_size: tuple[int, int] | None = None
         self._last_hsv: np.ndarray | None = None
-        self._last_timecode: FrameTimecode | None = None
         # A frame's own `reformat` reuses one scaler cached on the frame; detection runs on another thread than
         # the 1 FPS resize of the same frame, so it needs a scaler of its own.
         self._reformatter = VideoReformatter()
 
-    def _adaptive_detector(self, min_scene_len: int) -> _ScoreFedAdaptiveDetector:
-        return _ScoreFedAdaptiveDetector(
-            adaptive_threshold=self.adaptive_threshold,
-            min_scene_len=min_scene_len,
-            window_width=self.window_width,
-            min_content_val=self.min_content_val,
-        )
+    def adaptive_rule(self) -> AdaptiveRatioRule:
+        """A fresh threshold rule with this detector's settings."""
+        return AdaptiveRatioRule(self.adaptive_threshold, self.min_content_val, self.window_width)
 
-    @staticmethod
-    def timecode(index: int, pts: int | None, time_base: Fraction | None, frame_rate: Fraction) -> FrameTimecode:
-        """The detector's time of a frame: its presentation time (from the first frame's) when known."""
-        if pts is None or time_base is None:
-            return FrameTimecode(index, fps=frame_rate)
-        return FrameTimecode(Timecode(pts=pts, time_base=time_base), fps=frame_rate)
-
-    def process(self, frame: av.VideoFrame, timecode: FrameTimecode) -> None:
+    def process(self, frame: av.VideoFrame, stamp: FrameStamp) -> None:
         hsv = self.detection_image(frame)
-        self._cuts += self._detector.process_frame(timecode, content_score(self._last_hsv, hsv))
+        self.process_score(stamp, content_score(self._last_hsv, hsv))
         self._last_hsv = hsv
-        self._last_timecode = timecode
+
+    def process_score(self, stamp: FrameStamp, score: float) -> None:
+        """The next frame's content score (what `process` computes from the frame)."""
+        if self._gate is None:
+            self._gate = SceneLengthGate(stamp, self.min_scene_len)
+        candidate = self._rule.judge(stamp, score)
+        if candidate is not None and self._gate.admit(candidate):
+            self._cuts.append(candidate.timecode().seconds)
 
     def finish(self) -> list[float]:
-        """Cut times in seconds (each one the start of a new scene), in order."""
-        if self._last_timecode is not None:
-            self._cuts += self._detector.post_process(self._last_timecode)
-        return [cut.seconds for cut in self._cuts]
+        """Cut times in seconds (each one the start of a new scene), in order; the last `window_width` frames are
+        never judged, as in PySceneDetect."""
+        return list(self._cuts)
 
     def detection_image(self, frame: av.VideoFrame) -> np.ndarray:
         """`frame` downscaled to the detection size, as `(h, w, 3)` uint8 HSV (OpenCV's 8-bit ranges)."""
@@ -151,25 +216,25 @@ class SparseCutSearch:
         self._times: list[float] = []
         self._scores: list[float] = []
         self._last_hsv: np.ndarray | None = None
-        self._first_timecode: FrameTimecode | None = None
-        self._threshold_met: list[FrameTimecode] = []
-        self._kept: list[tuple[FrameTimecode, np.ndarray]] = []
+        self._first: FrameStamp | None = None
+        self._threshold_met: list[FrameStamp] = []
+        self._kept: list[tuple[FrameStamp, np.ndarray]] = []
 
     def key_frame_span(self, frame_duration: float) -> tuple[float, float]:
         """`(before, after)` seconds around a key frame that hold the window of a cut placed on it."""
         return (self.detector.window_width + 3) * frame_duration, (self.detector.window_width + 2) * frame_duration
 
-    def process(self, frame: av.VideoFrame, timecode: FrameTimecode, keep_image: bool = False) -> None:
+    def process(self, frame: av.VideoFrame, stamp: FrameStamp, keep_image: bool = False) -> None:
         """Scores the next decoded frame; `keep_image` keeps its detection image for `judge_kept_window` (frames
         that were decoded in full runs, around key frames)."""
         hsv = self.detector.detection_image(frame)
-        if self._first_timecode is None:
-            self._first_timecode = timecode
+        if self._first is None:
+            self._first = stamp
         self._scores.append(content_score(self._last_hsv, hsv))
-        self._times.append(timecode.seconds)
+        self._times.append(stamp.seconds)
         self._last_hsv = hsv
         if keep_image:
-            self._kept.append((timecode, hsv))
+            self._kept.append((stamp, hsv))
 
     def windows(self, frame_duration: float) -> list[tuple[float, float]]:
         """`(start, end)` seconds, merged where they overlap, of the frames to decode around each candidate."""
@@ -193,9 +258,9 @@ class SparseCutSearch:
 
     def judge_kept_window(self, start: float, end: float) -> bool:
         """Judges the window from kept images when they cover it without a gap; returns whether they did."""
-        inside = [(timecode, hsv) for timecode, hsv in self._kept if start <= timecode.seconds <= end]
-        times = [timecode.seconds for timecode, _ in inside]
-        frame_duration = 1.0 / float(self._first_timecode.frame_rate)
+        inside = [(stamp, hsv) for stamp, hsv in self._kept if start <= stamp.seconds <= end]
+        times = [stamp.seconds for stamp, _ in inside]
+        frame_duration = 1.0 / float(self._first.frame_rate)
         covered = (
             len(inside) > 0
             and times[0] - start < frame_duration
@@ -206,39 +271,38 @@ class SparseCutSearch:
             self._judge(inside)
         return covered
 
-    def add_window(self, frames: list[tuple[av.VideoFrame, FrameTimecode]]) -> None:
+    def add_window(self, frames: list[tuple[av.VideoFrame, FrameStamp]]) -> None:
         """Every decoded frame of one window, in order: records the frames that meet the adaptive rule."""
-        self._judge([(timecode, self.detector.detection_image(frame)) for frame, timecode in frames])
+        self._judge([(stamp, self.detector.detection_image(frame)) for frame, stamp in frames])
 
-    def _judge(self, images: list[tuple[FrameTimecode, np.ndarray]]) -> None:
-        detector = self.detector._adaptive_detector(min_scene_len=0)
-        for (_, previous), (timecode, hsv) in zip(images, images[1:], strict=False):
+    def _judge(self, images: list[tuple[FrameStamp, np.ndarray]]) -> None:
+        rule = self.detector.adaptive_rule()
+        for (_, previous), (stamp, hsv) in zip(images, images[1:], strict=False):
             # The window's first frame only serves as the second one's predecessor.
-            self._threshold_met += detector.process_frame(timecode, content_score(previous, hsv))
+            met = rule.judge(stamp, content_score(previous, hsv))
+            if met is not None:
+                self._threshold_met.append(met)
 
     def finish(self) -> list[float]:
         """Cut times in seconds, with `min_scene_len` counted from the first frame and from each kept cut."""
-        cuts, last_cut = [], self._first_timecode
-        met = {timecode.seconds: timecode for timecode in self._threshold_met}  # overlapping windows repeat some
-        for _, timecode in sorted(met.items()):
-            if (timecode - last_cut) >= self.detector.min_scene_len:
-                cuts.append(timecode)
-                last_cut = timecode
-        return [cut.seconds for cut in cuts]
+        gate = SceneLengthGate(self._first, self.detector.min_scene_len)
+        met = {stamp.seconds: stamp for stamp in self._threshold_met}  # overlapping windows repeat some
+        return [stamp.timecode().seconds for _, stamp in sorted(met.items()) if gate.admit(stamp)]
 
 
 class DetectionThread:
-    """Runs a `SceneCutDetector` on its own thread, fed through a bounded queue, so that detection overlaps
-    decoding (FFmpeg and OpenCV release the GIL). Use as a context manager; `submit` frames in order.
+    """Runs a detector's per-frame step (`SceneCutDetector.process` or `SparseCutSearch.process`) on its own
+    thread, fed through a bounded queue, so that detection overlaps decoding (FFmpeg and OpenCV release the GIL).
+    Use as a context manager; `submit` each frame's arguments in order.
 
-    A detector error stops detection but not the drain of the queue (so the decoder never blocks on a full
+    An error in the step stops detection but not the drain of the queue (so the decoder never blocks on a full
     queue); it is raised from `submit` or on exit.
     """
 
     _DONE = object()
 
-    def __init__(self, detector: SceneCutDetector, queue_size: int = 64):
-        self.detector = detector
+    def __init__(self, process: Callable[..., None], queue_size: int = 64):
+        self.process = process
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="scene-detection", daemon=True)
@@ -247,10 +311,10 @@ class DetectionThread:
         self._thread.start()
         return self
 
-    def submit(self, frame: av.VideoFrame, timecode: FrameTimecode) -> None:
+    def submit(self, *arguments) -> None:
         if self._error is not None:
             raise self._error
-        self._queue.put((frame, timecode))
+        self._queue.put(arguments)
 
     def __exit__(self, exc_type, exc, traceback) -> None:
         self._queue.put(self._DONE)
@@ -262,7 +326,7 @@ class DetectionThread:
         while (item := self._queue.get()) is not self._DONE:
             if self._error is None:
                 try:
-                    self.detector.process(*item)
+                    self.process(*item)
                 except BaseException as error:  # re-raised on the decoding thread
                     self._error = error
 

@@ -11,7 +11,9 @@ import bisect
 import collections
 import math
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -24,7 +26,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .frame_preprocessing import FrameTransform
-from .scene_detection import DetectionThread, SceneCutDetector, SparseCutSearch
+from .scene_detection import DetectionThread, FrameStamp, SceneCutDetector, SparseCutSearch
 
 VideoInput = str | os.PathLike | BinaryIO | np.ndarray | Image.Image | Sequence[Image.Image]
 
@@ -37,6 +39,13 @@ PROGRESS_MIN_FRAMES = 15_000
 DETECTION_MODES = ("exact", "fast")
 # FFmpeg's name for discarding the frames no other frame references (B-frames, bar those of a B-pyramid).
 SKIP_NON_REFERENCE = "NONREF"
+# FFmpeg's name for discarding every B-frame, the B-pyramid's reference ones too. Exact only for streams whose
+# P-frames never reference a B-frame; H.264 does not say so in its headers, but x264 with one reference frame
+# (`ref=1`, its fast presets) only ever predicts a P-frame from the I- or P-frame before it, and says so in the
+# options it writes into the stream.
+SKIP_B_FRAMES = "BIDIR"
+_X264_OPTIONS = re.compile(rb"x264 - core \d+.{0,200}? options: ([^\x00]*)", re.DOTALL)
+_ENCODER_INFO_BYTES = 8192
 # Most consecutive non-reference frames expected (x264's longest B-frame run is 16).
 MAX_NON_REFERENCE_RUN = 16
 # Packets read ahead of the decoder in the fast mode: more than any reordering delay between decoding order and
@@ -101,10 +110,12 @@ def decode_video(
     videos only.
 
     `detection_mode="fast"` (files, with a `cut_detector`) decodes only the reference frames (FFmpeg skips the
-    others), finds candidate cuts on them and decodes every frame of a short window around each candidate to
-    place the cut on the exact frame with the detector's own scores and rule (see `SparseCutSearch`). Each 1 FPS
-    frame is then the decoded frame nearest to its instant, which can lie a few frames from the one
-    `"exact"` keeps (as far as the longest run of non-reference frames, about half of it on average).
+    others; all B-frames where the stream shows that no P-frame references one, see
+    `_FileFrames.b_frame_structure`), finds candidate cuts on them and decodes every frame of a short window around
+    each candidate to place the cut on the exact frame with the detector's own scores and rule (see
+    `SparseCutSearch`). Each 1 FPS frame is then the decoded frame nearest to its instant, which can lie a few
+    frames from the one `"exact"` keeps (at most half the longest run of skipped frames, plus one), and is the very
+    frame a full decode gives at its time.
 
     `sample_reference_frames_only=True` is for callers that need no cuts (no `cut_detector`; e.g. fixed-length
     segments): only the reference frames are decoded, and the 1 FPS frames are the decoded frames nearest to
@@ -137,23 +148,25 @@ def decode_video(
 
 def _decode_pass(frames, frame_transform, sampling_fps, cut_detector, max_frame_pixels, progress) -> DecodedVideo:
     bar = _progress_bar(frames, progress)
-    sampled, timestamps = [], []
+    timestamps = []
     next_sample_time, last_time, count, reported = 0.0, 0.0, 0, 0
-    with DetectionThread(cut_detector) if cut_detector is not None else nullcontext() as detection:
-        for frame, seconds, timecode in frames:
+    detection_thread = DetectionThread(cut_detector.process) if cut_detector is not None else nullcontext()
+    with _ResizeThread(frame_transform) as resizer, detection_thread as detection:
+        for frame, seconds, stamp in frames:
             if count == 0:
                 _check_frame_size(frames.name, frame.width, frame.height, max_frame_pixels)
             count += 1
             last_time = seconds
             if detection is not None:
-                detection.submit(frame, timecode)
+                detection.submit(frame, stamp)
             # Keep the first frame at or after each sampling instant k / fps (tolerant to timestamp rounding).
             if seconds + 1e-6 >= next_sample_time:
-                sampled.append(frame_transform(frame, frame.rotation if frames.from_file else 0))
+                resizer.submit(frame, frame.rotation if frames.from_file else 0)
                 timestamps.append(seconds)
                 next_sample_time = next_sampling_instant(seconds, sampling_fps)
                 bar.update(count - reported)
                 reported = count
+        sampled = resizer.results()
     bar.update(count - reported)
     bar.close()
     if count == 0:
@@ -179,26 +192,29 @@ def _sparse_pass(frames, frame_transform, sampling_fps, cut_detector, max_frame_
     """Reference frames only: the 1 FPS frames from them, and cuts placed by `SparseCutSearch` when detecting."""
     bar = _progress_bar(frames, progress)
     search = SparseCutSearch(cut_detector) if cut_detector is not None else None
-    sampler = _NearestFrameSampler(frame_transform, sampling_fps)
     frame_duration = 1.0 / float(frames.frame_rate)
     around_key_frames = search.key_frame_span(frame_duration) if search is not None else None
     count = 0
-    # Without cuts to find, nothing before a key frame preceding the next sampling instant is needed.
-    next_needed = sampler.next_instant if search is None else None
-    for frame, seconds, timecode, near_key_frame in frames.reference_frames(around_key_frames, next_needed):
+    detection_thread = DetectionThread(search.process) if search is not None else nullcontext()
+    with _ResizeThread(frame_transform) as resizer, detection_thread as detection:
+        sampler = _NearestFrameSampler(resizer, sampling_fps)
+        # Without cuts to find, nothing before a key frame preceding the next sampling instant is needed.
+        next_needed = sampler.next_instant if search is None else None
+        for frame, seconds, stamp, near_key_frame in frames.reference_frames(around_key_frames, next_needed):
+            if count == 0:
+                _check_frame_size(frames.name, frame.width, frame.height, max_frame_pixels)
+            count += 1
+            if detection is not None:
+                detection.submit(frame, stamp, near_key_frame)
+            if sampler.offer(frame, seconds):
+                bar.update(round(seconds * float(frames.frame_rate)) - bar.n)
         if count == 0:
-            _check_frame_size(frames.name, frame.width, frame.height, max_frame_pixels)
-        count += 1
-        if search is not None:
-            search.process(frame, timecode, keep_image=near_key_frame)
-        if sampler.offer(frame, seconds):
-            bar.update(round(seconds * float(frames.frame_rate)) - bar.n)
+            raise ValueError(f"{frames.name}: the video stream holds no decodable frame.")
+        last_time = max(frames.last_packet_time, sampler.last_time)
+        sampler.finish(last_time)
+        sampled = resizer.results()
     bar.update((bar.total or bar.n) - bar.n)  # the frames skipped after the last decoded one
     bar.close()
-    if count == 0:
-        raise ValueError(f"{frames.name}: the video stream holds no decodable frame.")
-    last_time = max(frames.last_packet_time, sampler.last_time)
-    sampler.finish(last_time)
     # Between the last reference frame and the last frame lie at most a few non-reference frames.
     if (
         frames.expected_frames
@@ -216,10 +232,10 @@ def _sparse_pass(frames, frame_transform, sampling_fps, cut_detector, max_frame_
             if not search.judge_kept_window(start, end):
                 window = frames.all_frames_between(start, end)
                 count += len(window)
-                search.add_window([(frame, timecode) for frame, _, timecode in window])
+                search.add_window([(frame, stamp) for frame, _, stamp in window])
     return DecodedVideo(
         name=frames.name,
-        frames=np.stack(sampler.frames),
+        frames=np.stack(sampled),
         timestamps=np.asarray(sampler.timestamps, dtype=np.float64),
         duration=last_time + frame_duration,
         frame_rate=float(frames.frame_rate),
@@ -228,13 +244,43 @@ def _sparse_pass(frames, frame_transform, sampling_fps, cut_detector, max_frame_
     )
 
 
+class _ResizeThread:
+    """Applies a `FrameTransform` to the kept frames on a worker thread, so that the decoding thread keeps feeding
+    the decoder; `results` gives them in order. At most `max_pending` full-size frames wait. Use as a context
+    manager.
+    """
+
+    def __init__(self, frame_transform: FrameTransform, max_pending: int = 8):
+        self.frame_transform = frame_transform
+        self.max_pending = max_pending
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="frame-resize")
+        self._pending: collections.deque[Future] = collections.deque()
+        self._done: list[np.ndarray] = []
+
+    def __enter__(self) -> "_ResizeThread":
+        return self
+
+    def submit(self, frame: av.VideoFrame, rotation: int) -> None:
+        self._pending.append(self._executor.submit(self.frame_transform, frame, rotation))
+        while len(self._pending) > self.max_pending:
+            self._done.append(self._pending.popleft().result())
+
+    def results(self) -> list[np.ndarray]:
+        """`(size, size, 3)` uint8 frames, one per `submit`, in order."""
+        while self._pending:
+            self._done.append(self._pending.popleft().result())
+        return self._done
+
+    def __exit__(self, *exc_info) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
 class _NearestFrameSampler:
     """Keeps, for each sampling instant `k / fps`, the offered frame nearest to it (each frame at most once)."""
 
-    def __init__(self, frame_transform: FrameTransform, sampling_fps: float):
-        self.frame_transform = frame_transform
+    def __init__(self, resizer: _ResizeThread, sampling_fps: float):
+        self.resizer = resizer
         self.sampling_fps = sampling_fps
-        self.frames: list[np.ndarray] = []
         self.timestamps: list[float] = []
         self.last_time = 0.0
         self._next_instant = 0.0
@@ -271,7 +317,7 @@ class _NearestFrameSampler:
             self._keep(frame, seconds)
 
     def _keep(self, frame: av.VideoFrame, seconds: float) -> None:
-        self.frames.append(self.frame_transform(frame, frame.rotation))
+        self.resizer.submit(frame, frame.rotation)
         self.timestamps.append(seconds)
 
 
@@ -303,40 +349,50 @@ class _FileFrames:
         self.frame_rate = Fraction(self._stream.average_rate or self._stream.guessed_rate or 25)
         self.expected_frames = self._stream.frames or None
         self.last_packet_time = 0.0
+        # Set by `reference_frames` from the first packet (see `b_frame_structure`).
+        self._skips_b_frames = False
+        self._b_frame_run_ticks = 0
         self._first_pts: int | None = None
         self._index = 0
 
-    def __iter__(self) -> Iterator[tuple[av.VideoFrame, float, object]]:
-        """Every frame, with its time in seconds and its detector timecode."""
+    def __iter__(self) -> Iterator[tuple[av.VideoFrame, float, FrameStamp]]:
+        """Every frame, with its time in seconds and its place for the detector."""
         with self._decoding_errors():
             for frame in self._container.decode(self._stream):
                 yield self._timed(frame)
 
     def reference_frames(
         self, around_key_frames: tuple[float, float] | None = None, next_needed: Callable[[], float] | None = None
-    ) -> Iterator[tuple[av.VideoFrame, float, object, bool]]:
+    ) -> Iterator[tuple[av.VideoFrame, float, FrameStamp, bool]]:
         """The frames other frames reference (FFmpeg skips the rest), from the start, each with its time, its
-        detector timecode and whether it lies around a key frame.
+        place for the detector and whether it lies around a key frame.
 
-        `around_key_frames=(before, after)` seconds: every frame that close to a key frame (bar the first) is
-        decoded too. Encoders start a key frame at most scene cuts, so this yields the full windows cut placement
-        needs there without a second decoder; packets are read ahead so that the key frame is known before the
-        frames preceding it are decoded. Records the last frame's time (`last_packet_time`) from the packets.
+        Where the stream allows it (see `b_frame_structure`), B-frames are all skipped, the reference ones of a
+        B-pyramid too, leaving the I- and P-frames. `around_key_frames=(before, after)` seconds: every frame that
+        close to a key frame (bar the first) is decoded too, and, when B-frames are skipped, the reference frames
+        one B-frame run further (those frames' own references). Encoders start a key frame at most scene cuts, so
+        this yields the full windows cut placement needs there without a second decoder; packets are read ahead so
+        that the key frame is known before the frames preceding it are decoded. Records the last frame's time
+        (`last_packet_time`) from the packets.
         """
         context = self._stream.codec_context
-        context.skip_frame = SKIP_NON_REFERENCE
         time_base = self._stream.time_base
         before, after = (round(seconds / time_base) for seconds in around_key_frames or (0.0, 0.0))
         key_pts: list[int] = []  # pts of the key frames read so far, bar the first
 
-        def near_key_frame(pts) -> bool:
+        def near_key_frame(pts, margin: int = 0) -> bool:
             if around_key_frames is None or pts is None:
                 return False
-            position = bisect.bisect_left(key_pts, pts - after)
-            return position < len(key_pts) and key_pts[position] <= pts + before
+            position = bisect.bisect_left(key_pts, pts - after - margin)
+            return position < len(key_pts) and key_pts[position] <= pts + before + margin
+
+        def skip_level(pts) -> str:
+            if near_key_frame(pts):
+                return "DEFAULT"
+            return self._sparse_skip_level(near=near_key_frame(pts, self._b_frame_run_ticks))
 
         def decode(packet):
-            context.skip_frame = "DEFAULT" if near_key_frame(packet.pts) else SKIP_NON_REFERENCE
+            context.skip_frame = skip_level(packet.pts)
             for frame in packet.decode():
                 if frame.pts is None:
                     raise ValueError(
@@ -353,9 +409,17 @@ class _FileFrames:
             return any(ahead.is_keyframe and ahead.pts is not None and ahead.pts <= needed_pts for ahead in lookahead)
 
         lookahead: collections.deque = collections.deque()
-        last_pts, first_key_seen = None, False
+        last_pts, first_key_seen, first_packet = None, False, True
         with self._decoding_errors():
             for packet in self._container.demux(self._stream):
+                if first_packet:
+                    first_packet = False
+                    p_frames_reference_b_frames, longest_b_frame_run = self.b_frame_structure(packet)
+                    if not p_frames_reference_b_frames:
+                        self._skips_b_frames = True
+                        self._b_frame_run_ticks = round((longest_b_frame_run + 1) / self.frame_rate / time_base)
+                        # A cut at a key frame may lie anywhere in the gap from the P-frame before it.
+                        before += self._b_frame_run_ticks
                 if packet.pts is not None:
                     last_pts = packet.pts if last_pts is None else max(last_pts, packet.pts)
                     if packet.is_keyframe:
@@ -373,9 +437,29 @@ class _FileFrames:
         if last_pts is not None and self._first_pts is not None:
             self.last_packet_time = float((last_pts - self._first_pts) * time_base)
 
-    def all_frames_between(self, start: float, end: float) -> list[tuple[av.VideoFrame, float, object]]:
+    def _sparse_skip_level(self, near: bool) -> str:
+        """What FFmpeg may skip outside full runs: the B-frames where allowed, but only the non-reference frames
+        `near` a full run, whose B-frames may reference the B-frames just outside it."""
+        return SKIP_B_FRAMES if self._skips_b_frames and not near else SKIP_NON_REFERENCE
+
+    def b_frame_structure(self, first_packet: av.Packet) -> tuple[bool, int]:
+        """`(p_frames_reference_b_frames, longest_b_frame_run)` as far as the stream tells: P-frames are known
+        not to reference B-frames only in H.264 from x264 with one reference frame (from the options it writes
+        into the first packet), which also gives the longest run of B-frames (else `MAX_NON_REFERENCE_RUN`)."""
+        match = None
+        if self._stream.codec_context.name == "h264":
+            match = _X264_OPTIONS.search(bytes(first_packet)[:_ENCODER_INFO_BYTES])
+        if match is None:
+            return True, MAX_NON_REFERENCE_RUN
+        options = dict(item.split(b"=", 1) for item in match.group(1).split() if b"=" in item)
+        try:
+            return int(options[b"ref"]) != 1, min(int(options[b"bframes"]), MAX_NON_REFERENCE_RUN)
+        except (KeyError, ValueError):
+            return True, MAX_NON_REFERENCE_RUN
+
+    def all_frames_between(self, start: float, end: float) -> list[tuple[av.VideoFrame, float, FrameStamp]]:
         """Every frame with a time in `[start, end]` seconds: seeks to a key frame before `start` and decodes only
-        the reference frames up to `start`, then all."""
+        the reference frames up to `start` (as `reference_frames` does), then all."""
         time_base = self._stream.time_base
         start_pts = self._first_pts + math.floor(start / time_base)
         end_pts = self._first_pts + math.ceil(end / time_base)
@@ -388,8 +472,11 @@ class _FileFrames:
             window, earliest = [], math.inf
             with self._decoding_errors():
                 for packet in self._container.demux(self._stream):
-                    wanted = packet.pts is None or packet.pts >= start_pts
-                    context.skip_frame = "DEFAULT" if wanted else SKIP_NON_REFERENCE
+                    if packet.pts is None or packet.pts >= start_pts:
+                        context.skip_frame = "DEFAULT"
+                    else:
+                        near = packet.pts >= start_pts - self._b_frame_run_ticks
+                        context.skip_frame = self._sparse_skip_level(near)
                     frames = packet.decode()
                     earliest = min([earliest, *(frame.pts for frame in frames)])
                     window += [self._timed(frame) for frame in frames if start_pts <= frame.pts <= end_pts]
@@ -401,16 +488,18 @@ class _FileFrames:
                 return window
             margin *= 2
 
-    def _timed(self, frame: av.VideoFrame) -> tuple[av.VideoFrame, float, object]:
+    def _timed(self, frame: av.VideoFrame) -> tuple[av.VideoFrame, float, FrameStamp]:
         index = self._index
         self._index += 1
         if frame.pts is None:
-            return frame, index / float(self.frame_rate), SceneCutDetector.timecode(index, None, None, self.frame_rate)
+            seconds = index / float(self.frame_rate)
+            return frame, seconds, FrameStamp(seconds, index, self.frame_rate)
         if self._first_pts is None:
             self._first_pts = frame.pts
         time_base = Fraction(frame.time_base)
         pts = frame.pts - self._first_pts
-        return frame, float(pts * time_base), SceneCutDetector.timecode(index, pts, time_base, self.frame_rate)
+        seconds = float(pts * time_base)
+        return frame, seconds, FrameStamp(seconds, index, self.frame_rate, pts, time_base)
 
     @contextmanager
     def _decoding_errors(self):
@@ -468,7 +557,8 @@ class _MemoryFrames:
     def __iter__(self):
         for index, pixels in enumerate(self._frames):
             frame = av.VideoFrame.from_ndarray(_rgb_array(pixels, self.name), format="rgb24")
-            yield frame, index / float(self.frame_rate), SceneCutDetector.timecode(index, None, None, self.frame_rate)
+            seconds = index / float(self.frame_rate)
+            yield frame, seconds, FrameStamp(seconds, index, self.frame_rate)
 
     def __enter__(self):
         return self

@@ -4,6 +4,7 @@ import av
 import numpy as np
 import pytest
 import scenedetect
+from av.video.frame import PictureType
 from conftest import real_video
 from salova.processing import FrameTransform, SceneCutDetector, decode_video
 from salova.processing import video_decoding as video_decoding_module
@@ -162,3 +163,67 @@ def test_processor_setting_selects_the_fast_paths(tiny, monkeypatch):
     assert decoded_counts[0] == _declared_frames(path)
     assert decoded_counts[1] < decoded_counts[0] and decoded_counts[2] < decoded_counts[0]
     assert windows["segments_per_video"].tolist() == [3]
+
+
+def _frame_types(path) -> list[str]:
+    with av.open(str(path)) as container:
+        return [PictureType(frame.pict_type).name for frame in container.decode(video=0)]
+
+
+def _full_decode_at(path, times) -> np.ndarray:
+    """The frames a full decode gives at `times` (seconds from the first frame), resized like the decoder's."""
+    wanted, kept = {round(time, 6) for time in times}, {}
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            if round(frame.time, 6) in wanted:
+                kept[round(frame.time, 6)] = TRANSFORM(frame)
+    return np.stack([kept[round(time, 6)] for time in times])
+
+
+@pytest.mark.parametrize(
+    ("references", "skips_b_frames"), [(1, True), (3, False)], ids=["x264-ref-1", "x264-ref-3"]
+)
+def test_b_frames_are_all_skipped_only_where_no_p_frame_references_one(tmp_path, references, skips_b_frames):
+    # A B-pyramid either way: with ref=3 x264 predicts P-frames from its reference B-frames too.
+    options = {"x264-params": f"ref={references}:bframes=3:b-pyramid=normal:scenecut=0:keyint=250"}
+    path = write_video(tmp_path / "pyramid.mp4", _textured_scenes([150], 24), fps=24, encoder_options=options)
+    types = _frame_types(path)
+    assert types.count("B") >= 60
+    with av.open(str(path)) as container:
+        container.streams.video[0].codec_context.skip_frame = "NONREF"
+        reference_frames = sum(1 for _ in container.decode(video=0))
+    assert reference_frames > len(types) - types.count("B")  # the pyramid's reference B-frames
+    sampled = decode_video(path, TRANSFORM, sample_reference_frames_only=True)
+    # Whatever was skipped, each kept frame is the very frame a full decode gives at its time.
+    np.testing.assert_array_equal(sampled.frames, _full_decode_at(path, sampled.timestamps))
+    expected = len(types) - types.count("B") if skips_b_frames else reference_frames
+    assert sampled.num_decoded_frames == expected
+    exact = decode_video(path, TRANSFORM)
+    assert np.abs(sampled.timestamps - exact.timestamps).max() <= 3.0 / 24 + 1e-6
+
+
+def test_fast_mode_skipping_all_b_frames_places_cuts_without_key_frames_there(tmp_path):
+    lengths, fps = [37, 52, 29, 61, 45], 24
+    options = {"x264-params": "ref=1:bframes=3:b-pyramid=normal:scenecut=0:keyint=200"}
+    path = write_video(tmp_path / "known.mp4", _textured_scenes(lengths, fps), fps=fps, encoder_options=options)
+    fast = _decode(path, "fast")
+    np.testing.assert_allclose(fast.cut_times, np.cumsum(lengths)[:-1] / fps, atol=1e-6)
+    np.testing.assert_array_equal(fast.frames, _full_decode_at(path, fast.timestamps))
+
+
+def test_streams_that_do_not_say_how_p_frames_predict_keep_their_reference_b_frames(tmp_path):
+    # No x264 options in the stream (another encoder): B-frames that are references must be decoded.
+    path = real_video("bigbuckbunny.mp4")
+    with video_decoding_module._FileFrames(str(path), "bigbuckbunny") as frames:
+        first_packet = next(frames._container.demux(frames._stream))
+        assert frames.b_frame_structure(first_packet) == (True, video_decoding_module.MAX_NON_REFERENCE_RUN)
+    mpeg4 = tmp_path / "mpeg4.mp4"
+    with av.open(str(mpeg4), "w") as container:
+        stream = container.add_stream("mpeg4", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 96, 72, "yuv420p"
+        for pixels in _textured_scenes([30], 24):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        container.mux(stream.encode())
+    with video_decoding_module._FileFrames(str(mpeg4), "mpeg4") as frames:
+        first_packet = next(frames._container.demux(frames._stream))
+        assert frames.b_frame_structure(first_packet)[0] is True

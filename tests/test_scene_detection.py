@@ -1,0 +1,87 @@
+"""The adaptive rule and scene-length gate against PySceneDetect's own `AdaptiveDetector`, fed the same scores."""
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import scenedetect
+from salova.processing import SceneCutDetector
+from salova.processing.scene_detection import FrameStamp
+from scenedetect.common import Timecode
+
+
+class _ScoreFedAdaptiveDetector(scenedetect.AdaptiveDetector):
+    """PySceneDetect's detector whose "frames" are content scores."""
+
+    def _calculate_frame_score(self, timecode, score):
+        return score
+
+
+def _stamps(count: int, frame_rate: Fraction, rng, with_pts: bool) -> list[FrameStamp]:
+    if not with_pts:
+        return [FrameStamp(index / float(frame_rate), index, frame_rate) for index in range(count)]
+    # Millisecond ticks with jitter: a variable-frame-rate file.
+    time_base = Fraction(1, 1000)
+    ticks = np.cumsum(rng.integers(25, 60, count)) - 25
+    return [
+        FrameStamp(float(int(tick) * time_base), index, frame_rate, int(tick), time_base)
+        for index, tick in enumerate(ticks)
+    ]
+
+
+def _reference_cuts(scores, stamps, **settings) -> list[float]:
+    detector = _ScoreFedAdaptiveDetector(**settings)
+    cuts = []
+    for stamp, score in zip(stamps, scores, strict=True):
+        timecode = (
+            scenedetect.FrameTimecode(Timecode(pts=stamp.pts, time_base=stamp.time_base), fps=stamp.frame_rate)
+            if stamp.pts is not None
+            else scenedetect.FrameTimecode(stamp.index, fps=stamp.frame_rate)
+        )
+        cuts += detector.process_frame(timecode, score)
+    return [cut.seconds for cut in cuts]
+
+
+def _our_cuts(scores, stamps, **settings) -> list[float]:
+    detector = SceneCutDetector(**settings)
+    for stamp, score in zip(stamps, scores, strict=True):
+        detector.process_score(stamp, score)
+    return detector.finish()
+
+
+@pytest.mark.parametrize("with_pts", [False, True], ids=["frame-index", "pts"])
+@pytest.mark.parametrize("seed", range(6))
+def test_rule_and_gate_give_pyscenedetects_cuts_on_random_scores(seed, with_pts):
+    rng = np.random.default_rng(seed)
+    count = 600
+    # Quiet stretches, motion, zeros (the mean-is-zero branch) and spikes of all heights, some close together.
+    scores = rng.gamma(1.5, 3.0, count) * rng.integers(0, 2, count)
+    spikes = rng.choice(count, 60, replace=False)
+    scores[spikes] = rng.uniform(5.0, 120.0, len(spikes))
+    scores[0] = 0.0
+    settings = {
+        "adaptive_threshold": float(rng.choice([1.5, 3.0, 5.0])),
+        "min_content_val": float(rng.choice([5.0, 15.0, 30.0])),
+        "window_width": int(rng.integers(1, 5)),
+        "min_scene_len": int(rng.choice([0, 1, 5, 15])),
+    }
+    stamps = _stamps(count, Fraction(30000, 1001), rng, with_pts)
+    reference = _reference_cuts(scores, stamps, **settings)
+    assert len(reference) >= 5, settings
+    assert _our_cuts(scores, stamps, **settings) == reference
+
+
+def test_hand_computed_cuts():
+    # Window 2: frame 5's neighbours average (1 + 1 + 1 + 1) / 4 = 1, ratio 40 >= 3 and 40 >= 15: a cut.
+    # Frame 9 (score 20, neighbours average 1) comes 4 frames after it, under min_scene_len=5: dropped.
+    # Frame 14 (score 12) is under min_content_val=15 whatever its ratio; frame 19 (score 16, ratio 16) is a cut.
+    scores = [0.0] + [1.0] * 24
+    scores[5], scores[9], scores[14], scores[19] = 40.0, 20.0, 12.0, 16.0
+    stamps = [FrameStamp(index / 10.0, index, Fraction(10)) for index in range(len(scores))]
+    assert _our_cuts(scores, stamps, min_scene_len=5) == [0.5, 1.9]
+    assert _reference_cuts(scores, stamps, min_scene_len=5) == [0.5, 1.9]
+
+
+def test_window_width_must_be_positive():
+    with pytest.raises(ValueError, match="window_width must be at least 1, got 0"):
+        SceneCutDetector(window_width=0)
