@@ -187,20 +187,20 @@ def _rest_of_processor(processor: SalovaProcessor, path: Path, decoded, repeats:
     return statistics.median(times)
 
 
-def agreement(exact, other) -> dict:
-    """Cuts of `other` matched within one frame to the exact mode's, and its 1 FPS frames' distance in frames."""
+def agreement(exact, other, with_cuts: bool = True) -> dict:
+    """Cuts of `other` matched within one frame to the exact mode's (`with_cuts`), and its 1 FPS frames' distance
+    in frames."""
     frame = 1.0 / exact.frame_rate
     exact_cuts, other_cuts = np.asarray(exact.cut_times), np.asarray(other.cut_times)
 
     def near(cut, cuts):
         return bool(len(cuts)) and np.abs(cuts - cut).min() <= frame + 1e-6
 
-    row = {
-        "frames_decoded": other.num_decoded_frames,
-        "cuts_matched": int(sum(near(cut, other_cuts) for cut in exact_cuts)),
-        "cuts_missed": int(sum(not near(cut, other_cuts) for cut in exact_cuts)),
-        "cuts_added": int(sum(not near(cut, exact_cuts) for cut in other_cuts)),
-    }
+    row = {"frames_decoded": other.num_decoded_frames}
+    if with_cuts:
+        row["cuts_matched"] = int(sum(near(cut, other_cuts) for cut in exact_cuts))
+        row["cuts_missed"] = int(sum(not near(cut, other_cuts) for cut in exact_cuts))
+        row["cuts_added"] = int(sum(not near(cut, exact_cuts) for cut in other_cuts))
     if len(other.timestamps) == len(exact.timestamps):
         distance = np.abs(other.timestamps - exact.timestamps) / frame
         row["sample_distance_frames_max"] = round(float(distance.max()), 3)
@@ -254,7 +254,7 @@ def measure(path: Path, processor: SalovaProcessor, repeats: int, with_two_pass:
         "processor_realtime_factor": round(duration / median["processor"], 1),
         "processor_cpu_by_stage": stage_profile(path, processor, bare_cpu),
         "fast_detect": agreement(outputs["decode_detect"], outputs["fast_detect"]),
-        "reference_sampling": agreement(outputs["decode_detect"], outputs["reference_sampling"]),
+        "reference_sampling": agreement(outputs["decode_detect"], outputs["reference_sampling"], with_cuts=False),
     }
     return row
 

@@ -9,12 +9,13 @@ fraction of scaling to BGR first; the tests check that the cuts still agree with
 A frame's content score (`ContentDetector`'s mean HSV difference to the previous frame) is computed here with
 one `absdiff` and one per-channel sum on the interleaved HSV image, which gives the very value PySceneDetect
 computes channel by channel. The `AdaptiveDetector`'s rolling-ratio rule and `min_scene_len` then run on those
-scores as `AdaptiveRatioRule` and `SceneLengthGate`: the same arithmetic, without building a `FrameTimecode` for
-every frame (which cost more than the image work on small videos); the tests feed both the same scores.
+scores as `AdaptiveRatioRule` and `SceneLengthGate`: the same arithmetic, without building a `FrameTimecode` (and
+its exact fractions) for every frame, only for the frames that meet the threshold; the tests feed both the same
+scores.
 
-The fast mode (`SparseCutSearch`) scores only the frames a decoder skipping non-reference frames returns,
-flags the gaps between two of them where a cut may lie, and asks for every frame of a short window around each
-flag; the cut is then placed with the same scores and the same rule as above, frame by frame.
+The fast mode (`SparseCutSearch`) scores only the frames a decoder skipping B-frames (or only the non-reference
+ones) returns, flags the gaps between two of them where a cut may lie, and asks for every frame of a short window
+around each flag; the cut is then placed with the same scores and the same rule as above, frame by frame.
 """
 
 import collections
