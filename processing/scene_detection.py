@@ -150,6 +150,10 @@ class SceneCutDetector:
         # the 1 FPS resize of the same frame, so it needs a scaler of its own.
         self._reformatter = VideoReformatter()
 
+    def replica(self) -> "SceneCutDetector":
+        """A detector with the same settings and nothing seen yet (one per thread: each keeps its own scaler)."""
+        return SceneCutDetector(self.adaptive_threshold, self.min_content_val, self.min_scene_len, self.window_width)
+
     def adaptive_rule(self) -> AdaptiveRatioRule:
         """A fresh threshold rule with this detector's settings."""
         return AdaptiveRatioRule(self.adaptive_threshold, self.min_content_val, self.window_width)
@@ -221,14 +225,29 @@ class SparseCutSearch:
         self._threshold_met: list[FrameStamp] = []
         self._kept: list[tuple[FrameStamp, np.ndarray]] = []
 
+    @classmethod
+    def joined(cls, searches: list["SparseCutSearch"]) -> "SparseCutSearch":
+        """One search over the frames of `searches`, those of consecutive parts of one video, in order."""
+        joined = cls(searches[0].detector, searches[0].candidate_fraction)
+        joined._first, joined._last_hsv = searches[0]._first, searches[-1]._last_hsv
+        for search in searches:
+            joined._scores += search._scores
+            joined._times += search._times
+            joined._kept += search._kept
+        return joined
+
     def key_frame_span(self, frame_duration: float) -> tuple[float, float]:
         """`(before, after)` seconds around a key frame that hold the window of a cut placed on it."""
         return (self.detector.window_width + 3) * frame_duration, (self.detector.window_width + 2) * frame_duration
 
-    def process(self, frame: av.VideoFrame, stamp: FrameStamp, keep_image: bool = False) -> None:
+    def process(self, frame: av.VideoFrame, stamp: FrameStamp, keep_image: bool = False, scored: bool = True) -> None:
         """Scores the next decoded frame; `keep_image` keeps its detection image for `judge_kept_window` (frames
-        that were decoded in full runs, around key frames)."""
+        that were decoded in full runs, around key frames). `scored=False`: the frame only serves as the next one's
+        predecessor (a part of the video starting at a frame the part before scored)."""
         hsv = self.detector.detection_image(frame)
+        if not scored:
+            self._last_hsv = hsv
+            return
         if self._first is None:
             self._first = stamp
         self._scores.append(content_score(self._last_hsv, hsv))

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
+import dataclasses
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -45,7 +46,12 @@ SKIP_NON_REFERENCE = "NONREF"
 # options it writes into the stream.
 SKIP_B_FRAMES = "BIDIR"
 _X264_OPTIONS = re.compile(rb"x264 - core \d+.{0,200}? options: ([^\x00]*)", re.DOTALL)
+# x264 writes its options into the first packet's SEI, ahead of the picture data.
 _ENCODER_INFO_BYTES = 8192
+# Reference-frame sampling of a long file runs as parts decoded side by side, one per core (at most this many),
+# each part at least this long, cut at key frames.
+MAX_PARALLEL_PARTS = 8
+MIN_PARALLEL_PART_SECONDS = 60.0
 # Most consecutive non-reference frames expected (x264's longest B-frame run is 16).
 MAX_NON_REFERENCE_RUN = 16
 # Packets read ahead of the decoder in the fast mode: more than any reordering delay between decoding order and
@@ -119,7 +125,9 @@ def decode_video(
 
     `sample_reference_frames_only=True` is for callers that need no cuts (no `cut_detector`; e.g. fixed-length
     segments): only the reference frames are decoded, and the 1 FPS frames are the decoded frames nearest to
-    their instants, as in the fast mode. In-memory frames and images are always handled exactly.
+    their instants, as in the fast mode. In both, where every B-frame is skipped, a long file is decoded as parts
+    side by side, one per core, cut at key frames, with the very result of one pass (see `_sparse_pass`).
+    In-memory frames and images are always handled exactly.
 
     `num_decoded_frames` counts the frames the decoder returned (all of them in the exact mode). Raises
     `FileNotFoundError`, `IsADirectoryError` or `ValueError` naming the input and what is wrong with it.
@@ -189,43 +197,42 @@ def _decode_pass(frames, frame_transform, sampling_fps, cut_detector, max_frame_
 
 
 def _sparse_pass(frames, frame_transform, sampling_fps, cut_detector, max_frame_pixels, progress) -> DecodedVideo:
-    """Reference frames only: the 1 FPS frames from them, and cuts placed by `SparseCutSearch` when detecting."""
+    """Reference frames only: the 1 FPS frames from them, and cuts placed by `SparseCutSearch` when detecting.
+
+    A long file whose B-frames can all be skipped is decoded as parts side by side, one per core, cut at key frames
+    (`_FileFrames.parallel_part_starts`). Each part but the last decodes through the key frame the next one starts
+    at; each part but the first starts as one pass stands after that key frame (the next sampling instant after
+    it, and the key frame as the frame before, for the sampler and for the detector's scores). Parts are cut only
+    where frames lie so close that no frame can be the nearest to instants on both sides of a key frame, so the
+    result is the very result of one pass.
+    """
+    part_starts = frames.parallel_part_starts(sampling_fps)
+    bounds = list(zip([None, *part_starts], [*part_starts, None], strict=True))
     bar = _progress_bar(frames, progress)
-    search = SparseCutSearch(cut_detector) if cut_detector is not None else None
-    frame_duration = 1.0 / float(frames.frame_rate)
-    around_key_frames = search.key_frame_span(frame_duration) if search is not None else None
-    count = 0
-    detection_thread = DetectionThread(search.process) if search is not None else nullcontext()
-    with _ResizeThread(frame_transform) as resizer, detection_thread as detection:
-        sampler = _NearestFrameSampler(resizer, sampling_fps)
-        # Without cuts to find, nothing before a key frame preceding the next sampling instant is needed.
-        next_needed = sampler.next_instant if search is None else None
-        for frame, seconds, stamp, near_key_frame in frames.reference_frames(around_key_frames, next_needed):
-            if count == 0:
-                _check_frame_size(frames.name, frame.width, frame.height, max_frame_pixels)
-            count += 1
-            if detection is not None:
-                detection.submit(frame, stamp, near_key_frame)
-            if sampler.offer(frame, seconds):
-                bar.update(round(seconds * float(frames.frame_rate)) - bar.n)
-        if count == 0:
-            raise ValueError(f"{frames.name}: the video stream holds no decodable frame.")
-        last_time = max(frames.last_packet_time, sampler.last_time)
-        sampler.finish(last_time)
-        sampled = resizer.results()
+    arguments = (frame_transform, sampling_fps, cut_detector, max_frame_pixels, bar)
+    if len(bounds) == 1:
+        parts = [_sparse_part(frames, None, None, *arguments)]
+    else:
+        with ThreadPoolExecutor(max_workers=len(bounds), thread_name_prefix="decode-part") as executor:
+            futures = [executor.submit(_reopened_sparse_part, frames, start, stop, *arguments) for start, stop in bounds]
+            parts = [future.result() for future in futures]
     bar.update((bar.total or bar.n) - bar.n)  # the frames skipped after the last decoded one
     bar.close()
+    frame_duration = 1.0 / float(frames.frame_rate)
+    last_time = parts[-1].last_time
     # Between the last reference frame and the last frame lie at most a few non-reference frames.
     if (
         frames.expected_frames
-        and sampler.last_time
+        and parts[-1].last_decoded_time
         < (frames.expected_frames - 1) * frame_duration * (1 - MISSING_FRAMES_TOLERANCE)
         - MAX_NON_REFERENCE_RUN * frame_duration
     ):
         raise ValueError(
-            f"{frames.name}: decoding stopped at {sampler.last_time:.2f} s of the {frames.expected_frames} frames "
-            "the file declares; the file is truncated or corrupt."
+            f"{frames.name}: decoding stopped at {parts[-1].last_decoded_time:.2f} s of the {frames.expected_frames} "
+            "frames the file declares; the file is truncated or corrupt."
         )
+    count = sum(part.count for part in parts)
+    search = SparseCutSearch.joined([part.search for part in parts]) if cut_detector is not None else None
     if search is not None:
         for start, end in search.windows(frame_duration):
             end = min(end, last_time)
@@ -235,13 +242,69 @@ def _sparse_pass(frames, frame_transform, sampling_fps, cut_detector, max_frame_
                 search.add_window([(frame, stamp) for frame, _, stamp in window])
     return DecodedVideo(
         name=frames.name,
-        frames=np.stack(sampled),
-        timestamps=np.asarray(sampler.timestamps, dtype=np.float64),
+        frames=np.stack([frame for part in parts for frame in part.frames]),
+        timestamps=np.asarray([time for part in parts for time in part.timestamps], dtype=np.float64),
         duration=last_time + frame_duration,
         frame_rate=float(frames.frame_rate),
         num_decoded_frames=count,
         cut_times=search.finish() if search is not None else [],
     )
+
+
+@dataclass
+class _SparsePart:
+    """What one part of `_sparse_pass` kept: its 1 FPS frames, their times, the frames it decoded, its scores
+    (`search`), the time of its last decoded frame and of the file's last frame (known to the last part)."""
+
+    frames: list[np.ndarray]
+    timestamps: list[float]
+    count: int
+    search: SparseCutSearch | None
+    last_decoded_time: float
+    last_time: float
+
+
+def _reopened_sparse_part(frames, start_pts, stop_pts, *arguments) -> _SparsePart:
+    with frames.reopened() as part_frames:
+        return _sparse_part(part_frames, start_pts, stop_pts, *arguments)
+
+
+def _sparse_part(
+    frames, start_pts, stop_pts, frame_transform, sampling_fps, cut_detector, max_frame_pixels, bar
+) -> _SparsePart:
+    """One part of `_sparse_pass` (the whole file when `start_pts` and `stop_pts` are `None`), with a scaler and
+    a detector of its own."""
+    search = SparseCutSearch(cut_detector.replica()) if cut_detector is not None else None
+    frame_duration = 1.0 / float(frames.frame_rate)
+    around_key_frames = search.key_frame_span(frame_duration) if search is not None else None
+    detection_thread = DetectionThread(search.process) if search is not None else nullcontext()
+    with _ResizeThread(dataclasses.replace(frame_transform)) as resizer, detection_thread as detection:
+        sampler = _NearestFrameSampler(resizer, sampling_fps)
+        # Without cuts to find, nothing before a key frame preceding the next sampling instant is needed.
+        next_needed = sampler.next_instant if search is None else None
+        count, reported = 0, None
+        part = (start_pts, stop_pts)
+        for frame, seconds, stamp, near_key_frame in frames.reference_frames(around_key_frames, next_needed, part):
+            if count == 0:
+                _check_frame_size(frames.name, frame.width, frame.height, max_frame_pixels)
+            # The key frame this part starts at ends the part before, which scored, kept and sampled it.
+            ends_part_before = count == 0 and start_pts is not None
+            if detection is not None:
+                detection.submit(frame, stamp, near_key_frame and not ends_part_before, not ends_part_before)
+            if ends_part_before:
+                sampler.continue_after(frame, seconds)
+                reported = seconds
+            elif sampler.offer(frame, seconds):
+                bar.update(round((seconds - (reported or 0.0)) * float(frames.frame_rate)))
+                reported = seconds
+            count += 1
+        if count == 0:
+            raise ValueError(f"{frames.name}: the video stream holds no decodable frame.")
+        last_time = max(frames.last_packet_time, sampler.last_time)
+        if stop_pts is None:
+            sampler.finish(last_time)
+        kept = resizer.results()
+    return _SparsePart(kept, sampler.timestamps, count, search, sampler.last_time, last_time)
 
 
 class _ResizeThread:
@@ -309,6 +372,13 @@ class _NearestFrameSampler:
     def next_instant(self) -> float:
         return self._next_instant
 
+    def continue_after(self, frame: av.VideoFrame, seconds: float) -> None:
+        """Stands as a sampler that has been offered every frame up to `frame` would, bar what it kept: `frame`
+        is the frame before the next one offered and the next instant is the first after it."""
+        self._previous = (frame, seconds)
+        self._next_instant = next_sampling_instant(seconds, self.sampling_fps)
+        self.last_time = seconds
+
     def finish(self, last_frame_time: float) -> None:
         """Samples the last instant from the last offered frame when the video (`last_frame_time`, the time of its
         last frame, decoded or not) reaches that instant."""
@@ -334,6 +404,7 @@ class _FileFrames:
     def __init__(self, source, name: str):
         self.name = name
         source = _checked_file_source(source, name)
+        self._source = source
         try:
             self._container = av.open(source)
         except (av.error.FFmpegError, UnicodeDecodeError) as error:
@@ -349,7 +420,8 @@ class _FileFrames:
         self.frame_rate = Fraction(self._stream.average_rate or self._stream.guessed_rate or 25)
         self.expected_frames = self._stream.frames or None
         self.last_packet_time = 0.0
-        # Set by `reference_frames` from the first packet (see `b_frame_structure`).
+        # Set from the first packet (see `b_frame_structure`) by `reference_frames` or `parallel_part_starts`.
+        self._b_frames_probed = False
         self._skips_b_frames = False
         self._b_frame_run_ticks = 0
         self._first_pts: int | None = None
@@ -362,7 +434,10 @@ class _FileFrames:
                 yield self._timed(frame)
 
     def reference_frames(
-        self, around_key_frames: tuple[float, float] | None = None, next_needed: Callable[[], float] | None = None
+        self,
+        around_key_frames: tuple[float, float] | None = None,
+        next_needed: Callable[[], float] | None = None,
+        part: tuple[int | None, int | None] = (None, None),
     ) -> Iterator[tuple[av.VideoFrame, float, FrameStamp, bool]]:
         """The frames other frames reference (FFmpeg skips the rest), from the start, each with its time, its
         place for the detector and whether it lies around a key frame.
@@ -374,7 +449,13 @@ class _FileFrames:
         this yields the full windows cut placement needs there without a second decoder; packets are read ahead so
         that the key frame is known before the frames preceding it are decoded. Records the last frame's time
         (`last_packet_time`) from the packets.
+
+        `part=(start, stop)` pts: from the key frame at `start` through the key frame at `stop` (`None`: the
+        stream's start, its end), for parts decoded side by side once the stream is probed (`reopened`); frames are
+        skipped the same way only where all B-frames are, as no P-frame then lies across a key frame from its
+        reference.
         """
+        start_pts, stop_pts = part
         context = self._stream.codec_context
         time_base = self._stream.time_base
         before, after = (round(seconds / time_base) for seconds in around_key_frames or (0.0, 0.0))
@@ -410,20 +491,25 @@ class _FileFrames:
 
         lookahead: collections.deque = collections.deque()
         last_pts, first_key_seen, first_packet = None, False, True
+        if start_pts is not None:
+            self._container.seek(start_pts, stream=self._stream, backward=True)
         with self._decoding_errors():
             for packet in self._container.demux(self._stream):
                 if first_packet:
+                    # A seek may land on an earlier key frame (containers index them by decoding time).
+                    if start_pts is not None and packet.pts != start_pts:
+                        continue
                     first_packet = False
-                    p_frames_reference_b_frames, longest_b_frame_run = self.b_frame_structure(packet)
-                    if not p_frames_reference_b_frames:
-                        self._skips_b_frames = True
-                        self._b_frame_run_ticks = round((longest_b_frame_run + 1) / self.frame_rate / time_base)
+                    if not self._b_frames_probed:
+                        self._probe_b_frames(packet)
+                    if self._skips_b_frames:
                         # A cut at a key frame may lie anywhere in the gap from the P-frame before it.
                         before += self._b_frame_run_ticks
                 if packet.pts is not None:
                     last_pts = packet.pts if last_pts is None else max(last_pts, packet.pts)
                     if packet.is_keyframe:
-                        if first_key_seen:
+                        # The stream's first key frame has no frames before it to decode in full.
+                        if first_key_seen or start_pts is not None:
                             bisect.insort(key_pts, packet.pts)
                         first_key_seen = True
                 lookahead.append(packet)
@@ -431,11 +517,61 @@ class _FileFrames:
                     oldest = lookahead.popleft()
                     if not skippable(oldest):
                         yield from decode(oldest)
-            while lookahead:
-                yield from decode(lookahead.popleft())
+                    if stop_pts is not None and oldest.pts == stop_pts:
+                        break
+            else:
+                while lookahead:
+                    yield from decode(lookahead.popleft())
+            if stop_pts is not None:
+                # The frames still in the decoder's threads: none after `stop`, as no later packet was sent.
+                for frame in self._drain_decoder():
+                    yield *self._timed(frame), near_key_frame(frame.pts)
         context.skip_frame = "DEFAULT"
         if last_pts is not None and self._first_pts is not None:
             self.last_packet_time = float((last_pts - self._first_pts) * time_base)
+
+    def _probe_b_frames(self, first_packet: av.Packet) -> None:
+        p_frames_reference_b_frames, longest_b_frame_run = self.b_frame_structure(first_packet)
+        self._b_frames_probed = True
+        if not p_frames_reference_b_frames:
+            self._skips_b_frames = True
+            self._b_frame_run_ticks = round((longest_b_frame_run + 1) / self.frame_rate / self._stream.time_base)
+
+    def parallel_part_starts(self, sampling_fps: float) -> list[int]:
+        """pts of the key frames at which reference-frame sampling may be cut into parts decoded side by side (one
+        per core, each at least `MIN_PARALLEL_PART_SECONDS`); empty when it may not: a file object, one core, a
+        short video, B-frames that cannot all be skipped, or frames so far apart that one could be the nearest to
+        instants on both sides of a key frame. Probes the stream (first frame, B-frames) on a decoder of its own.
+        """
+        duration = float(self._stream.duration * self._stream.time_base) if self._stream.duration else 0.0
+        parts = min(os.cpu_count() or 1, MAX_PARALLEL_PARTS, int(duration // MIN_PARALLEL_PART_SECONDS))
+        if not isinstance(self._source, str) or parts < 2:
+            return []
+        time_base = self._stream.time_base
+        with av.open(self._source) as probe:
+            stream = probe.streams.video[0]
+            first_packet = next(probe.demux(stream))
+            self._probe_b_frames(first_packet)
+            largest_gap = self._b_frame_run_ticks * time_base
+            if not self._skips_b_frames or 2 * largest_gap >= 1.0 / sampling_fps:
+                return []
+            first_frame = next(iter(first_packet.decode()), None) or next(probe.decode(stream))
+            self._first_pts = first_frame.pts
+            starts = set()
+            for index in range(1, parts):
+                probe.seek(self._first_pts + round(index * duration / parts / time_base), stream=stream, backward=True)
+                key = next((packet.pts for packet in probe.demux(stream) if packet.is_keyframe), None)
+                if key is not None and key > self._first_pts:
+                    starts.add(key)
+        return sorted(starts)
+
+    def reopened(self) -> "_FileFrames":
+        """The same file on a decoder of its own, with what was probed of the stream (its first frame's time,
+        which frames may be skipped)."""
+        other = _FileFrames(self._source, self.name)
+        other._first_pts, other._b_frames_probed = self._first_pts, self._b_frames_probed
+        other._skips_b_frames, other._b_frame_run_ticks = self._skips_b_frames, self._b_frame_run_ticks
+        return other
 
     def _sparse_skip_level(self, near: bool) -> str:
         """What FFmpeg may skip outside full runs: the B-frames where allowed, but only the non-reference frames
@@ -482,6 +618,7 @@ class _FileFrames:
                     window += [self._timed(frame) for frame in frames if start_pts <= frame.pts <= end_pts]
                     if any(frame.pts > end_pts for frame in frames):
                         break
+                self._drain_decoder()
             context.skip_frame = "DEFAULT"
             # Landing after `start` (a key frame indexed too late) would leave the window's first frames out.
             if earliest <= start_pts or seek_pts == self._first_pts:
@@ -513,7 +650,23 @@ class _FileFrames:
     def __enter__(self):
         return self
 
+    def _drain_decoder(self) -> list[av.VideoFrame]:
+        """The frames the decoder still holds, once its threads are done with every packet sent.
+
+        A decoding loop that stops early drains the decoder before anything flushes it (a seek does) or frees it:
+        a decoder thread may still be reporting an error through FFmpeg's log, whose Python callback needs the
+        GIL, and flushing or freeing waits for the threads while holding the GIL.
+        """
+        try:
+            frames = self._stream.codec_context.decode(None)
+        except av.error.EOFError:  # already drained
+            return []
+        for frame in frames:
+            frame.time_base = self._stream.time_base
+        return frames
+
     def __exit__(self, *exc_info):
+        self._drain_decoder()
         self._container.close()
 
 

@@ -227,3 +227,79 @@ def test_streams_that_do_not_say_how_p_frames_predict_keep_their_reference_b_fra
     with video_decoding_module._FileFrames(str(mpeg4), "mpeg4") as frames:
         first_packet = next(frames._container.demux(frames._stream))
         assert frames.b_frame_structure(first_packet)[0] is True
+
+
+def test_reference_sampling_in_parts_side_by_side_keeps_the_frames_of_one_pass(tmp_path, monkeypatch):
+    options = {"x264-params": "ref=1:bframes=3:b-pyramid=normal:keyint=30:scenecut=0"}
+    path = write_video(tmp_path / "long.mp4", _textured_scenes([130, 110, 120], 24), fps=24, encoder_options=options)
+    monkeypatch.setattr(video_decoding_module.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(video_decoding_module, "MIN_PARALLEL_PART_SECONDS", 3.0)
+    parts = []
+    real_part = video_decoding_module._reopened_sparse_part
+
+    def counting_part(frames, start, stop, *args):
+        parts.append((start, stop))
+        return real_part(frames, start, stop, *args)
+
+    monkeypatch.setattr(video_decoding_module, "_reopened_sparse_part", counting_part)
+    in_parts = decode_video(path, TRANSFORM, sample_reference_frames_only=True)
+    assert len(parts) == 4  # 15 s: parts of at least 3 s, one per core (4), cut at key frames
+    monkeypatch.setattr(video_decoding_module, "MIN_PARALLEL_PART_SECONDS", float("inf"))
+    one_pass = decode_video(path, TRANSFORM, sample_reference_frames_only=True)
+    assert len(parts) == 4
+    np.testing.assert_array_equal(in_parts.timestamps, one_pass.timestamps)
+    np.testing.assert_array_equal(in_parts.frames, one_pass.frames)
+    assert in_parts.duration == one_pass.duration
+    # Each part after the first decodes the key frame the previous one ended on once more.
+    assert in_parts.num_decoded_frames == one_pass.num_decoded_frames + 3
+    with open(path, "rb") as file:  # a file object cannot be reopened: one pass
+        assert decode_video(file, TRANSFORM, sample_reference_frames_only=True).num_decoded_frames == (
+            one_pass.num_decoded_frames
+        )
+    assert len(parts) == 4
+
+
+def test_streams_whose_b_frames_cannot_all_be_skipped_are_sampled_in_one_pass(tmp_path, monkeypatch):
+    options = {"x264-params": "ref=3:bframes=3:b-pyramid=normal:keyint=30:scenecut=0"}
+    path = write_video(tmp_path / "long.mp4", _textured_scenes([90, 90, 90], 24), fps=24, encoder_options=options)
+    monkeypatch.setattr(video_decoding_module.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(video_decoding_module, "MIN_PARALLEL_PART_SECONDS", 2.0)
+    with video_decoding_module._FileFrames(str(path), "long") as frames:
+        assert frames.parallel_part_starts(1.0) == []
+    options = {"x264-params": "ref=1:bframes=3:b-pyramid=normal:keyint=30:scenecut=0"}
+    path = write_video(tmp_path / "fast.mp4", _textured_scenes([90, 90, 90], 24), fps=24, encoder_options=options)
+    with video_decoding_module._FileFrames(str(path), "fast") as frames:
+        assert len(frames.parallel_part_starts(1.0)) == 3
+        # Sampling so dense that one frame could be the nearest on both sides of a key frame: one pass.
+        assert frames.parallel_part_starts(4.0) == []
+
+
+@pytest.mark.parametrize("key_frames_at_cuts", [True, False], ids=["key-frames-at-cuts", "fixed-gop"])
+def test_fast_mode_in_parts_side_by_side_finds_the_cuts_of_one_pass(tmp_path, monkeypatch, key_frames_at_cuts):
+    lengths, fps = [37, 52, 29, 61, 45, 70, 40], 24
+    scenecut = "" if key_frames_at_cuts else ":scenecut=0"
+    options = {"x264-params": f"ref=1:bframes=3:b-pyramid=normal:keyint=30{scenecut}"}
+    path = write_video(tmp_path / "known.mp4", _textured_scenes(lengths, fps), fps=fps, encoder_options=options)
+    monkeypatch.setattr(video_decoding_module.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(video_decoding_module, "MIN_PARALLEL_PART_SECONDS", 3.0)
+    with video_decoding_module._FileFrames(str(path), "known") as frames:
+        assert len(frames.parallel_part_starts(1.0)) == 3
+    searches = []
+    real_joined = video_decoding_module.SparseCutSearch.joined.__func__
+
+    def recorded_joined(cls, parts):
+        searches.append(real_joined(cls, parts))
+        return searches[-1]
+
+    monkeypatch.setattr(video_decoding_module.SparseCutSearch, "joined", classmethod(recorded_joined))
+    in_parts = _decode(path, "fast")
+    np.testing.assert_allclose(in_parts.cut_times, np.cumsum(lengths)[:-1] / fps, atol=1e-6)
+    monkeypatch.setattr(video_decoding_module, "MIN_PARALLEL_PART_SECONDS", float("inf"))
+    one_pass = _decode(path, "fast")
+    # The same scores of the same frames, and the same full-decode images kept around key frames.
+    assert searches[0]._times == searches[1]._times and searches[0]._scores == searches[1]._scores
+    assert [stamp.seconds for stamp, _ in searches[0]._kept] == [stamp.seconds for stamp, _ in searches[1]._kept]
+    assert in_parts.cut_times == one_pass.cut_times
+    np.testing.assert_array_equal(in_parts.timestamps, one_pass.timestamps)
+    np.testing.assert_array_equal(in_parts.frames, one_pass.frames)
+    assert in_parts.duration == one_pass.duration
