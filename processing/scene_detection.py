@@ -34,6 +34,9 @@ from scenedetect.common import Timecode
 from scenedetect.scene_manager import compute_downscale_factor
 
 _PLANAR_420 = ("yuv420p", "yuvj420p")
+# OpenCV converts I420 rows whose width is a multiple of this several times faster; narrower detection images are
+# padded to it and cropped after the conversion.
+_CONVERSION_ROW_ALIGNMENT = 64
 _WEIGHTS = ContentDetector.DEFAULT_COMPONENT_WEIGHTS
 
 
@@ -190,15 +193,17 @@ class SceneCutDetector:
         width, height = self._detection_size
         if frame.format.name not in _PLANAR_420:
             return self._reformatter.reformat(frame, width=width, height=height, format="bgr24").to_ndarray()
-        packed = np.empty((height * 3 // 2, width), dtype=np.uint8)
-        packed[:height] = cv2.resize(_plane(frame, 0), (width, height), interpolation=cv2.INTER_NEAREST)
+        padded_width = -(-width // _CONVERSION_ROW_ALIGNMENT) * _CONVERSION_ROW_ALIGNMENT
+        packed = np.empty((height * 3 // 2, padded_width), dtype=np.uint8)
+        packed[:height, :width] = cv2.resize(_plane(frame, 0), (width, height), interpolation=cv2.INTER_NEAREST)
         # I420 layout: the full-size Y plane, then the quarter-size U and V planes back to back.
-        chroma_planes = packed.reshape(-1)[width * height :].reshape(2, height // 2, width // 2)
+        chroma_planes = packed.reshape(-1)[padded_width * height :].reshape(2, height // 2, padded_width // 2)
         for index in (1, 2):
-            chroma_planes[index - 1] = cv2.resize(
+            chroma_planes[index - 1, :, : width // 2] = cv2.resize(
                 _plane(frame, index), (width // 2, height // 2), interpolation=cv2.INTER_NEAREST
             )
-        return cv2.cvtColor(packed, cv2.COLOR_YUV2BGR_I420)
+        # Each 2x2 block converts with its own chroma, so the padding columns leave the others as they are.
+        return cv2.cvtColor(packed, cv2.COLOR_YUV2BGR_I420)[:, :width]
 
 
 class SparseCutSearch:
@@ -236,13 +241,14 @@ class SparseCutSearch:
             joined._kept += search._kept
         return joined
 
-    def key_frame_span(self, frame_duration: float) -> tuple[float, float]:
-        """`(before, after)` seconds around a key frame that hold the window of a cut placed on it."""
+    def anchor_span(self, frame_duration: float) -> tuple[float, float]:
+        """`(before, after)` seconds around an anchor (a key frame, or a frame starting a scene without one) that
+        hold the window of a cut placed on it."""
         return (self.detector.window_width + 3) * frame_duration, (self.detector.window_width + 2) * frame_duration
 
     def process(self, frame: av.VideoFrame, stamp: FrameStamp, keep_image: bool = False, scored: bool = True) -> None:
         """Scores the next decoded frame; `keep_image` keeps its detection image for `judge_kept_window` (frames
-        that were decoded in full runs, around key frames). `scored=False`: the frame only serves as the next one's
+        that were decoded in full runs, around anchors). `scored=False`: the frame only serves as the next one's
         predecessor (a part of the video starting at a frame the part before scored)."""
         hsv = self.detector.detection_image(frame)
         if not scored:

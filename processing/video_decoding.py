@@ -9,13 +9,14 @@ flat whatever the video's length.
 
 import bisect
 import collections
+import dataclasses
 import math
 import os
 import re
+import statistics
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
-import dataclasses
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -57,6 +58,12 @@ MAX_NON_REFERENCE_RUN = 16
 # Packets read ahead of the decoder in the fast mode: more than any reordering delay between decoding order and
 # presentation order, so that a key frame is known before the frames presented just before it are decoded.
 PACKET_LOOKAHEAD = 2 * MAX_NON_REFERENCE_RUN + 8
+# A scene change the encoder did not start a key frame at still shows in the packets: the I- or P-frame after it is
+# mostly intra-coded, several times larger than the I- and P-frames before it in its group of pictures (compared
+# with the median of the last few). The fast mode decodes every frame around such a frame as it does around key
+# frames; a cut this misses is still found, on a window decoded afterwards.
+LARGE_REFERENCE_PACKET_RATIO = 2.0
+REFERENCE_PACKET_HISTORY = 9
 
 
 @dataclass
@@ -214,7 +221,9 @@ def _sparse_pass(frames, frame_transform, sampling_fps, cut_detector, max_frame_
         parts = [_sparse_part(frames, None, None, *arguments)]
     else:
         with ThreadPoolExecutor(max_workers=len(bounds), thread_name_prefix="decode-part") as executor:
-            futures = [executor.submit(_reopened_sparse_part, frames, start, stop, *arguments) for start, stop in bounds]
+            futures = [
+                executor.submit(_reopened_sparse_part, frames, start, stop, *arguments) for start, stop in bounds
+            ]
             parts = [future.result() for future in futures]
     bar.update((bar.total or bar.n) - bar.n)  # the frames skipped after the last decoded one
     bar.close()
@@ -276,7 +285,7 @@ def _sparse_part(
     a detector of its own."""
     search = SparseCutSearch(cut_detector.replica()) if cut_detector is not None else None
     frame_duration = 1.0 / float(frames.frame_rate)
-    around_key_frames = search.key_frame_span(frame_duration) if search is not None else None
+    around_anchors = search.anchor_span(frame_duration) if search is not None else None
     detection_thread = DetectionThread(search.process) if search is not None else nullcontext()
     with _ResizeThread(dataclasses.replace(frame_transform)) as resizer, detection_thread as detection:
         sampler = _NearestFrameSampler(resizer, sampling_fps)
@@ -284,13 +293,13 @@ def _sparse_part(
         next_needed = sampler.next_instant if search is None else None
         count, reported = 0, None
         part = (start_pts, stop_pts)
-        for frame, seconds, stamp, near_key_frame in frames.reference_frames(around_key_frames, next_needed, part):
+        for frame, seconds, stamp, near_anchor in frames.reference_frames(around_anchors, next_needed, part):
             if count == 0:
                 _check_frame_size(frames.name, frame.width, frame.height, max_frame_pixels)
             # The key frame this part starts at ends the part before, which scored, kept and sampled it.
             ends_part_before = count == 0 and start_pts is not None
             if detection is not None:
-                detection.submit(frame, stamp, near_key_frame and not ends_part_before, not ends_part_before)
+                detection.submit(frame, stamp, near_anchor and not ends_part_before, not ends_part_before)
             if ends_part_before:
                 sampler.continue_after(frame, seconds)
                 reported = seconds
@@ -415,6 +424,8 @@ class _FileFrames:
             raise ValueError(f"{name}: has no video stream (streams found: {', '.join(kinds)}).")
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"
+        # Decoded frames carry the stream's time base.
+        self._time_base = Fraction(self._stream.time_base)
         context = self._stream.codec_context
         self.width, self.height = context.width, context.height
         self.frame_rate = Fraction(self._stream.average_rate or self._stream.guessed_rate or 25)
@@ -435,19 +446,22 @@ class _FileFrames:
 
     def reference_frames(
         self,
-        around_key_frames: tuple[float, float] | None = None,
+        around_anchors: tuple[float, float] | None = None,
         next_needed: Callable[[], float] | None = None,
         part: tuple[int | None, int | None] = (None, None),
     ) -> Iterator[tuple[av.VideoFrame, float, FrameStamp, bool]]:
         """The frames other frames reference (FFmpeg skips the rest), from the start, each with its time, its
-        place for the detector and whether it lies around a key frame.
+        place for the detector and whether it lies around an anchor (see below).
 
         Where the stream allows it (see `b_frame_structure`), B-frames are all skipped, the reference ones of a
-        B-pyramid too, leaving the I- and P-frames. `around_key_frames=(before, after)` seconds: every frame that
-        close to a key frame (bar the first) is decoded too, and, when B-frames are skipped, the reference frames
-        one B-frame run further (those frames' own references). Encoders start a key frame at most scene cuts, so
-        this yields the full windows cut placement needs there without a second decoder; packets are read ahead so
-        that the key frame is known before the frames preceding it are decoded. Records the last frame's time
+        B-pyramid too, leaving the I- and P-frames. `around_anchors=(before, after)` seconds: every frame that close
+        to an anchor is decoded too, and, when B-frames are skipped, the reference frames one B-frame run further
+        (those frames' own references). Anchors are the key frames (bar the first) and the reference frames much
+        larger than the ones before them in their group of pictures (`LARGE_REFERENCE_PACKET_RATIO`): encoders
+        start a key frame at most scene cuts and spend many bits on the first frame after the others, so this
+        yields the full windows cut placement needs there without a second decoder. Packets are read ahead so that
+        an anchor is known before the frames presented just before it are decoded; anchors depend only on the
+        packets since the last key frame, so parts find the same ones as one pass. Records the last frame's time
         (`last_packet_time`) from the packets.
 
         `part=(start, stop)` pts: from the key frame at `start` through the key frame at `stop` (`None`: the
@@ -458,19 +472,19 @@ class _FileFrames:
         start_pts, stop_pts = part
         context = self._stream.codec_context
         time_base = self._stream.time_base
-        before, after = (round(seconds / time_base) for seconds in around_key_frames or (0.0, 0.0))
-        key_pts: list[int] = []  # pts of the key frames read so far, bar the first
+        before, after = (round(seconds / time_base) for seconds in around_anchors or (0.0, 0.0))
+        anchor_pts: list[int] = []  # pts of the anchors of full runs read so far
 
-        def near_key_frame(pts, margin: int = 0) -> bool:
-            if around_key_frames is None or pts is None:
+        def near_anchor(pts, margin: int = 0) -> bool:
+            if around_anchors is None or pts is None:
                 return False
-            position = bisect.bisect_left(key_pts, pts - after - margin)
-            return position < len(key_pts) and key_pts[position] <= pts + before + margin
+            position = bisect.bisect_left(anchor_pts, pts - after - margin)
+            return position < len(anchor_pts) and anchor_pts[position] <= pts + before + margin
 
         def skip_level(pts) -> str:
-            if near_key_frame(pts):
+            if near_anchor(pts):
                 return "DEFAULT"
-            return self._sparse_skip_level(near=near_key_frame(pts, self._b_frame_run_ticks))
+            return self._sparse_skip_level(near=near_anchor(pts, self._b_frame_run_ticks))
 
         def decode(packet):
             context.skip_frame = skip_level(packet.pts)
@@ -480,7 +494,7 @@ class _FileFrames:
                         f"{self.name}: frames carry no timestamps, which the reference-frame decode needs; "
                         'use detection_mode="exact".'
                     )
-                yield *self._timed(frame), near_key_frame(frame.pts)
+                yield *self._timed(frame), near_anchor(frame.pts)
 
         def skippable(packet) -> bool:
             """A packet decoded before a key frame that lies ahead, at or before the next time needed."""
@@ -490,6 +504,7 @@ class _FileFrames:
             return any(ahead.is_keyframe and ahead.pts is not None and ahead.pts <= needed_pts for ahead in lookahead)
 
         lookahead: collections.deque = collections.deque()
+        reference_sizes: collections.deque = collections.deque(maxlen=REFERENCE_PACKET_HISTORY)
         last_pts, first_key_seen, first_packet = None, False, True
         if start_pts is not None:
             self._container.seek(start_pts, stream=self._stream, backward=True)
@@ -506,12 +521,21 @@ class _FileFrames:
                         # A cut at a key frame may lie anywhere in the gap from the P-frame before it.
                         before += self._b_frame_run_ticks
                 if packet.pts is not None:
+                    # A packet presented after every one read before it holds an I- or a P-frame.
+                    reference = last_pts is None or packet.pts > last_pts
                     last_pts = packet.pts if last_pts is None else max(last_pts, packet.pts)
                     if packet.is_keyframe:
                         # The stream's first key frame has no frames before it to decode in full.
                         if first_key_seen or start_pts is not None:
-                            bisect.insort(key_pts, packet.pts)
+                            bisect.insort(anchor_pts, packet.pts)
                         first_key_seen = True
+                        reference_sizes.clear()
+                    elif reference:
+                        if reference_sizes and packet.size >= LARGE_REFERENCE_PACKET_RATIO * statistics.median(
+                            reference_sizes
+                        ):
+                            bisect.insort(anchor_pts, packet.pts)
+                        reference_sizes.append(packet.size)
                 lookahead.append(packet)
                 if len(lookahead) > PACKET_LOOKAHEAD:
                     oldest = lookahead.popleft()
@@ -525,7 +549,7 @@ class _FileFrames:
             if stop_pts is not None:
                 # The frames still in the decoder's threads: none after `stop`, as no later packet was sent.
                 for frame in self._drain_decoder():
-                    yield *self._timed(frame), near_key_frame(frame.pts)
+                    yield *self._timed(frame), near_anchor(frame.pts)
         context.skip_frame = "DEFAULT"
         if last_pts is not None and self._first_pts is not None:
             self.last_packet_time = float((last_pts - self._first_pts) * time_base)
@@ -567,8 +591,10 @@ class _FileFrames:
 
     def reopened(self) -> "_FileFrames":
         """The same file on a decoder of its own, with what was probed of the stream (its first frame's time,
-        which frames may be skipped)."""
+        which frames may be skipped), for one of the parts decoded side by side: as they fill the cores, its
+        decoder runs on one thread (frame threads on top would only add hand-offs)."""
         other = _FileFrames(self._source, self.name)
+        other._stream.codec_context.thread_count = 1
         other._first_pts, other._b_frames_probed = self._first_pts, self._b_frames_probed
         other._skips_b_frames, other._b_frame_run_ticks = self._skips_b_frames, self._b_frame_run_ticks
         return other
@@ -599,10 +625,9 @@ class _FileFrames:
         time_base = self._stream.time_base
         start_pts = self._first_pts + math.floor(start / time_base)
         end_pts = self._first_pts + math.ceil(end / time_base)
-        margin = round(MAX_NON_REFERENCE_RUN / self.frame_rate / time_base)
+        margin = 0
         context = self._stream.codec_context
         while True:
-            # Containers index key frames by decoding time, which runs ahead of presentation by the reorder delay.
             seek_pts = max(start_pts - margin, self._first_pts)
             self._container.seek(seek_pts, stream=self._stream, backward=True)
             window, earliest = [], math.inf
@@ -620,10 +645,12 @@ class _FileFrames:
                         break
                 self._drain_decoder()
             context.skip_frame = "DEFAULT"
-            # Landing after `start` (a key frame indexed too late) would leave the window's first frames out.
+            # Containers index key frames by decoding time, which runs ahead of presentation by the reorder delay:
+            # a seek can land on a key frame presented after `start`, which would leave the window's first frames
+            # out. Seeking further back each time then finds the key frame before.
             if earliest <= start_pts or seek_pts == self._first_pts:
                 return window
-            margin *= 2
+            margin = max(2 * margin, round(MAX_NON_REFERENCE_RUN / self.frame_rate / time_base))
 
     def _timed(self, frame: av.VideoFrame) -> tuple[av.VideoFrame, float, FrameStamp]:
         index = self._index
@@ -633,9 +660,10 @@ class _FileFrames:
             return frame, seconds, FrameStamp(seconds, index, self.frame_rate)
         if self._first_pts is None:
             self._first_pts = frame.pts
-        time_base = Fraction(frame.time_base)
+        time_base = self._time_base
         pts = frame.pts - self._first_pts
-        seconds = float(pts * time_base)
+        # Integer true division rounds once, as float(pts * time_base) does, without a Fraction per frame.
+        seconds = pts * time_base.numerator / time_base.denominator
         return frame, seconds, FrameStamp(seconds, index, self.frame_rate, pts, time_base)
 
     @contextmanager

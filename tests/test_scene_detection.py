@@ -1,10 +1,14 @@
-"""The adaptive rule and scene-length gate against PySceneDetect's own `AdaptiveDetector`, fed the same scores."""
+"""The adaptive rule and scene-length gate against PySceneDetect's own `AdaptiveDetector`, fed the same scores; the
+detection image against a plain I420 conversion."""
 
 from fractions import Fraction
 
+import av
+import cv2
 import numpy as np
 import pytest
 import scenedetect
+from conftest import real_video
 from salova.processing import SceneCutDetector
 from salova.processing.scene_detection import FrameStamp
 from scenedetect.common import Timecode
@@ -85,3 +89,27 @@ def test_hand_computed_cuts():
 def test_window_width_must_be_positive():
     with pytest.raises(ValueError, match="window_width must be at least 1, got 0"):
         SceneCutDetector(window_width=0)
+
+
+@pytest.mark.parametrize(
+    "name, size", [("carphone_pristine.mp4", (176, 144)), ("bikes.mp4", (256, 108)), ("bigbuckbunny.mp4", (256, 144))]
+)
+def test_detection_image_is_the_plain_i420_conversion_of_the_sampled_planes(name, size):
+    # carphone's 176-pixel rows are padded for the conversion and cropped after; the others need no padding.
+    detector = SceneCutDetector()
+    with av.open(str(real_video(name))) as container:
+        frames = [frame for _, frame in zip(range(12), container.decode(video=0), strict=False)]
+    for frame in frames:
+        hsv = detector.detection_image(frame)
+        width, height = detector._detection_size
+        planes = [np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size) for plane in frame.planes]
+        sizes = [(frame.width, frame.height), *[((frame.width + 1) // 2, (frame.height + 1) // 2)] * 2]
+        targets = [(width, height), *[(width // 2, height // 2)] * 2]
+        resized = [
+            cv2.resize(plane[:rows, :columns], target, interpolation=cv2.INTER_NEAREST).reshape(-1)
+            for plane, (columns, rows), target in zip(planes, sizes, targets, strict=True)
+        ]
+        i420 = np.concatenate(resized).reshape(height * 3 // 2, width)
+        expected = cv2.cvtColor(cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420), cv2.COLOR_BGR2HSV)
+        np.testing.assert_array_equal(hsv, expected)
+    assert (width, height) == size
