@@ -211,7 +211,8 @@ def _sparse_pass(frames, frame_transform, sampling_fps, cut_detector, max_frame_
     at; each part but the first starts as one pass stands after that key frame (the next sampling instant after
     it, and the key frame as the frame before, for the sampler and for the detector's scores). Parts are cut only
     where frames lie so close that no frame can be the nearest to instants on both sides of a key frame, so the
-    result is the very result of one pass.
+    result is the very result of one pass. The windows that cut placement still needs afterwards are then decoded
+    side by side too (`_decoded_windows`).
     """
     part_starts = frames.parallel_part_starts(sampling_fps)
     bounds = list(zip([None, *part_starts], [*part_starts, None], strict=True))
@@ -220,7 +221,7 @@ def _sparse_pass(frames, frame_transform, sampling_fps, cut_detector, max_frame_
     if len(bounds) == 1:
         parts = [_sparse_part(frames, None, None, *arguments)]
     else:
-        with ThreadPoolExecutor(max_workers=len(bounds), thread_name_prefix="decode-part") as executor:
+        with ThreadPoolExecutor(_side_by_side_workers(len(bounds)), thread_name_prefix="decode-part") as executor:
             futures = [
                 executor.submit(_reopened_sparse_part, frames, start, stop, *arguments) for start, stop in bounds
             ]
@@ -243,12 +244,11 @@ def _sparse_pass(frames, frame_transform, sampling_fps, cut_detector, max_frame_
     count = sum(part.count for part in parts)
     search = SparseCutSearch.joined([part.search for part in parts]) if cut_detector is not None else None
     if search is not None:
-        for start, end in search.windows(frame_duration):
-            end = min(end, last_time)
-            if not search.judge_kept_window(start, end):
-                window = frames.all_frames_between(start, end)
-                count += len(window)
-                search.add_window([(frame, stamp) for frame, _, stamp in window])
+        spans = [(start, min(end, last_time)) for start, end in search.windows(frame_duration)]
+        spans = [span for span in spans if not search.judge_kept_window(*span)]
+        for window in _decoded_windows(frames, spans, side_by_side=bool(part_starts)):
+            count += len(window)
+            search.add_window([(frame, stamp) for frame, _, stamp in window])
     return DecodedVideo(
         name=frames.name,
         frames=np.stack([frame for part in parts for frame in part.frames]),
@@ -258,6 +258,31 @@ def _sparse_pass(frames, frame_transform, sampling_fps, cut_detector, max_frame_
         num_decoded_frames=count,
         cut_times=search.finish() if search is not None else [],
     )
+
+
+def _side_by_side_workers(tasks: int) -> int:
+    return min(tasks, os.cpu_count() or 1)
+
+
+def _decoded_windows(frames, spans: list[tuple[float, float]], side_by_side: bool) -> Iterator[list]:
+    """Every frame of each `(start, end)` span (`_FileFrames.all_frames_between`), span by span in order.
+    `side_by_side`: the spans are split into one run of consecutive spans per core, each run on a decoder of its
+    own (`_FileFrames.reopened`)."""
+    workers = _side_by_side_workers(len(spans)) if side_by_side else 1
+    if workers < 2:
+        for start, end in spans:
+            yield frames.all_frames_between(start, end)
+        return
+    run_length = -(-len(spans) // workers)
+    runs = [spans[index : index + run_length] for index in range(0, len(spans), run_length)]
+
+    def decode_run(run):
+        with frames.reopened() as run_frames:
+            return [run_frames.all_frames_between(start, end) for start, end in run]
+
+    with ThreadPoolExecutor(len(runs), thread_name_prefix="decode-window") as executor:
+        for windows in executor.map(decode_run, runs):
+            yield from windows
 
 
 @dataclass
@@ -591,8 +616,8 @@ class _FileFrames:
 
     def reopened(self) -> "_FileFrames":
         """The same file on a decoder of its own, with what was probed of the stream (its first frame's time,
-        which frames may be skipped), for one of the parts decoded side by side: as they fill the cores, its
-        decoder runs on one thread (frame threads on top would only add hand-offs)."""
+        which frames may be skipped), for one of the parts or runs of windows decoded side by side: as they fill
+        the cores, its decoder runs on one thread (frame threads on top would only add hand-offs)."""
         other = _FileFrames(self._source, self.name)
         other._stream.codec_context.thread_count = 1
         other._first_pts, other._b_frames_probed = self._first_pts, self._b_frames_probed

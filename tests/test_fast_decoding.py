@@ -1,6 +1,7 @@
 """Fast detection mode and reference-frame sampling: same cuts as the exact mode, fewer frames decoded, counted."""
 
 import math
+import threading
 
 import av
 import numpy as np
@@ -315,16 +316,30 @@ def test_streams_whose_b_frames_cannot_all_be_skipped_are_sampled_in_one_pass(tm
         assert frames.parallel_part_starts(4.0) == []
 
 
-@pytest.mark.parametrize("key_frames_at_cuts", [True, False], ids=["key-frames-at-cuts", "fixed-gop"])
-def test_fast_mode_in_parts_side_by_side_finds_the_cuts_of_one_pass(tmp_path, monkeypatch, key_frames_at_cuts):
+@pytest.mark.parametrize(
+    "key_frames_at_cuts, anchors",
+    [(True, True), (False, True), (False, False)],
+    ids=["key-frames-at-cuts", "large-p-frames-at-cuts", "fixed-gop-windows-side-by-side"],
+)
+def test_fast_mode_in_parts_side_by_side_finds_the_cuts_of_one_pass(tmp_path, monkeypatch, key_frames_at_cuts, anchors):
     lengths, fps = [37, 52, 29, 61, 45, 70, 40], 24
     scenecut = "" if key_frames_at_cuts else ":scenecut=0"
     options = {"x264-params": f"ref=1:bframes=3:b-pyramid=normal:keyint=30{scenecut}"}
     path = write_video(tmp_path / "known.mp4", _textured_scenes(lengths, fps), fps=fps, encoder_options=options)
-    monkeypatch.setattr(video_decoding_module.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(video_decoding_module.os, "cpu_count", lambda: 2)
     monkeypatch.setattr(video_decoding_module, "MIN_PARALLEL_PART_SECONDS", 3.0)
+    if not anchors:
+        monkeypatch.setattr(video_decoding_module, "LARGE_REFERENCE_PACKET_RATIO", math.inf)
+    window_threads = []
+    real_window = video_decoding_module._FileFrames.all_frames_between
+
+    def recorded_window(self, start, end):
+        window_threads.append(threading.current_thread().name)
+        return real_window(self, start, end)
+
+    monkeypatch.setattr(video_decoding_module._FileFrames, "all_frames_between", recorded_window)
     with video_decoding_module._FileFrames(str(path), "known") as frames:
-        assert len(frames.parallel_part_starts(1.0)) == 3
+        assert len(frames.parallel_part_starts(1.0)) == 1  # one part per core
     searches = []
     real_joined = video_decoding_module.SparseCutSearch.joined.__func__
 
@@ -335,8 +350,13 @@ def test_fast_mode_in_parts_side_by_side_finds_the_cuts_of_one_pass(tmp_path, mo
     monkeypatch.setattr(video_decoding_module.SparseCutSearch, "joined", classmethod(recorded_joined))
     in_parts = _decode(path, "fast")
     np.testing.assert_allclose(in_parts.cut_times, np.cumsum(lengths)[:-1] / fps, atol=1e-6)
+    if not anchors:  # every cut's window decoded afterwards, by one decoder per core
+        assert len(window_threads) >= len(lengths) - 1
+        assert len({name for name in window_threads if name.startswith("decode-window")}) == 2
     monkeypatch.setattr(video_decoding_module, "MIN_PARALLEL_PART_SECONDS", float("inf"))
+    window_threads.clear()
     one_pass = _decode(path, "fast")
+    assert not any(name.startswith("decode-window") for name in window_threads)
     # The same scores of the same frames, and the same full-decode images kept around key frames.
     assert searches[0]._times == searches[1]._times and searches[0]._scores == searches[1]._scores
     assert [stamp.seconds for stamp, _ in searches[0]._kept] == [stamp.seconds for stamp, _ in searches[1]._kept]
