@@ -449,7 +449,7 @@ class _FileFrames:
             raise ValueError(f"{name}: has no video stream (streams found: {', '.join(kinds)}).")
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"
-        # Decoded frames carry the stream's time base.
+        # The stream's time base as an exact fraction, the one all times here use (decoded frames carry it too).
         self._time_base = Fraction(self._stream.time_base)
         context = self._stream.codec_context
         self.width, self.height = context.width, context.height
@@ -496,7 +496,7 @@ class _FileFrames:
         """
         start_pts, stop_pts = part
         context = self._stream.codec_context
-        time_base = self._stream.time_base
+        time_base = self._time_base
         before, after = (round(seconds / time_base) for seconds in around_anchors or (0.0, 0.0))
         anchor_pts: list[int] = []  # pts of the anchors of full runs read so far
 
@@ -584,7 +584,7 @@ class _FileFrames:
         self._b_frames_probed = True
         if not p_frames_reference_b_frames:
             self._skips_b_frames = True
-            self._b_frame_run_ticks = round((longest_b_frame_run + 1) / self.frame_rate / self._stream.time_base)
+            self._b_frame_run_ticks = round((longest_b_frame_run + 1) / self.frame_rate / self._time_base)
 
     def parallel_part_starts(self, sampling_fps: float) -> list[int]:
         """pts of the key frames at which reference-frame sampling may be cut into parts decoded side by side (one
@@ -592,11 +592,11 @@ class _FileFrames:
         short video, B-frames that cannot all be skipped, or frames so far apart that one could be the nearest to
         instants on both sides of a key frame. Probes the stream (first frame, B-frames) on a decoder of its own.
         """
-        duration = float(self._stream.duration * self._stream.time_base) if self._stream.duration else 0.0
+        duration = float(self._stream.duration * self._time_base) if self._stream.duration else 0.0
         parts = min(os.cpu_count() or 1, MAX_PARALLEL_PARTS, int(duration // MIN_PARALLEL_PART_SECONDS))
         if not isinstance(self._source, str) or parts < 2:
             return []
-        time_base = self._stream.time_base
+        time_base = self._time_base
         with av.open(self._source) as probe:
             stream = probe.streams.video[0]
             first_packet = next(probe.demux(stream))
@@ -647,7 +647,7 @@ class _FileFrames:
     def all_frames_between(self, start: float, end: float) -> list[tuple[av.VideoFrame, float, FrameStamp]]:
         """Every frame with a time in `[start, end]` seconds: seeks to a key frame before `start` and decodes only
         the reference frames up to `start` (as `reference_frames` does), then all."""
-        time_base = self._stream.time_base
+        time_base = self._time_base
         start_pts = self._first_pts + math.floor(start / time_base)
         end_pts = self._first_pts + math.ceil(end / time_base)
         margin = 0
@@ -715,7 +715,7 @@ class _FileFrames:
         except av.error.EOFError:  # already drained
             return []
         for frame in frames:
-            frame.time_base = self._stream.time_base
+            frame.time_base = self._time_base
         return frames
 
     def __exit__(self, *exc_info):
