@@ -33,11 +33,15 @@ from scenedetect import ContentDetector, FrameTimecode
 from scenedetect.common import Timecode
 from scenedetect.scene_manager import compute_downscale_factor
 
+from .thread_priority import lower_current_thread_priority
+
 _PLANAR_420 = ("yuv420p", "yuvj420p")
 # OpenCV converts I420 rows whose width is a multiple of this several times faster; narrower detection images are
 # padded to it and cropped after the conversion.
 _CONVERSION_ROW_ALIGNMENT = 64
-_WEIGHTS = ContentDetector.DEFAULT_COMPONENT_WEIGHTS
+# ContentDetector's default weights; edges weigh nothing, so they are not computed.
+_HUE_WEIGHT, _SATURATION_WEIGHT, _LUMA_WEIGHT, _ = ContentDetector.DEFAULT_COMPONENT_WEIGHTS
+_WEIGHT_TOTAL = sum(abs(weight) for weight in ContentDetector.DEFAULT_COMPONENT_WEIGHTS)
 
 
 def content_score(previous_hsv: np.ndarray | None, hsv: np.ndarray) -> float:
@@ -45,13 +49,13 @@ def content_score(previous_hsv: np.ndarray | None, hsv: np.ndarray) -> float:
     first frame, as PySceneDetect scores it."""
     if previous_hsv is None:
         return 0.0
-    sums = cv2.sumElems(cv2.absdiff(hsv, previous_hsv))
+    hue, saturation, luma, _ = cv2.sumElems(cv2.absdiff(hsv, previous_hsv))
     num_pixels = float(hsv.shape[0] * hsv.shape[1])
-    components = ContentDetector.Components(sums[0] / num_pixels, sums[1] / num_pixels, sums[2] / num_pixels, 0.0)
-    # Same expression and order as ContentDetector, so the float is the same to the last bit.
-    return sum(component * weight for component, weight in zip(components, _WEIGHTS, strict=True)) / sum(
-        abs(weight) for weight in _WEIGHTS
-    )
+    # ContentDetector's weighted sum term by term in its order, so the float is the same to the last bit (its edge
+    # term adds 0.0).
+    return (
+        hue / num_pixels * _HUE_WEIGHT + saturation / num_pixels * _SATURATION_WEIGHT + luma / num_pixels * _LUMA_WEIGHT
+    ) / _WEIGHT_TOTAL
 
 
 class FrameStamp(NamedTuple):
@@ -193,14 +197,15 @@ class SceneCutDetector:
         width, height = self._detection_size
         if frame.format.name not in _PLANAR_420:
             return self._reformatter.reformat(frame, width=width, height=height, format="bgr24").to_ndarray()
+        luma, blue_difference, red_difference = _planes_420(frame)
         padded_width = -(-width // _CONVERSION_ROW_ALIGNMENT) * _CONVERSION_ROW_ALIGNMENT
         packed = np.empty((height * 3 // 2, padded_width), dtype=np.uint8)
-        packed[:height, :width] = cv2.resize(_plane(frame, 0), (width, height), interpolation=cv2.INTER_NEAREST)
+        cv2.resize(luma, (width, height), dst=packed[:height, :width], interpolation=cv2.INTER_NEAREST)
         # I420 layout: the full-size Y plane, then the quarter-size U and V planes back to back.
         chroma_planes = packed.reshape(-1)[padded_width * height :].reshape(2, height // 2, padded_width // 2)
-        for index in (1, 2):
-            chroma_planes[index - 1, :, : width // 2] = cv2.resize(
-                _plane(frame, index), (width // 2, height // 2), interpolation=cv2.INTER_NEAREST
+        for chroma_plane, plane in zip(chroma_planes, (blue_difference, red_difference), strict=True):
+            cv2.resize(
+                plane, (width // 2, height // 2), dst=chroma_plane[:, : width // 2], interpolation=cv2.INTER_NEAREST
             )
         # Each 2x2 block converts with its own chroma, so the padding columns leave the others as they are.
         return cv2.cvtColor(packed, cv2.COLOR_YUV2BGR_I420)[:, :width]
@@ -318,8 +323,9 @@ class SparseCutSearch:
 
 class DetectionThread:
     """Runs a detector's per-frame step (`SceneCutDetector.process` or `SparseCutSearch.process`) on its own
-    thread, fed through a bounded queue, so that detection overlaps decoding (FFmpeg and OpenCV release the GIL).
-    Use as a context manager; `submit` each frame's arguments in order.
+    thread, fed through a bounded queue, so that detection overlaps decoding (FFmpeg and OpenCV release the GIL),
+    at a lower priority than the decoder's threads (see `thread_priority`). Use as a context manager; `submit` each
+    frame's arguments in order.
 
     An error in the step stops detection but not the drain of the queue (so the decoder never blocks on a full
     queue); it is raised from `submit` or on exit.
@@ -349,6 +355,7 @@ class DetectionThread:
             raise self._error
 
     def _run(self) -> None:
+        lower_current_thread_priority()
         while (item := self._queue.get()) is not self._DONE:
             if self._error is None:
                 try:
@@ -357,9 +364,16 @@ class DetectionThread:
                     self._error = error
 
 
-def _plane(frame: av.VideoFrame, index: int) -> np.ndarray:
-    """One plane of a planar 4:2:0 frame as a `(rows, columns)` view, without the line padding."""
-    plane = frame.planes[index]
-    columns = frame.width if index == 0 else (frame.width + 1) // 2
-    rows = frame.height if index == 0 else (frame.height + 1) // 2
+def _planes_420(frame: av.VideoFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The Y, U and V planes of a planar 4:2:0 frame as `(rows, columns)` views, without the line padding."""
+    chroma_width, chroma_height = (frame.width + 1) // 2, (frame.height + 1) // 2
+    luma, blue_difference, red_difference = frame.planes
+    return (
+        _plane_view(luma, frame.height, frame.width),
+        _plane_view(blue_difference, chroma_height, chroma_width),
+        _plane_view(red_difference, chroma_height, chroma_width),
+    )
+
+
+def _plane_view(plane, rows: int, columns: int) -> np.ndarray:
     return np.frombuffer(plane, dtype=np.uint8).reshape(-1, plane.line_size)[:rows, :columns]
