@@ -15,6 +15,8 @@ For each video, interleaved `--repeats` times (median and spread reported, wall 
   (`fixed_windows`) needs, with the same distances and the number of frames decoded. Both sparse paths skip every
   B-frame where the stream shows that no P-frame references one (x264 with `ref=1`, as here: its fast presets),
   else only the non-reference frames;
+- `processor_helpers_not_lowered` (with `--priority-ablation`): the processor with its detection and resize threads
+  at the decoder's priority (`thread_priority.HELPER_THREAD_NICENESS = 0`), to show what lowering them gains;
 - `two_pass` (with `--two-pass`): `scenedetect.detect(path, AdaptiveDetector())` and a second PyAV pass keeping
   one frame per second resized with PIL, what a user would write otherwise.
 
@@ -27,7 +29,8 @@ The long video is made here (default 10 min of 1280x720 at 24 FPS, a cut every 4
 with a moving object) and cached in `benchmarks/results/`; the real clips come from `shared/data/real-videos/`.
 CPU seconds (all threads) tell more than wall seconds when other work shares the machine.
 
-    python benchmarks/processor_speed.py [--minutes 10] [--repeats 5] [--two-pass]
+    python benchmarks/processor_speed.py [--minutes 10] [--repeats 5] [--two-pass] [--priority-ablation]
+                                         [--real-clips-only] [--output results/processor_speed.json]
 """
 
 import argparse
@@ -42,7 +45,7 @@ import numpy as np
 import scenedetect
 from PIL import Image
 from salova.hub_configs import build_tiny_tokenizer
-from salova.processing import SalovaProcessor, SalovaVideoProcessor, decode_video
+from salova.processing import SalovaProcessor, SalovaVideoProcessor, decode_video, thread_priority
 from salova.processing import video_processing_salova as video_processing_module
 from salova.processing.scene_detection import DetectionThread, FrameStamp, content_score
 from salova.processing.video_decoding import next_sampling_instant
@@ -103,7 +106,16 @@ def make_processor(size: int = 384) -> SalovaProcessor:
     return SalovaProcessor(SalovaVideoProcessor(size={"height": size, "width": size}), tokenizer, query_tokenizer)
 
 
-def variants(path: Path, processor: SalovaProcessor, with_two_pass: bool) -> dict:
+def processor_helpers_not_lowered(path: Path, processor: SalovaProcessor):
+    lowered = thread_priority.HELPER_THREAD_NICENESS
+    thread_priority.HELPER_THREAD_NICENESS = 0
+    try:
+        return processor(videos=str(path), text=QUESTION, progress=False)
+    finally:
+        thread_priority.HELPER_THREAD_NICENESS = lowered
+
+
+def variants(path: Path, processor: SalovaProcessor, with_two_pass: bool, with_priority_ablation: bool) -> dict:
     """Name -> a call returning what it produced, in the order they run within one repeat."""
     video_processor = processor.video_processor
     transform = video_processor.frame_transform()
@@ -119,6 +131,8 @@ def variants(path: Path, processor: SalovaProcessor, with_two_pass: bool) -> dic
         ),
         "reference_sampling": lambda: decode_video(path, transform, sample_reference_frames_only=True, progress=False),
     }
+    if with_priority_ablation:
+        calls["processor_helpers_not_lowered"] = lambda: processor_helpers_not_lowered(path, processor)
     if with_two_pass:
         calls["two_pass"] = lambda: two_pass(path, video_processor.size["height"])
     return calls
@@ -210,13 +224,13 @@ def agreement(exact, other, with_cuts: bool = True) -> dict:
     return row
 
 
-def measure(path: Path, processor: SalovaProcessor, repeats: int, with_two_pass: bool) -> dict:
+def measure(path: Path, processor: SalovaProcessor, repeats: int, with_two_pass: bool, with_ablation: bool) -> dict:
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         duration = float(stream.frames / stream.average_rate) if stream.frames else float(container.duration / 1e6)
         width, height, frames = stream.codec_context.width, stream.codec_context.height, stream.frames
         b_frames = bool(stream.codec_context.has_b_frames)
-    calls = variants(path, processor, with_two_pass)
+    calls = variants(path, processor, with_two_pass, with_ablation)
     wall = {name: [] for name in calls}
     cpu = {name: [] for name in calls}
     outputs = {}
@@ -281,17 +295,22 @@ def main():
     parser.add_argument("--fps", type=int, default=24)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--two-pass", action="store_true", help="also time scenedetect + a second sampling pass")
+    parser.add_argument(
+        "--priority-ablation", action="store_true", help="also time the processor with its helper threads not lowered"
+    )
+    parser.add_argument("--real-clips-only", action="store_true", help="skip the long video")
     parser.add_argument("--output", type=Path, default=RESULTS / "processor_speed.json")
     args = parser.parse_args()
     av.logging.set_level(av.logging.ERROR)
     RESULTS.mkdir(exist_ok=True)
 
-    long_video = ensure_long_video(args.minutes, args.fps)
-    videos = [long_video] + sorted(REAL_VIDEOS.glob("*.mp4"))
+    videos = sorted(REAL_VIDEOS.glob("*.mp4"))
+    if not args.real_clips_only:
+        videos.insert(0, ensure_long_video(args.minutes, args.fps))
     processor = make_processor()
     rows = []
     for path in videos:
-        row = measure(path, processor, args.repeats, args.two_pass)
+        row = measure(path, processor, args.repeats, args.two_pass, args.priority_ablation)
         rows.append(row)
         ratios, cpu_ratios = row["over_bare_decode"], row["cpu_over_bare_decode"]
         spread = row["processor_over_bare_decode_each_repeat"]
@@ -305,6 +324,12 @@ def main():
             f"{cpu_ratios['reference_sampling']:.2f}x)",
             flush=True,
         )
+        if "processor_helpers_not_lowered" in ratios:
+            print(
+                f"    processor with helper threads not lowered / bare {ratios['processor_helpers_not_lowered']:.2f}x "
+                f"(lowered: {ratios['processor']:.2f}x)",
+                flush=True,
+            )
         print(f"    stages (s): {row['processor_stages_s']}", flush=True)
         cpu_stages = {name: stage["cpu_s"] for name, stage in row["processor_cpu_by_stage"].items()}
         print(f"    processor CPU by stage (s): {cpu_stages}", flush=True)

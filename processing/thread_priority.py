@@ -16,8 +16,8 @@ import threading
 HELPER_THREAD_NICENESS = 10
 
 
-def lower_current_thread_priority(niceness: int = HELPER_THREAD_NICENESS) -> None:
-    """Raises the calling thread's nice value to `niceness` (never lowers it).
+def lower_current_thread_priority(niceness: int | None = None) -> None:
+    """Raises the calling thread's nice value to `niceness` (default `HELPER_THREAD_NICENESS`; never lowers it).
 
     Only on Linux, where a nice value belongs to a thread; elsewhere it would slow the whole process, so the
     priority stays as it is. A refusal (a sandbox forbidding it) also leaves it as it is: only the speed depends
@@ -25,6 +25,7 @@ def lower_current_thread_priority(niceness: int = HELPER_THREAD_NICENESS) -> Non
     """
     if not sys.platform.startswith("linux"):
         return
+    niceness = HELPER_THREAD_NICENESS if niceness is None else niceness
     thread_id = threading.get_native_id()
     try:
         os.setpriority(os.PRIO_PROCESS, thread_id, max(os.getpriority(os.PRIO_PROCESS, thread_id), niceness))
