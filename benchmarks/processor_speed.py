@@ -17,6 +17,8 @@ For each video, interleaved `--repeats` times (median and spread reported, wall 
   else only the non-reference frames;
 - `processor_helpers_not_lowered` (with `--priority-ablation`): the processor with its detection and resize threads
   at the decoder's priority (`thread_priority.HELPER_THREAD_NICENESS = 0`), to show what lowering them gains;
+- `processor_one_pass` (with `--parts-ablation`): the processor decoding a file with closed key frames in one pass
+  (`video_decoding.MIN_EXACT_PART_SECONDS = inf`) instead of as parts side by side, to show what the parts gain;
 - `two_pass` (with `--two-pass`): `scenedetect.detect(path, AdaptiveDetector())` and a second PyAV pass keeping
   one frame per second resized with PIL, what a user would write otherwise.
 
@@ -30,7 +32,8 @@ with a moving object) and cached in `benchmarks/results/`; the real clips come f
 CPU seconds (all threads) tell more than wall seconds when other work shares the machine.
 
     python benchmarks/processor_speed.py [--minutes 10] [--repeats 5] [--two-pass] [--priority-ablation]
-                                         [--real-clips-only] [--output results/processor_speed.json]
+                                         [--parts-ablation] [--real-clips-only]
+                                         [--output results/processor_speed.json]
 """
 
 import argparse
@@ -45,7 +48,7 @@ import numpy as np
 import scenedetect
 from PIL import Image
 from salova.hub_configs import build_tiny_tokenizer
-from salova.processing import SalovaProcessor, SalovaVideoProcessor, decode_video, thread_priority
+from salova.processing import SalovaProcessor, SalovaVideoProcessor, decode_video, thread_priority, video_decoding
 from salova.processing import video_processing_salova as video_processing_module
 from salova.processing.scene_detection import DetectionThread, FrameStamp, content_score
 from salova.processing.video_decoding import next_sampling_instant
@@ -106,16 +109,24 @@ def make_processor(size: int = 384) -> SalovaProcessor:
     return SalovaProcessor(SalovaVideoProcessor(size={"height": size, "width": size}), tokenizer, query_tokenizer)
 
 
-def processor_helpers_not_lowered(path: Path, processor: SalovaProcessor):
-    lowered = thread_priority.HELPER_THREAD_NICENESS
-    thread_priority.HELPER_THREAD_NICENESS = 0
+# `--flag`: (variant name, module, setting, value) of an ablation, the processor with one module setting changed.
+ABLATIONS = {
+    "priority_ablation": ("processor_helpers_not_lowered", thread_priority, "HELPER_THREAD_NICENESS", 0),
+    "parts_ablation": ("processor_one_pass", video_decoding, "MIN_EXACT_PART_SECONDS", float("inf")),
+}
+
+
+def processor_with_setting(path: Path, processor: SalovaProcessor, module, setting: str, value):
+    """The processor with `module.setting` (read at each call) set to `value` for this call only."""
+    kept = getattr(module, setting)
+    setattr(module, setting, value)
     try:
         return processor(videos=str(path), text=QUESTION, progress=False)
     finally:
-        thread_priority.HELPER_THREAD_NICENESS = lowered
+        setattr(module, setting, kept)
 
 
-def variants(path: Path, processor: SalovaProcessor, with_two_pass: bool, with_priority_ablation: bool) -> dict:
+def variants(path: Path, processor: SalovaProcessor, with_two_pass: bool, ablations: list[str]) -> dict:
     """Name -> a call returning what it produced, in the order they run within one repeat."""
     video_processor = processor.video_processor
     transform = video_processor.frame_transform()
@@ -131,8 +142,11 @@ def variants(path: Path, processor: SalovaProcessor, with_two_pass: bool, with_p
         ),
         "reference_sampling": lambda: decode_video(path, transform, sample_reference_frames_only=True, progress=False),
     }
-    if with_priority_ablation:
-        calls["processor_helpers_not_lowered"] = lambda: processor_helpers_not_lowered(path, processor)
+    for flag in ablations:
+        name, module, setting, value = ABLATIONS[flag]
+        calls[name] = lambda module=module, setting=setting, value=value: processor_with_setting(
+            path, processor, module, setting, value
+        )
     if with_two_pass:
         calls["two_pass"] = lambda: two_pass(path, video_processor.size["height"])
     return calls
@@ -224,13 +238,13 @@ def agreement(exact, other, with_cuts: bool = True) -> dict:
     return row
 
 
-def measure(path: Path, processor: SalovaProcessor, repeats: int, with_two_pass: bool, with_ablation: bool) -> dict:
+def measure(path: Path, processor: SalovaProcessor, repeats: int, with_two_pass: bool, ablations: list[str]) -> dict:
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         duration = float(stream.frames / stream.average_rate) if stream.frames else float(container.duration / 1e6)
         width, height, frames = stream.codec_context.width, stream.codec_context.height, stream.frames
         b_frames = bool(stream.codec_context.has_b_frames)
-    calls = variants(path, processor, with_two_pass, with_ablation)
+    calls = variants(path, processor, with_two_pass, ablations)
     wall = {name: [] for name in calls}
     cpu = {name: [] for name in calls}
     outputs = {}
@@ -298,6 +312,9 @@ def main():
     parser.add_argument(
         "--priority-ablation", action="store_true", help="also time the processor with its helper threads not lowered"
     )
+    parser.add_argument(
+        "--parts-ablation", action="store_true", help="also time the processor decoding in one pass instead of parts"
+    )
     parser.add_argument("--real-clips-only", action="store_true", help="skip the long video")
     parser.add_argument("--output", type=Path, default=RESULTS / "processor_speed.json")
     args = parser.parse_args()
@@ -310,7 +327,7 @@ def main():
     processor = make_processor()
     rows = []
     for path in videos:
-        row = measure(path, processor, args.repeats, args.two_pass, args.priority_ablation)
+        row = measure(path, processor, args.repeats, args.two_pass, [flag for flag in ABLATIONS if getattr(args, flag)])
         rows.append(row)
         ratios, cpu_ratios = row["over_bare_decode"], row["cpu_over_bare_decode"]
         spread = row["processor_over_bare_decode_each_repeat"]
@@ -324,12 +341,13 @@ def main():
             f"{cpu_ratios['reference_sampling']:.2f}x)",
             flush=True,
         )
-        if "processor_helpers_not_lowered" in ratios:
-            print(
-                f"    processor with helper threads not lowered / bare {ratios['processor_helpers_not_lowered']:.2f}x "
-                f"(lowered: {ratios['processor']:.2f}x)",
-                flush=True,
-            )
+        for name, _, setting, value in ABLATIONS.values():
+            if name in ratios:
+                print(
+                    f"    {name} ({setting} = {value}) / bare {ratios[name]:.2f}x (CPU {cpu_ratios[name]:.2f}x; "
+                    f"processor: {ratios['processor']:.2f}x)",
+                    flush=True,
+                )
         print(f"    stages (s): {row['processor_stages_s']}", flush=True)
         cpu_stages = {name: stage["cpu_s"] for name, stage in row["processor_cpu_by_stage"].items()}
         print(f"    processor CPU by stage (s): {cpu_stages}", flush=True)

@@ -166,9 +166,14 @@ class SceneCutDetector:
         return AdaptiveRatioRule(self.adaptive_threshold, self.min_content_val, self.window_width)
 
     def process(self, frame: av.VideoFrame, stamp: FrameStamp) -> None:
+        self.process_score(stamp, self.score(frame))
+
+    def score(self, frame: av.VideoFrame) -> float:
+        """The content score of `frame` against the frame scored before it (0.0 for the first)."""
         hsv = self.detection_image(frame)
-        self.process_score(stamp, content_score(self._last_hsv, hsv))
+        score = content_score(self._last_hsv, hsv)
         self._last_hsv = hsv
+        return score
 
     def process_score(self, stamp: FrameStamp, score: float) -> None:
         """The next frame's content score (what `process` computes from the frame)."""

@@ -10,6 +10,7 @@ flat whatever the video's length.
 import bisect
 import collections
 import dataclasses
+import itertools
 import math
 import os
 import re
@@ -54,6 +55,10 @@ _ENCODER_INFO_BYTES = 8192
 # each part at least this long, cut at key frames.
 MAX_PARALLEL_PARTS = 8
 MIN_PARALLEL_PART_SECONDS = 60.0
+# A full decode of a file is cut into parts decoded side by side, one per core (at most `MAX_PARALLEL_PARTS`), each
+# at least this long, at key frames no frame presented before them follows: a part's one-thread decoder spends less
+# CPU a frame than FFmpeg's frame threads, and each part scores and samples its own frames next to its decode.
+MIN_EXACT_PART_SECONDS = 4.0
 # Most consecutive non-reference frames expected (x264's longest B-frame run is 16).
 MAX_NON_REFERENCE_RUN = 16
 # Packets read ahead of the decoder in the fast mode: more than any reordering delay between decoding order and
@@ -100,10 +105,15 @@ def describe_source(source: VideoInput) -> str:
     return str(getattr(source, "name", f"<{type(source).__name__}>"))
 
 
+def sampling_instant_index(seconds: float, sampling_fps: float) -> int:
+    """`k` of the sampling instant `k / sampling_fps` a frame at `seconds` covers (the last at or before it);
+    tolerant to timestamp rounding, so a frame stamped a hair before an instant still counts as at it."""
+    return math.floor(seconds * sampling_fps + 1e-6)
+
+
 def next_sampling_instant(seconds: float, sampling_fps: float) -> float:
-    """The sampling instant `k / sampling_fps` after the one a frame at `seconds` covers; tolerant to timestamp
-    rounding, so a frame stamped a hair before an instant still counts as at it."""
-    return (math.floor(seconds * sampling_fps + 1e-6) + 1) / sampling_fps
+    """The sampling instant `k / sampling_fps` after the one a frame at `seconds` covers."""
+    return (sampling_instant_index(seconds, sampling_fps) + 1) / sampling_fps
 
 
 def decode_video(
@@ -135,7 +145,9 @@ def decode_video(
     segments): only the reference frames are decoded, and the 1 FPS frames are the decoded frames nearest to
     their instants, as in the fast mode. In both, where every B-frame is skipped, a long file is decoded as parts
     side by side, one per core, cut at key frames, with the very result of one pass (see `_sparse_pass`).
-    In-memory frames and images are always handled exactly.
+    In-memory frames and images are always handled exactly. In the exact mode, a file long enough for parts of
+    `MIN_EXACT_PART_SECONDS` with key frames that start closed groups of pictures is decoded as parts side by side
+    too, again with the very result of one pass (see `_parts_pass`).
 
     `num_decoded_frames` counts the frames the decoder returned (all of them in the exact mode). Raises
     `FileNotFoundError`, `IsADirectoryError` or `ValueError` naming the input and what is wrong with it.
@@ -157,15 +169,23 @@ def decode_video(
     with _open_frames(source, name, video_fps) as frames:
         _check_frame_size(name, frames.width, frames.height, max_frame_pixels)
         sparse = frames.from_file and (sample_reference_frames_only or (detection_mode == "fast" and cut_detector))
+        arguments = (frame_transform, sampling_fps, cut_detector, max_frame_pixels, progress)
         if sparse:
-            return _sparse_pass(frames, frame_transform, sampling_fps, cut_detector, max_frame_pixels, progress)
-        return _decode_pass(frames, frame_transform, sampling_fps, cut_detector, max_frame_pixels, progress)
+            return _sparse_pass(frames, *arguments)
+        part_starts = frames.exact_part_starts() if frames.from_file else []
+        if part_starts:
+            try:
+                return _parts_pass(frames, part_starts, *arguments)
+            except _MisalignedPart:
+                pass  # the container could not seek to a part's key frame: one pass, as if it had no parts
+        return _decode_pass(frames, *arguments)
 
 
 def _decode_pass(frames, frame_transform, sampling_fps, cut_detector, max_frame_pixels, progress) -> DecodedVideo:
     bar = _progress_bar(frames, progress)
     timestamps = []
-    next_sample_time, last_time, count, reported = 0.0, 0.0, 0, 0
+    sampler = _FirstFrameAtInstants(sampling_fps)
+    last_time, count, reported = 0.0, 0, 0
     detection_thread = DetectionThread(cut_detector.process) if cut_detector is not None else nullcontext()
     with _ResizeThread(frame_transform) as resizer, detection_thread as detection:
         for frame, seconds, stamp in frames:
@@ -175,24 +195,15 @@ def _decode_pass(frames, frame_transform, sampling_fps, cut_detector, max_frame_
             last_time = seconds
             if detection is not None:
                 detection.submit(frame, stamp)
-            # Keep the first frame at or after each sampling instant k / fps (tolerant to timestamp rounding).
-            if seconds + 1e-6 >= next_sample_time:
+            if sampler.keeps(seconds):
                 resizer.submit(frame, frame.rotation if frames.from_file else 0)
                 timestamps.append(seconds)
-                next_sample_time = next_sampling_instant(seconds, sampling_fps)
                 bar.update(count - reported)
                 reported = count
         sampled = resizer.results()
     bar.update(count - reported)
     bar.close()
-    if count == 0:
-        raise ValueError(f"{frames.name}: the video stream holds no decodable frame.")
-    # A threaded decoder can stop at damaged data without raising; the container's index tells.
-    if frames.expected_frames and count < frames.expected_frames * (1 - MISSING_FRAMES_TOLERANCE) - 1:
-        raise ValueError(
-            f"{frames.name}: decoding stopped after {count} of the {frames.expected_frames} frames the file "
-            f"declares (at {last_time:.2f} s); the file is truncated or corrupt."
-        )
+    _check_complete(frames, count, last_time)
     return DecodedVideo(
         name=frames.name,
         frames=np.stack(sampled),
@@ -202,6 +213,141 @@ def _decode_pass(frames, frame_transform, sampling_fps, cut_detector, max_frame_
         num_decoded_frames=count,
         cut_times=cut_detector.finish() if cut_detector is not None else [],
     )
+
+
+def _check_complete(frames, count: int, last_time: float) -> None:
+    """Raises when a full decode returned no frame, or far fewer than the file declares: a threaded decoder can
+    stop at damaged data without raising; the container's index tells."""
+    if count == 0:
+        raise ValueError(f"{frames.name}: the video stream holds no decodable frame.")
+    if frames.expected_frames and count < frames.expected_frames * (1 - MISSING_FRAMES_TOLERANCE) - 1:
+        raise ValueError(
+            f"{frames.name}: decoding stopped after {count} of the {frames.expected_frames} frames the file "
+            f"declares (at {last_time:.2f} s); the file is truncated or corrupt."
+        )
+
+
+class _FirstFrameAtInstants:
+    """The exact decode's sampling: the first frame at or after each sampling instant `k / fps`.
+
+    `after` seconds: start as a sampler that has been shown every frame up to one at that time, whether it kept
+    it or not (the next instant it waits for is the first after that frame either way), for a part of the video
+    starting at a frame the part before it was shown.
+    """
+
+    def __init__(self, sampling_fps: float, after: float | None = None):
+        self.sampling_fps = sampling_fps
+        self._next_index = 0 if after is None else sampling_instant_index(after, sampling_fps) + 1
+
+    def keeps(self, seconds: float) -> bool:
+        """Whether the next frame, at `seconds`, is kept."""
+        index = sampling_instant_index(seconds, self.sampling_fps)
+        if index < self._next_index:
+            return False
+        self._next_index = index + 1
+        return True
+
+
+class _MisalignedPart(Exception):
+    """A part of a parts pass did not start on its key frame (the container's seek missed it)."""
+
+
+def _parts_pass(
+    frames, part_starts: list[int], frame_transform, sampling_fps, cut_detector, max_frame_pixels, progress
+) -> DecodedVideo:
+    """Every frame, as parts decoded side by side, with the very result of `_decode_pass`.
+
+    The parts are cut at key frames after which no frame presented before them follows (see
+    `_FileFrames.exact_part_starts`), so a part decoded from its key frame on gives the frames one pass gives.
+    Each part but the last decodes through the key frame the next one starts at; each part but the first takes
+    that key frame as the frame before its own, for its sampling (`_FirstFrameAtInstants`) and for its first
+    content score. The scores are then fed to the detector's adaptive rule in order, across the parts.
+    """
+    bar = _progress_bar(frames, progress)
+    bounds = list(zip([None, *part_starts], [*part_starts, None], strict=True))
+    with ThreadPoolExecutor(len(bounds), thread_name_prefix="decode-part") as executor:
+        futures = [
+            executor.submit(
+                _reopened_full_part,
+                frames,
+                start,
+                stop,
+                frame_transform,
+                sampling_fps,
+                cut_detector,
+                max_frame_pixels,
+                bar,
+            )
+            for start, stop in bounds
+        ]
+        parts = [future.result() for future in futures]
+    bar.close()
+    count = sum(part.count for part in parts)
+    _check_complete(frames, count, parts[-1].last_time)
+    if cut_detector is not None:
+        first_index = 0  # in the whole video, of the part's first frame (from which its own indices count)
+        for number, part in enumerate(parts):
+            for stamp, score in part.scores:
+                cut_detector.process_score(stamp._replace(index=stamp.index + first_index), score)
+            # Its last frame, which the next part starts at; the first part counts its own first frame.
+            first_index += part.count - 1 if number == 0 else part.count
+    return DecodedVideo(
+        name=frames.name,
+        frames=np.stack([frame for part in parts for frame in part.frames]),
+        timestamps=np.asarray([time for part in parts for time in part.timestamps], dtype=np.float64),
+        duration=parts[-1].last_time + 1.0 / float(frames.frame_rate),
+        frame_rate=float(frames.frame_rate),
+        num_decoded_frames=count,
+        cut_times=cut_detector.finish() if cut_detector is not None else [],
+    )
+
+
+@dataclass
+class _FullPart:
+    """What one part of `_parts_pass` gave: its 1 FPS frames and their times, its frames' content scores with
+    their stamps (part-local indices), how many frames it holds (not counting the one it starts at, which the part
+    before holds) and its last frame's time."""
+
+    frames: list[np.ndarray]
+    timestamps: list[float]
+    scores: list[tuple[FrameStamp, float]]
+    count: int
+    last_time: float
+
+
+def _reopened_full_part(frames, start_pts, stop_pts, *arguments) -> _FullPart:
+    with frames.reopened() as part_frames:
+        return _full_part(part_frames, start_pts, stop_pts, *arguments)
+
+
+def _full_part(
+    frames, start_pts, stop_pts, frame_transform, sampling_fps, cut_detector, max_frame_pixels, bar
+) -> _FullPart:
+    """One part of `_parts_pass`, scored, sampled and resized on the decoding thread (the parts fill the cores),
+    with a scaler and a detector of its own."""
+    transform = dataclasses.replace(frame_transform)
+    detector = cut_detector.replica() if cut_detector is not None else None
+    sampler, kept, timestamps, scores = None, [], [], []
+    count, reported, last_time = 0, 0, 0.0
+    for frame, seconds, stamp in frames.frames_of_part(start_pts, stop_pts):
+        score = detector.score(frame) if detector is not None else None
+        if sampler is None:
+            _check_frame_size(frames.name, frame.width, frame.height, max_frame_pixels)
+            if start_pts is not None:  # the key frame the part before ended on
+                sampler = _FirstFrameAtInstants(sampling_fps, after=seconds)
+                continue
+            sampler = _FirstFrameAtInstants(sampling_fps)
+        count += 1
+        last_time = seconds
+        if score is not None:
+            scores.append((stamp, score))
+        if sampler.keeps(seconds):
+            kept.append(transform(frame, frame.rotation))
+            timestamps.append(seconds)
+            bar.update(count - reported)
+            reported = count
+    bar.update(count - reported)
+    return _FullPart(kept, timestamps, scores, count, last_time)
 
 
 def _sparse_pass(frames, frame_transform, sampling_fps, cut_detector, max_frame_pixels, progress) -> DecodedVideo:
@@ -595,26 +741,58 @@ class _FileFrames:
         short video, B-frames that cannot all be skipped, or frames so far apart that one could be the nearest to
         instants on both sides of a key frame. Probes the stream (first frame, B-frames) on a decoder of its own.
         """
+        time_base = self._time_base
+
+        def b_frames_allow_parts(first_packet: av.Packet) -> bool:
+            self._probe_b_frames(first_packet)
+            largest_gap = self._b_frame_run_ticks * time_base
+            return self._skips_b_frames and 2 * largest_gap < 1.0 / sampling_fps
+
+        return self._part_starts(MIN_PARALLEL_PART_SECONDS, b_frames_allow_parts, closed_only=False)
+
+    def exact_part_starts(self) -> list[int]:
+        """pts of the key frames at which a full decode may be cut into parts decoded side by side (one per core,
+        each at least `MIN_EXACT_PART_SECONDS`): those no frame presented before them follows in decoding order
+        (a closed group of pictures, as an H.264 IDR frame starts), so that a part decoded from one of them holds
+        every frame one pass gives from there. Empty when there are none or it may not: a file object, one core, a
+        short video, frames without timestamps.
+        """
+        return self._part_starts(MIN_EXACT_PART_SECONDS, lambda first_packet: True, closed_only=True)
+
+    def _part_starts(
+        self, min_part_seconds: float, allowed: Callable[[av.Packet], bool], closed_only: bool
+    ) -> list[int]:
+        """pts of the key frames nearest to `parts - 1` evenly spaced times (parts of at least `min_part_seconds`,
+        one per core), found on a decoder of its own, which also sets the first frame's time; `allowed(first_packet)`
+        may refuse parts. `closed_only`: only key frames no frame after them in decoding order is presented before
+        (see `_key_frames`)."""
         duration = float(self._stream.duration * self._time_base) if self._stream.duration else 0.0
-        parts = min(os.cpu_count() or 1, MAX_PARALLEL_PARTS, int(duration // MIN_PARALLEL_PART_SECONDS))
+        parts = min(os.cpu_count() or 1, MAX_PARALLEL_PARTS, int(duration // min_part_seconds))
         if not isinstance(self._source, str) or parts < 2:
             return []
         time_base = self._time_base
         with av.open(self._source) as probe:
             stream = probe.streams.video[0]
             first_packet = next(probe.demux(stream))
-            self._probe_b_frames(first_packet)
-            largest_gap = self._b_frame_run_ticks * time_base
-            if not self._skips_b_frames or 2 * largest_gap >= 1.0 / sampling_fps:
+            if not allowed(first_packet):
                 return []
             first_frame = next(iter(first_packet.decode()), None) or next(probe.decode(stream))
+            if first_frame.pts is None:
+                return []
             self._first_pts = first_frame.pts
             starts = set()
             for index in range(1, parts):
-                probe.seek(self._first_pts + round(index * duration / parts / time_base), stream=stream, backward=True)
-                key = next((packet.pts for packet in probe.demux(stream) if packet.is_keyframe), None)
-                if key is not None and key > self._first_pts:
-                    starts.add(key)
+                target = self._first_pts + round(index * duration / parts / time_base)
+                probe.seek(target, stream=stream, backward=True)
+                key_frames = _key_frames(probe.demux(stream))
+                # The key frames on either side of the target: the nearer one balances the parts best.
+                candidates = [
+                    pts
+                    for pts, closed in itertools.islice(key_frames, 2)
+                    if pts is not None and pts > self._first_pts and (closed or not closed_only)
+                ]
+                if candidates:
+                    starts.add(min(candidates, key=lambda pts: abs(pts - target)))
         return sorted(starts)
 
     def reopened(self) -> "_FileFrames":
@@ -646,6 +824,36 @@ class _FileFrames:
             return int(options[b"ref"]) != 1, min(int(options[b"bframes"]), MAX_NON_REFERENCE_RUN)
         except (KeyError, ValueError):
             return True, MAX_NON_REFERENCE_RUN
+
+    def frames_of_part(
+        self, start_pts: int | None, stop_pts: int | None
+    ) -> Iterator[tuple[av.VideoFrame, float, FrameStamp]]:
+        """Every frame from the key frame at `start_pts` through the key frame at `stop_pts` (`None`: the stream's
+        start, its end), each with its time and its place for the detector, for the parts of `_parts_pass`, which
+        are cut at key frames `exact_part_starts` found. Raises `_MisalignedPart` when the part does not start on
+        the key frame at `start_pts` or does not reach the one at `stop_pts`."""
+        misaligned = _MisalignedPart(f"{self.name}: no part from pts {start_pts} through pts {stop_pts}")
+        if start_pts is not None:
+            self._container.seek(start_pts, stream=self._stream, backward=True)
+        started, first_frame = start_pts is None, True
+        with self._decoding_errors():
+            for packet in self._container.demux(self._stream):
+                # A seek may land on an earlier key frame (containers index them by decoding time).
+                started = started or packet.pts == start_pts
+                if not started:
+                    continue
+                for frame in packet.decode():
+                    if first_frame and start_pts is not None and frame.pts != start_pts:
+                        raise misaligned
+                    first_frame = False
+                    yield self._timed(frame)
+                if stop_pts is not None and packet.pts == stop_pts:
+                    # The frames still in the decoder: none after `stop`, as no later packet was sent.
+                    for frame in self._drain_decoder():
+                        yield self._timed(frame)
+                    return
+        if stop_pts is not None or first_frame:
+            raise misaligned
 
     def all_frames_between(self, start: float, end: float) -> list[tuple[av.VideoFrame, float, FrameStamp]]:
         """Every frame with a time in `[start, end]` seconds: seeks to a key frame before `start` and decodes only
@@ -724,6 +932,28 @@ class _FileFrames:
     def __exit__(self, *exc_info):
         self._drain_decoder()
         self._container.close()
+
+
+def _key_frames(packets: Iterator[av.Packet]) -> Iterator[tuple[int | None, bool]]:
+    """`(pts, closed)` of each key frame among `packets`, in decoding order. Closed: none of the packets after it
+    (up to the next key frame, and within the longest reordering delay) is presented before it, so no leading
+    frame references the group of pictures before."""
+    checking, key_pts, closed, packets_after = False, None, False, 0
+    for packet in packets:
+        if not packet.size:  # the end of the stream
+            break
+        if packet.is_keyframe:
+            if checking:
+                yield key_pts, closed
+            checking, key_pts, closed, packets_after = True, packet.pts, packet.pts is not None, 0
+        elif checking:
+            closed = closed and packet.pts is not None and packet.pts > key_pts
+            packets_after += 1
+            if packets_after == PACKET_LOOKAHEAD:
+                checking = False
+                yield key_pts, closed
+    if checking:
+        yield key_pts, closed
 
 
 def _checked_file_source(source, name: str):

@@ -1,12 +1,13 @@
 """The decode loop's helper threads run below the decoder's priority; the caller's thread keeps its own."""
 
+import math
 import os
 import sys
 import threading
 
 import pytest
 from conftest import real_video
-from salova.processing import FrameTransform, SceneCutDetector, decode_video
+from salova.processing import FrameTransform, SceneCutDetector, decode_video, video_decoding
 from salova.processing.thread_priority import HELPER_THREAD_NICENESS, lower_current_thread_priority
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="nice values are per thread on Linux")
@@ -64,6 +65,8 @@ def test_detection_and_resize_run_below_the_decoding_thread(monkeypatch):
 
     monkeypatch.setattr(SceneCutDetector, "process", recording_process)
     monkeypatch.setattr(FrameTransform, "__call__", recording_resize)
+    # One pass, with its helper threads (parts side by side score and resize on their own decoding threads).
+    monkeypatch.setattr(video_decoding, "MIN_EXACT_PART_SECONDS", math.inf)
     caller = _niceness()
     decoded = decode_video(real_video("bikes.mp4"), FrameTransform(32), cut_detector=SceneCutDetector())
     assert len(decoded.cut_times) == 5

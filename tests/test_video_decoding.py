@@ -1,6 +1,8 @@
 """One-pass decoding: cuts agree with PySceneDetect, 1 FPS sampling, rotation, VFR, odd sizes, inputs, bad input."""
 
 import io
+import math
+import threading
 from pathlib import Path
 
 import av
@@ -57,8 +59,9 @@ def test_bikes_has_six_scenes_at_the_documented_times():
     assert decoded.duration == pytest.approx(10.0)
 
 
-def test_every_frame_is_decoded_once(monkeypatch):
-    opened, decoded_frames = [], []
+@pytest.mark.parametrize("in_parts", [False, True], ids=["one-pass", "parts-side-by-side"])
+def test_every_frame_is_decoded_and_judged_once_in_order(monkeypatch, in_parts):
+    opened, judged, threads = [], [], set()
     real_open = av.open
 
     def counting_open(*args, **kwargs):
@@ -66,17 +69,29 @@ def test_every_frame_is_decoded_once(monkeypatch):
         opened.append(container)
         return container
 
-    real_process = SceneCutDetector.process
+    real_score = SceneCutDetector.score
+    real_process_score = SceneCutDetector.process_score
 
-    def counting_process(self, frame, timecode):
-        decoded_frames.append(timecode.seconds)
-        return real_process(self, frame, timecode)
+    def recorded_score(self, frame):
+        threads.add(threading.current_thread().name)
+        return real_score(self, frame)
 
+    def recorded_process_score(self, stamp, score):
+        judged.append(stamp)
+        return real_process_score(self, stamp, score)
+
+    monkeypatch.setattr(video_decoding_module.os, "cpu_count", lambda: 2)
+    if not in_parts:
+        monkeypatch.setattr(video_decoding_module, "MIN_EXACT_PART_SECONDS", math.inf)
     monkeypatch.setattr(video_decoding_module.av, "open", counting_open)
-    monkeypatch.setattr(SceneCutDetector, "process", counting_process)
+    monkeypatch.setattr(SceneCutDetector, "score", recorded_score)
+    monkeypatch.setattr(SceneCutDetector, "process_score", recorded_process_score)
     decoded = _decode(real_video("bikes.mp4"))
-    assert len(opened) == 1
-    assert len(decoded_frames) == len(set(decoded_frames)) == 250 == decoded.num_decoded_frames
+    # One container, or one to find the key frame to cut at and one per part (bikes: 10 s, two cores).
+    assert len(opened) == (4 if in_parts else 1)
+    assert {name.split("_")[0] for name in threads} == ({"decode-part"} if in_parts else {"scene-detection"})
+    assert [stamp.index for stamp in judged] == list(range(250)) == list(range(decoded.num_decoded_frames))
+    assert [stamp.seconds for stamp in judged] == pytest.approx(np.arange(250) / 25)
 
 
 def test_scene_colours_are_detected_and_sampled_at_one_fps(scene_video):
@@ -151,6 +166,91 @@ def test_decoding_is_deterministic_while_detection_runs_alongside():
     first = _decode(frames, video_fps=10).frames
     for _ in range(5):
         np.testing.assert_array_equal(_decode(frames, video_fps=10).frames, first)
+
+
+SCENE_COLOURS = [(220, 40, 40), (40, 200, 60), (40, 70, 220), (230, 220, 40), (150, 50, 200), (20, 20, 20)]
+
+
+def _one_pass(path, monkeypatch, **kwargs):
+    with monkeypatch.context() as patch:
+        patch.setattr(video_decoding_module, "MIN_EXACT_PART_SECONDS", math.inf)
+        return _decode(path, **kwargs)
+
+
+def _assert_same_result(decoded, reference):
+    assert decoded.cut_times == reference.cut_times
+    np.testing.assert_array_equal(decoded.timestamps, reference.timestamps)
+    np.testing.assert_array_equal(decoded.frames, reference.frames)
+    assert decoded.num_decoded_frames == reference.num_decoded_frames
+    assert decoded.duration == reference.duration
+
+
+@pytest.mark.parametrize("fps", [1.0, 2.0, 0.4])
+def test_parts_side_by_side_give_the_result_of_one_pass(tmp_path, monkeypatch, fps):
+    # Key frames at the scene cuts and every second, B-frames in a pyramid: parts cut at key frames in a scene and
+    # at cuts, so that a part's first score and first sampled frame depend on the part before.
+    options = {"x264-params": "bframes=3:b-pyramid=normal:keyint=24"}
+    path = write_video(
+        tmp_path / "scenes.mp4", colour_scenes(SCENE_COLOURS, 2.5, fps=24), fps=24, encoder_options=options
+    )
+    monkeypatch.setattr(video_decoding_module.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(video_decoding_module, "MIN_EXACT_PART_SECONDS", 3.0)
+    parts = []
+    real_part = video_decoding_module._reopened_full_part
+
+    def recorded_part(frames, start, stop, *args):
+        parts.append((start, stop))
+        return real_part(frames, start, stop, *args)
+
+    monkeypatch.setattr(video_decoding_module, "_reopened_full_part", recorded_part)
+    decoded = decode_video(path, TRANSFORM, fps, cut_detector=SceneCutDetector())
+    assert len(parts) == 4  # 15 s: parts of at least 3 s, one per core
+    np.testing.assert_allclose(decoded.cut_times, np.arange(1, 6) * 2.5, atol=1e-6)
+    _assert_same_result(decoded, _one_pass(path, monkeypatch, sampling_fps=fps))
+    assert len(parts) == 4
+
+
+def test_open_gop_key_frames_are_not_cut_at(tmp_path, monkeypatch):
+    # Open groups of pictures: the B-frames after each key frame (bar the first) reference the group before it.
+    options = {"x264-params": "open-gop=1:bframes=3:b-pyramid=normal:keyint=24:scenecut=0"}
+    path = write_video(
+        tmp_path / "open.mp4", colour_scenes(SCENE_COLOURS, 2.5, fps=24), fps=24, encoder_options=options
+    )
+    monkeypatch.setattr(video_decoding_module.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(video_decoding_module, "MIN_EXACT_PART_SECONDS", 3.0)
+    with av.open(str(path)) as container:
+        packets = [(packet.pts, packet.is_keyframe) for packet in container.demux() if packet.size]
+    leading = [
+        key for index, (key, is_key) in enumerate(packets) if is_key and any(pts < key for pts, _ in packets[index:])
+    ]
+    assert len(leading) >= 10
+    with video_decoding_module._FileFrames(str(path), "open") as frames:
+        assert frames.exact_part_starts() == []
+    _assert_same_result(_decode(path), _one_pass(path, monkeypatch))
+
+
+def test_a_part_that_misses_its_key_frame_falls_back_to_one_pass(tmp_path, monkeypatch):
+    options = {"x264-params": "bframes=3:keyint=24"}
+    path = write_video(
+        tmp_path / "scenes.mp4", colour_scenes(SCENE_COLOURS, 2.5, fps=24), fps=24, encoder_options=options
+    )
+    monkeypatch.setattr(video_decoding_module.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(video_decoding_module, "MIN_EXACT_PART_SECONDS", 3.0)
+    with video_decoding_module._FileFrames(str(path), "scenes") as frames:
+        (key,) = frames.exact_part_starts()
+    reference = _one_pass(path, monkeypatch)
+    one_passes = []
+    real_pass = video_decoding_module._decode_pass
+
+    def recorded_pass(*args):
+        one_passes.append(args)
+        return real_pass(*args)
+
+    monkeypatch.setattr(video_decoding_module, "_decode_pass", recorded_pass)
+    # A pts no packet has: the first part never reaches it, the second never starts.
+    monkeypatch.setattr(video_decoding_module._FileFrames, "exact_part_starts", lambda self: [key + 1])
+    _assert_same_result(_decode(path), reference)
+    assert len(one_passes) == 1
 
 
 def test_an_image_is_a_one_frame_video():
@@ -282,10 +382,15 @@ def test_bad_in_memory_frames():
         _decode([], video_fps=1)
 
 
-def test_a_detector_error_surfaces_without_hanging_the_decoder(monkeypatch, scene_video):
-    def broken(self, frame, timecode):
+@pytest.mark.parametrize("in_parts", [False, True], ids=["one-pass", "parts-side-by-side"])
+def test_a_detector_error_surfaces_without_hanging_the_decoder(monkeypatch, scene_video, in_parts):
+    def broken(self, frame):
         raise RuntimeError("detector exploded")
 
-    monkeypatch.setattr(SceneCutDetector, "process", broken)
+    monkeypatch.setattr(video_decoding_module.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(video_decoding_module, "MIN_EXACT_PART_SECONDS", 3.0 if in_parts else math.inf)
+    with video_decoding_module._FileFrames(str(scene_video), "scenes") as frames:
+        assert len(frames.exact_part_starts()) == in_parts
+    monkeypatch.setattr(SceneCutDetector, "score", broken)
     with pytest.raises(RuntimeError, match="detector exploded"):
         _decode(scene_video)
