@@ -15,8 +15,9 @@ import math
 import os
 import re
 import statistics
+import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -265,21 +266,13 @@ def _parts_pass(
     """
     bar = _progress_bar(frames, progress)
     bounds = list(zip([None, *part_starts], [*part_starts, None], strict=True))
+    failed = threading.Event()  # one part failed: the others stop at their next frame
+    arguments = (frame_transform, sampling_fps, cut_detector, max_frame_pixels, bar, failed)
     with ThreadPoolExecutor(len(bounds), thread_name_prefix="decode-part") as executor:
-        futures = [
-            executor.submit(
-                _reopened_full_part,
-                frames,
-                start,
-                stop,
-                frame_transform,
-                sampling_fps,
-                cut_detector,
-                max_frame_pixels,
-                bar,
-            )
-            for start, stop in bounds
-        ]
+        futures = [executor.submit(_in_reopened, _full_part, frames, start, stop, *arguments) for start, stop in bounds]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        if any(future.exception() is not None for future in done):
+            failed.set()
         parts = [future.result() for future in futures]
     bar.close()
     count = sum(part.count for part in parts)
@@ -315,21 +308,18 @@ class _FullPart:
     last_time: float
 
 
-def _reopened_full_part(frames, start_pts, stop_pts, *arguments) -> _FullPart:
-    with frames.reopened() as part_frames:
-        return _full_part(part_frames, start_pts, stop_pts, *arguments)
-
-
 def _full_part(
-    frames, start_pts, stop_pts, frame_transform, sampling_fps, cut_detector, max_frame_pixels, bar
+    frames, start_pts, stop_pts, frame_transform, sampling_fps, cut_detector, max_frame_pixels, bar, failed
 ) -> _FullPart:
     """One part of `_parts_pass`, scored, sampled and resized on the decoding thread (the parts fill the cores),
-    with a scaler and a detector of its own."""
+    with a scaler and a detector of its own; it gives up when the `failed` event is set."""
     transform = dataclasses.replace(frame_transform)
     detector = cut_detector.replica() if cut_detector is not None else None
     sampler, kept, timestamps, scores = None, [], [], []
     count, reported, last_time = 0, 0, 0.0
     for frame, seconds, stamp in frames.frames_of_part(start_pts, stop_pts):
+        if failed.is_set():
+            break
         score = detector.score(frame) if detector is not None else None
         if sampler is None:
             _check_frame_size(frames.name, frame.width, frame.height, max_frame_pixels)
@@ -370,7 +360,7 @@ def _sparse_pass(frames, frame_transform, sampling_fps, cut_detector, max_frame_
     else:
         with ThreadPoolExecutor(_side_by_side_workers(len(bounds)), thread_name_prefix="decode-part") as executor:
             futures = [
-                executor.submit(_reopened_sparse_part, frames, start, stop, *arguments) for start, stop in bounds
+                executor.submit(_in_reopened, _sparse_part, frames, start, stop, *arguments) for start, stop in bounds
             ]
             parts = [future.result() for future in futures]
     bar.update((bar.total or bar.n) - bar.n)  # the frames skipped after the last decoded one
@@ -445,9 +435,11 @@ class _SparsePart:
     last_time: float
 
 
-def _reopened_sparse_part(frames, start_pts, stop_pts, *arguments) -> _SparsePart:
+def _in_reopened(part: Callable, frames, start_pts, stop_pts, *arguments):
+    """`part(frames, start_pts, stop_pts, *arguments)` on a decoder of its own (`_FileFrames.reopened`), for parts
+    decoded side by side."""
     with frames.reopened() as part_frames:
-        return _sparse_part(part_frames, start_pts, stop_pts, *arguments)
+        return part(part_frames, start_pts, stop_pts, *arguments)
 
 
 def _sparse_part(
@@ -838,9 +830,12 @@ class _FileFrames:
         started, first_frame = start_pts is None, True
         with self._decoding_errors():
             for packet in self._container.demux(self._stream):
-                # A seek may land on an earlier key frame (containers index them by decoding time).
+                # A seek may land on an earlier key frame (containers index them by decoding time); the packets
+                # before the key frame of a closed group of pictures are all presented before it.
                 started = started or packet.pts == start_pts
                 if not started:
+                    if packet.pts is not None and packet.pts > start_pts:
+                        raise misaligned
                     continue
                 for frame in packet.decode():
                     if first_frame and start_pts is not None and frame.pts != start_pts:

@@ -112,6 +112,19 @@ def concatenated_real_video(tmp_path_factory) -> Path:
     return write_video(tmp_path_factory.mktemp("videos") / "concatenated.mp4", frames(), fps=25)
 
 
+def record_calls(monkeypatch, owner, name: str) -> list[tuple]:
+    """Wraps `owner.name` for the test: the arguments of each call are appended to the returned list, and the call
+    goes through."""
+    calls, real = [], getattr(owner, name)
+
+    def recorded(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, recorded)
+    return calls
+
+
 def make_batch(config, segment_frames, query_lengths=None, seed=0, num_focus_segments=None, prompt_lengths=None):
     """Random model inputs for videos whose segments have `segment_frames[b]` frames each.
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scenedetect
 from av.video.frame import PictureType
-from conftest import real_video
+from conftest import real_video, record_calls
 from salova.processing import FrameTransform, SceneCutDetector, decode_video
 from salova.processing import video_decoding as video_decoding_module
 from salova.processing.scene_detection import content_score
@@ -275,19 +275,12 @@ def test_reference_sampling_in_parts_side_by_side_keeps_the_frames_of_one_pass(t
     path = write_video(tmp_path / "long.mp4", _textured_scenes([130, 110, 120], 24), fps=24, encoder_options=options)
     monkeypatch.setattr(video_decoding_module.os, "cpu_count", lambda: 4)
     monkeypatch.setattr(video_decoding_module, "MIN_PARALLEL_PART_SECONDS", 3.0)
-    parts = []
-    real_part = video_decoding_module._reopened_sparse_part
-
-    def counting_part(frames, start, stop, *args):
-        parts.append((start, stop))
-        return real_part(frames, start, stop, *args)
-
-    monkeypatch.setattr(video_decoding_module, "_reopened_sparse_part", counting_part)
+    parts = record_calls(monkeypatch, video_decoding_module, "_sparse_part")
     in_parts = decode_video(path, TRANSFORM, sample_reference_frames_only=True)
     assert len(parts) == 4  # 15 s: parts of at least 3 s, one per core (4), cut at key frames
     monkeypatch.setattr(video_decoding_module, "MIN_PARALLEL_PART_SECONDS", float("inf"))
     one_pass = decode_video(path, TRANSFORM, sample_reference_frames_only=True)
-    assert len(parts) == 4
+    assert len(parts) == 5 and parts[-1][1:3] == (None, None)  # the whole file as one part
     np.testing.assert_array_equal(in_parts.timestamps, one_pass.timestamps)
     np.testing.assert_array_equal(in_parts.frames, one_pass.frames)
     assert in_parts.duration == one_pass.duration
@@ -298,7 +291,7 @@ def test_reference_sampling_in_parts_side_by_side_keeps_the_frames_of_one_pass(t
         assert decode_video(file, TRANSFORM, sample_reference_frames_only=True).num_decoded_frames == (
             one_pass.num_decoded_frames
         )
-    assert len(parts) == 4
+    assert len(parts) == 6 and parts[-1][1:3] == (None, None)
 
 
 def test_streams_whose_b_frames_cannot_all_be_skipped_are_sampled_in_one_pass(tmp_path, monkeypatch):

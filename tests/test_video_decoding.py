@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 import scenedetect
-from conftest import colour_scenes, real_video
+from conftest import colour_scenes, real_video, record_calls
 from PIL import Image
 from salova.processing import FrameTransform, SceneCutDetector, decode_video
 from salova.processing import video_decoding as video_decoding_module
@@ -185,24 +185,25 @@ def _assert_same_result(decoded, reference):
     assert decoded.duration == reference.duration
 
 
+def _scenes_in_parts(tmp_path, monkeypatch, x264_params: str, cores: int) -> Path:
+    """15 s of colour scenes of 2.5 s at 24 FPS, encoded with `x264_params`; parts of 3 s or more on `cores`."""
+    path = write_video(
+        tmp_path / "scenes.mp4",
+        colour_scenes(SCENE_COLOURS, 2.5, fps=24),
+        fps=24,
+        encoder_options={"x264-params": x264_params},
+    )
+    monkeypatch.setattr(video_decoding_module.os, "cpu_count", lambda: cores)
+    monkeypatch.setattr(video_decoding_module, "MIN_EXACT_PART_SECONDS", 3.0)
+    return path
+
+
 @pytest.mark.parametrize("fps", [1.0, 2.0, 0.4])
 def test_parts_side_by_side_give_the_result_of_one_pass(tmp_path, monkeypatch, fps):
     # Key frames at the scene cuts and every second, B-frames in a pyramid: parts cut at key frames in a scene and
     # at cuts, so that a part's first score and first sampled frame depend on the part before.
-    options = {"x264-params": "bframes=3:b-pyramid=normal:keyint=24"}
-    path = write_video(
-        tmp_path / "scenes.mp4", colour_scenes(SCENE_COLOURS, 2.5, fps=24), fps=24, encoder_options=options
-    )
-    monkeypatch.setattr(video_decoding_module.os, "cpu_count", lambda: 4)
-    monkeypatch.setattr(video_decoding_module, "MIN_EXACT_PART_SECONDS", 3.0)
-    parts = []
-    real_part = video_decoding_module._reopened_full_part
-
-    def recorded_part(frames, start, stop, *args):
-        parts.append((start, stop))
-        return real_part(frames, start, stop, *args)
-
-    monkeypatch.setattr(video_decoding_module, "_reopened_full_part", recorded_part)
+    path = _scenes_in_parts(tmp_path, monkeypatch, "bframes=3:b-pyramid=normal:keyint=24", cores=4)
+    parts = record_calls(monkeypatch, video_decoding_module, "_full_part")
     decoded = decode_video(path, TRANSFORM, fps, cut_detector=SceneCutDetector())
     assert len(parts) == 4  # 15 s: parts of at least 3 s, one per core
     np.testing.assert_allclose(decoded.cut_times, np.arange(1, 6) * 2.5, atol=1e-6)
@@ -212,12 +213,7 @@ def test_parts_side_by_side_give_the_result_of_one_pass(tmp_path, monkeypatch, f
 
 def test_open_gop_key_frames_are_not_cut_at(tmp_path, monkeypatch):
     # Open groups of pictures: the B-frames after each key frame (bar the first) reference the group before it.
-    options = {"x264-params": "open-gop=1:bframes=3:b-pyramid=normal:keyint=24:scenecut=0"}
-    path = write_video(
-        tmp_path / "open.mp4", colour_scenes(SCENE_COLOURS, 2.5, fps=24), fps=24, encoder_options=options
-    )
-    monkeypatch.setattr(video_decoding_module.os, "cpu_count", lambda: 4)
-    monkeypatch.setattr(video_decoding_module, "MIN_EXACT_PART_SECONDS", 3.0)
+    path = _scenes_in_parts(tmp_path, monkeypatch, "open-gop=1:bframes=3:b-pyramid=normal:keyint=24:scenecut=0", 4)
     with av.open(str(path)) as container:
         packets = [(packet.pts, packet.is_keyframe) for packet in container.demux() if packet.size]
     leading = [
@@ -230,23 +226,11 @@ def test_open_gop_key_frames_are_not_cut_at(tmp_path, monkeypatch):
 
 
 def test_a_part_that_misses_its_key_frame_falls_back_to_one_pass(tmp_path, monkeypatch):
-    options = {"x264-params": "bframes=3:keyint=24"}
-    path = write_video(
-        tmp_path / "scenes.mp4", colour_scenes(SCENE_COLOURS, 2.5, fps=24), fps=24, encoder_options=options
-    )
-    monkeypatch.setattr(video_decoding_module.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(video_decoding_module, "MIN_EXACT_PART_SECONDS", 3.0)
+    path = _scenes_in_parts(tmp_path, monkeypatch, "bframes=3:keyint=24", cores=2)
     with video_decoding_module._FileFrames(str(path), "scenes") as frames:
         (key,) = frames.exact_part_starts()
     reference = _one_pass(path, monkeypatch)
-    one_passes = []
-    real_pass = video_decoding_module._decode_pass
-
-    def recorded_pass(*args):
-        one_passes.append(args)
-        return real_pass(*args)
-
-    monkeypatch.setattr(video_decoding_module, "_decode_pass", recorded_pass)
+    one_passes = record_calls(monkeypatch, video_decoding_module, "_decode_pass")
     # A pts no packet has: the first part never reaches it, the second never starts.
     monkeypatch.setattr(video_decoding_module._FileFrames, "exact_part_starts", lambda self: [key + 1])
     _assert_same_result(_decode(path), reference)
