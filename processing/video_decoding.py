@@ -57,8 +57,9 @@ _ENCODER_INFO_BYTES = 8192
 MAX_PARALLEL_PARTS = 8
 MIN_PARALLEL_PART_SECONDS = 60.0
 # A full decode of a file is cut into parts decoded side by side, one per core (at most `MAX_PARALLEL_PARTS`), each
-# at least this long, at key frames no frame presented before them follows: a part's one-thread decoder spends less
-# CPU a frame than FFmpeg's frame threads, and each part scores and samples its own frames next to its decode.
+# at least this long, at key frames no frame presented before them follows: a part's decoder on one thread (or on
+# its share of the cores) spends less CPU a frame than FFmpeg's frame threads over all cores, and each part scores
+# and samples its own frames next to its decode.
 MIN_EXACT_PART_SECONDS = 4.0
 # Most consecutive non-reference frames expected (x264's longest B-frame run is 16).
 MAX_NON_REFERENCE_RUN = 16
@@ -269,7 +270,11 @@ def _parts_pass(
     failed = threading.Event()  # one part failed: the others stop at their next frame
     arguments = (frame_transform, sampling_fps, cut_detector, max_frame_pixels, bar, failed)
     with ThreadPoolExecutor(len(bounds), thread_name_prefix="decode-part") as executor:
-        futures = [executor.submit(_in_reopened, _full_part, frames, start, stop, *arguments) for start, stop in bounds]
+        threads = _threads_per_part(len(bounds))
+        futures = [
+            executor.submit(_in_reopened, _full_part, threads, frames, start, stop, *arguments)
+            for start, stop in bounds
+        ]
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
         if any(future.exception() is not None for future in done):
             failed.set()
@@ -358,9 +363,11 @@ def _sparse_pass(frames, frame_transform, sampling_fps, cut_detector, max_frame_
     if len(bounds) == 1:
         parts = [_sparse_part(frames, None, None, *arguments)]
     else:
+        threads = _threads_per_part(len(bounds))
         with ThreadPoolExecutor(_side_by_side_workers(len(bounds)), thread_name_prefix="decode-part") as executor:
             futures = [
-                executor.submit(_in_reopened, _sparse_part, frames, start, stop, *arguments) for start, stop in bounds
+                executor.submit(_in_reopened, _sparse_part, threads, frames, start, stop, *arguments)
+                for start, stop in bounds
             ]
             parts = [future.result() for future in futures]
     bar.update((bar.total or bar.n) - bar.n)  # the frames skipped after the last decoded one
@@ -435,10 +442,15 @@ class _SparsePart:
     last_time: float
 
 
-def _in_reopened(part: Callable, frames, start_pts, stop_pts, *arguments):
-    """`part(frames, start_pts, stop_pts, *arguments)` on a decoder of its own (`_FileFrames.reopened`), for parts
-    decoded side by side."""
-    with frames.reopened() as part_frames:
+def _threads_per_part(parts: int) -> int:
+    """Decoder threads for each of `parts` parts decoded side by side: the cores shared out, at least one."""
+    return max(1, (os.cpu_count() or 1) // parts)
+
+
+def _in_reopened(part: Callable, threads: int, frames, start_pts, stop_pts, *arguments):
+    """`part(frames, start_pts, stop_pts, *arguments)` on a decoder of its own with `threads` threads
+    (`_FileFrames.reopened`), for parts decoded side by side."""
+    with frames.reopened(threads) as part_frames:
         return part(part_frames, start_pts, stop_pts, *arguments)
 
 
@@ -787,12 +799,13 @@ class _FileFrames:
                     starts.add(min(candidates, key=lambda pts: abs(pts - target)))
         return sorted(starts)
 
-    def reopened(self) -> "_FileFrames":
+    def reopened(self, threads: int = 1) -> "_FileFrames":
         """The same file on a decoder of its own, with what was probed of the stream (its first frame's time,
         which frames may be skipped), for one of the parts or runs of windows decoded side by side: as they fill
-        the cores, its decoder runs on one thread (frame threads on top would only add hand-offs)."""
+        the cores, its decoder runs on `threads` threads (see `_threads_per_part`; frame threads beyond the cores
+        would only add hand-offs)."""
         other = _FileFrames(self._source, self.name)
-        other._stream.codec_context.thread_count = 1
+        other._stream.codec_context.thread_count = threads
         other._first_pts, other._b_frames_probed = self._first_pts, self._b_frames_probed
         other._skips_b_frames, other._b_frame_run_ticks = self._skips_b_frames, self._b_frame_run_ticks
         return other

@@ -211,6 +211,14 @@ def test_parts_side_by_side_give_the_result_of_one_pass(tmp_path, monkeypatch, f
     assert len(parts) == 4
 
 
+def test_parts_share_the_cores_out_between_their_decoders(tmp_path, monkeypatch):
+    path = _scenes_in_parts(tmp_path, monkeypatch, "bframes=3:keyint=24", cores=16)
+    reopened = record_calls(monkeypatch, video_decoding_module._FileFrames, "reopened")
+    decoded = _decode(path)
+    assert [args[1:] for args in reopened] == [(3,)] * 5  # 15 s: 5 parts of 3 s or more, 16 cores // 5 each
+    _assert_same_result(decoded, _one_pass(path, monkeypatch))
+
+
 def test_open_gop_key_frames_are_not_cut_at(tmp_path, monkeypatch):
     # Open groups of pictures: the B-frames after each key frame (bar the first) reference the group before it.
     path = _scenes_in_parts(tmp_path, monkeypatch, "open-gop=1:bframes=3:b-pyramid=normal:keyint=24:scenecut=0", 4)
