@@ -206,6 +206,12 @@ def _decode_pass(frames, frame_transform, sampling_fps, cut_detector, max_frame_
     bar.update(count - reported)
     bar.close()
     _check_complete(frames, count, last_time)
+    return _decoded_video(frames, sampled, timestamps, last_time, count, cut_detector)
+
+
+def _decoded_video(frames, sampled: list, timestamps: list, last_time: float, count: int, cuts) -> DecodedVideo:
+    """The `DecodedVideo` of a pass: its sampled frames and their times, the time of the video's last frame, the
+    frames decoded, and `cuts`, the detector (or fast-mode search) that saw them, or `None`."""
     return DecodedVideo(
         name=frames.name,
         frames=np.stack(sampled),
@@ -213,7 +219,7 @@ def _decode_pass(frames, frame_transform, sampling_fps, cut_detector, max_frame_
         duration=last_time + 1.0 / float(frames.frame_rate),
         frame_rate=float(frames.frame_rate),
         num_decoded_frames=count,
-        cut_times=cut_detector.finish() if cut_detector is not None else [],
+        cut_times=cuts.finish() if cuts is not None else [],
     )
 
 
@@ -289,15 +295,9 @@ def _parts_pass(
                 cut_detector.process_score(stamp._replace(index=stamp.index + first_index), score)
             # Its last frame, which the next part starts at; the first part counts its own first frame.
             first_index += part.count - 1 if number == 0 else part.count
-    return DecodedVideo(
-        name=frames.name,
-        frames=np.stack([frame for part in parts for frame in part.frames]),
-        timestamps=np.asarray([time for part in parts for time in part.timestamps], dtype=np.float64),
-        duration=parts[-1].last_time + 1.0 / float(frames.frame_rate),
-        frame_rate=float(frames.frame_rate),
-        num_decoded_frames=count,
-        cut_times=cut_detector.finish() if cut_detector is not None else [],
-    )
+    sampled = [frame for part in parts for frame in part.frames]
+    timestamps = [time for part in parts for time in part.timestamps]
+    return _decoded_video(frames, sampled, timestamps, parts[-1].last_time, count, cut_detector)
 
 
 @dataclass
@@ -393,15 +393,9 @@ def _sparse_pass(frames, frame_transform, sampling_fps, cut_detector, max_frame_
         for window in _decoded_windows(frames, spans, side_by_side=bool(part_starts)):
             count += len(window)
             search.add_window([(frame, stamp) for frame, _, stamp in window])
-    return DecodedVideo(
-        name=frames.name,
-        frames=np.stack([frame for part in parts for frame in part.frames]),
-        timestamps=np.asarray([time for part in parts for time in part.timestamps], dtype=np.float64),
-        duration=last_time + frame_duration,
-        frame_rate=float(frames.frame_rate),
-        num_decoded_frames=count,
-        cut_times=search.finish() if search is not None else [],
-    )
+    sampled = [frame for part in parts for frame in part.frames]
+    timestamps = [time for part in parts for time in part.timestamps]
+    return _decoded_video(frames, sampled, timestamps, last_time, count, search)
 
 
 def _side_by_side_workers(tasks: int) -> int:
