@@ -175,6 +175,11 @@ class SceneCutDetector:
         self._last_hsv = hsv
         return score
 
+    @property
+    def last_image(self) -> np.ndarray | None:
+        """The detection image of the frame scored last (see `detection_image`)."""
+        return self._last_hsv
+
     def process_score(self, stamp: FrameStamp, score: float) -> None:
         """The next frame's content score (what `process` computes from the frame)."""
         if self._gate is None:
@@ -235,7 +240,6 @@ class SparseCutSearch:
         self.candidate_fraction = candidate_fraction
         self._times: list[float] = []
         self._scores: list[float] = []
-        self._last_hsv: np.ndarray | None = None
         self._first: FrameStamp | None = None
         self._threshold_met: list[FrameStamp] = []
         self._kept: list[tuple[FrameStamp, np.ndarray]] = []
@@ -244,7 +248,7 @@ class SparseCutSearch:
     def joined(cls, searches: list["SparseCutSearch"]) -> "SparseCutSearch":
         """One search over the frames of `searches`, those of consecutive parts of one video, in order."""
         joined = cls(searches[0].detector, searches[0].candidate_fraction)
-        joined._first, joined._last_hsv = searches[0]._first, searches[-1]._last_hsv
+        joined._first = searches[0]._first
         for search in searches:
             joined._scores += search._scores
             joined._times += search._times
@@ -260,17 +264,15 @@ class SparseCutSearch:
         """Scores the next decoded frame; `keep_image` keeps its detection image for `judge_kept_window` (frames
         that were decoded in full runs, around anchors). `scored=False`: the frame only serves as the next one's
         predecessor (a part of the video starting at a frame the part before scored)."""
-        hsv = self.detector.detection_image(frame)
+        score = self.detector.score(frame)
         if not scored:
-            self._last_hsv = hsv
             return
         if self._first is None:
             self._first = stamp
-        self._scores.append(content_score(self._last_hsv, hsv))
+        self._scores.append(score)
         self._times.append(stamp.seconds)
-        self._last_hsv = hsv
         if keep_image:
-            self._kept.append((stamp, hsv))
+            self._kept.append((stamp, self.detector.last_image))
 
     def windows(self, frame_duration: float) -> list[tuple[float, float]]:
         """`(start, end)` seconds, merged where they overlap, of the frames to decode around each candidate."""

@@ -272,20 +272,12 @@ def _parts_pass(
     content score. The scores are then fed to the detector's adaptive rule in order, across the parts.
     """
     bar = _progress_bar(frames, progress)
-    bounds = list(zip([None, *part_starts], [*part_starts, None], strict=True))
-    failed = threading.Event()  # one part failed: the others stop at their next frame
-    arguments = (frame_transform, sampling_fps, cut_detector, max_frame_pixels, bar, failed)
-    with ThreadPoolExecutor(len(bounds), thread_name_prefix="decode-part") as executor:
-        threads = _threads_per_part(len(bounds))
-        futures = [
-            executor.submit(_in_reopened, _full_part, threads, frames, start, stop, *arguments)
-            for start, stop in bounds
-        ]
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        if any(future.exception() is not None for future in done):
-            failed.set()
-        parts = [future.result() for future in futures]
-    bar.close()
+    try:
+        parts = _side_by_side(
+            _full_part, frames, part_starts, frame_transform, sampling_fps, cut_detector, max_frame_pixels, bar
+        )
+    finally:
+        bar.close()
     count = sum(part.count for part in parts)
     _check_complete(frames, count, parts[-1].last_time)
     if cut_detector is not None:
@@ -353,23 +345,19 @@ def _sparse_pass(frames, frame_transform, sampling_fps, cut_detector, max_frame_
     at; each part but the first starts as one pass stands after that key frame (the next sampling instant after
     it, and the key frame as the frame before, for the sampler and for the detector's scores). Parts are cut only
     where frames lie so close that no frame can be the nearest to instants on both sides of a key frame, so the
-    result is the very result of one pass. The windows that cut placement still needs afterwards are then decoded
-    side by side too (`_decoded_windows`).
+    result is the very result of one pass; a part the container cannot seek to makes it one pass after all. The
+    windows that cut placement still needs afterwards are then decoded side by side too (`_decoded_windows`).
     """
     part_starts = frames.parallel_part_starts(sampling_fps)
-    bounds = list(zip([None, *part_starts], [*part_starts, None], strict=True))
     bar = _progress_bar(frames, progress)
     arguments = (frame_transform, sampling_fps, cut_detector, max_frame_pixels, bar)
-    if len(bounds) == 1:
+    try:
+        parts = _side_by_side(_sparse_part, frames, part_starts, *arguments) if part_starts else None
+    except _MisalignedPart:  # the container could not seek to a part's key frame: one pass, as if it had no parts
+        part_starts, parts = [], None
+        bar.reset()
+    if parts is None:
         parts = [_sparse_part(frames, None, None, *arguments)]
-    else:
-        threads = _threads_per_part(len(bounds))
-        with ThreadPoolExecutor(_side_by_side_workers(len(bounds)), thread_name_prefix="decode-part") as executor:
-            futures = [
-                executor.submit(_in_reopened, _sparse_part, threads, frames, start, stop, *arguments)
-                for start, stop in bounds
-            ]
-            parts = [future.result() for future in futures]
     bar.update((bar.total or bar.n) - bar.n)  # the frames skipped after the last decoded one
     bar.close()
     frame_duration = 1.0 / float(frames.frame_rate)
@@ -436,23 +424,41 @@ class _SparsePart:
     last_time: float
 
 
+def _side_by_side(part: Callable, frames, part_starts: list[int], *arguments) -> list:
+    """`part(part_frames, start_pts, stop_pts, *arguments, failed=event)` for each part between `part_starts` (and
+    the stream's start and end), each on a decoder of its own (`_FileFrames.reopened`) with its share of the cores,
+    side by side; their results in order. The first part to raise sets `failed`, at which the others stop at their
+    next frame, and its error is raised (`_MisalignedPart` where the container could not seek to a part's key
+    frame)."""
+    bounds = list(zip([None, *part_starts], [*part_starts, None], strict=True))
+    failed = threading.Event()
+    threads = _threads_per_part(len(bounds))
+
+    def run(start_pts, stop_pts):
+        with frames.reopened(threads) as part_frames:
+            return part(part_frames, start_pts, stop_pts, *arguments, failed=failed)
+
+    with ThreadPoolExecutor(_side_by_side_workers(len(bounds)), thread_name_prefix="decode-part") as executor:
+        futures = [executor.submit(run, start_pts, stop_pts) for start_pts, stop_pts in bounds]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        # The failed parts are those done with an error now; the others, stopping, may fail for that alone.
+        errors = [future.exception() for future in done if future.exception() is not None]
+        if errors:
+            failed.set()
+            raise errors[0]
+        return [future.result() for future in futures]
+
+
 def _threads_per_part(parts: int) -> int:
     """Decoder threads for each of `parts` parts decoded side by side: the cores shared out, at least one."""
     return max(1, (os.cpu_count() or 1) // parts)
 
 
-def _in_reopened(part: Callable, threads: int, frames, start_pts, stop_pts, *arguments):
-    """`part(frames, start_pts, stop_pts, *arguments)` on a decoder of its own with `threads` threads
-    (`_FileFrames.reopened`), for parts decoded side by side."""
-    with frames.reopened(threads) as part_frames:
-        return part(part_frames, start_pts, stop_pts, *arguments)
-
-
 def _sparse_part(
-    frames, start_pts, stop_pts, frame_transform, sampling_fps, cut_detector, max_frame_pixels, bar
+    frames, start_pts, stop_pts, frame_transform, sampling_fps, cut_detector, max_frame_pixels, bar, failed=None
 ) -> _SparsePart:
     """One part of `_sparse_pass` (the whole file when `start_pts` and `stop_pts` are `None`), with a scaler and
-    a detector of its own."""
+    a detector of its own; it gives up when the `failed` event (of parts side by side) is set."""
     search = SparseCutSearch(cut_detector.replica()) if cut_detector is not None else None
     frame_duration = 1.0 / float(frames.frame_rate)
     around_anchors = search.anchor_span(frame_duration) if search is not None else None
@@ -464,6 +470,8 @@ def _sparse_part(
         count, reported = 0, None
         part = (start_pts, stop_pts)
         for frame, seconds, stamp, near_anchor in frames.reference_frames(around_anchors, next_needed, part):
+            if failed is not None and failed.is_set():
+                break
             if count == 0:
                 _check_frame_size(frames.name, frame.width, frame.height, max_frame_pixels)
             # The key frame this part starts at ends the part before, which scored, kept and sampled it.
@@ -639,7 +647,8 @@ class _FileFrames:
         `part=(start, stop)` pts: from the key frame at `start` through the key frame at `stop` (`None`: the
         stream's start, its end), for parts decoded side by side once the stream is probed (`reopened`); frames are
         skipped the same way only where all B-frames are, as no P-frame then lies across a key frame from its
-        reference.
+        reference. Raises `_MisalignedPart` when the part does not start on the key frame at `start` or does not
+        reach the one at `stop`.
         """
         start_pts, stop_pts = part
         context = self._stream.codec_context
@@ -675,17 +684,15 @@ class _FileFrames:
             needed_pts = self._first_pts + math.floor(next_needed() / time_base)
             return any(ahead.is_keyframe and ahead.pts is not None and ahead.pts <= needed_pts for ahead in lookahead)
 
+        def ends_part(packet) -> bool:
+            return stop_pts is not None and packet.pts == stop_pts
+
         lookahead: collections.deque = collections.deque()
         reference_sizes: collections.deque = collections.deque(maxlen=REFERENCE_PACKET_HISTORY)
         last_pts, first_key_seen, first_packet = None, False, True
-        if start_pts is not None:
-            self._container.seek(start_pts, stream=self._stream, backward=True)
         with self._decoding_errors():
-            for packet in self._container.demux(self._stream):
+            for packet in self._packets_from(start_pts):
                 if first_packet:
-                    # A seek may land on an earlier key frame (containers index them by decoding time).
-                    if start_pts is not None and packet.pts != start_pts:
-                        continue
                     first_packet = False
                     if not self._b_frames_probed:
                         self._probe_b_frames(packet)
@@ -713,11 +720,19 @@ class _FileFrames:
                     oldest = lookahead.popleft()
                     if not skippable(oldest):
                         yield from decode(oldest)
-                    if stop_pts is not None and oldest.pts == stop_pts:
+                    if ends_part(oldest):
                         break
             else:
                 while lookahead:
-                    yield from decode(lookahead.popleft())
+                    oldest = lookahead.popleft()
+                    yield from decode(oldest)
+                    if ends_part(oldest):
+                        break
+                else:
+                    if stop_pts is not None:
+                        raise _MisalignedPart(
+                            f"{self.name}: the part from pts {start_pts} does not reach pts {stop_pts}"
+                        )
             if stop_pts is not None:
                 # The frames still in the decoder's threads: none after `stop`, as no later packet was sent.
                 for frame in self._drain_decoder():
@@ -831,22 +846,12 @@ class _FileFrames:
         start, its end), each with its time and its place for the detector, for the parts of `_parts_pass`, which
         are cut at key frames `exact_part_starts` found. Raises `_MisalignedPart` when the part does not start on
         the key frame at `start_pts` or does not reach the one at `stop_pts`."""
-        misaligned = _MisalignedPart(f"{self.name}: no part from pts {start_pts} through pts {stop_pts}")
-        if start_pts is not None:
-            self._container.seek(start_pts, stream=self._stream, backward=True)
-        started, first_frame = start_pts is None, True
+        first_frame = True
         with self._decoding_errors():
-            for packet in self._container.demux(self._stream):
-                # A seek may land on an earlier key frame (containers index them by decoding time); the packets
-                # before the key frame of a closed group of pictures are all presented before it.
-                started = started or packet.pts == start_pts
-                if not started:
-                    if packet.pts is not None and packet.pts > start_pts:
-                        raise misaligned
-                    continue
+            for packet in self._packets_from(start_pts):
                 for frame in packet.decode():
                     if first_frame and start_pts is not None and frame.pts != start_pts:
-                        raise misaligned
+                        raise _MisalignedPart(f"{self.name}: the part from pts {start_pts} starts at pts {frame.pts}")
                     first_frame = False
                     yield self._timed(frame)
                 if stop_pts is not None and packet.pts == stop_pts:
@@ -855,7 +860,27 @@ class _FileFrames:
                         yield self._timed(frame)
                     return
         if stop_pts is not None or first_frame:
-            raise misaligned
+            raise _MisalignedPart(f"{self.name}: the part from pts {start_pts} does not reach pts {stop_pts}")
+
+    def _packets_from(self, start_pts: int | None) -> Iterator[av.Packet]:
+        """The stream's packets in decoding order from the key frame at `start_pts` (`None`: from the stream's
+        start), for a part decoded side by side. A seek may land on an earlier key frame (containers index them by
+        decoding time); the packets before the part's key frame are then skipped, as they are all presented before
+        it. Raises `_MisalignedPart` when the packets pass `start_pts` without it (the seek landed after it)."""
+        if start_pts is not None:
+            self._container.seek(start_pts, stream=self._stream, backward=True)
+        packets = self._container.demux(self._stream)
+        if start_pts is not None:
+            missed = _MisalignedPart(f"{self.name}: the seek to pts {start_pts} missed its key frame")
+            for packet in packets:
+                if packet.pts == start_pts:
+                    yield packet
+                    break
+                if packet.pts is not None and packet.pts > start_pts:
+                    raise missed
+            else:
+                raise missed
+        yield from packets
 
     def all_frames_between(self, start: float, end: float) -> list[tuple[av.VideoFrame, float, FrameStamp]]:
         """Every frame with a time in `[start, end]` seconds: seeks to a key frame before `start` and decodes only

@@ -294,6 +294,31 @@ def test_reference_sampling_in_parts_side_by_side_keeps_the_frames_of_one_pass(t
     assert len(parts) == 6 and parts[-1][1:3] == (None, None)
 
 
+@pytest.mark.parametrize("mode", ["fast", "reference"])
+def test_a_part_that_misses_its_key_frame_falls_back_to_one_pass(tmp_path, monkeypatch, mode):
+    options = {"x264-params": "ref=1:bframes=3:b-pyramid=normal:keyint=30:scenecut=0"}
+    path = write_video(tmp_path / "long.mp4", _textured_scenes([130, 110, 120], 24), fps=24, encoder_options=options)
+    monkeypatch.setattr(video_decoding_module.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(video_decoding_module, "MIN_PARALLEL_PART_SECONDS", 3.0)
+
+    def decode():
+        if mode == "fast":
+            return _decode(path, "fast")
+        return decode_video(path, TRANSFORM, sample_reference_frames_only=True)
+
+    with video_decoding_module._FileFrames(str(path), "long") as frames:
+        (key,) = frames.parallel_part_starts(1.0)
+    in_parts = decode()
+    parts = record_calls(monkeypatch, video_decoding_module, "_sparse_part")
+    # A pts no packet has: the first part never reaches it, the second never starts.
+    monkeypatch.setattr(video_decoding_module._FileFrames, "parallel_part_starts", lambda self, fps: [key + 1])
+    fallback = decode()
+    assert [call[1:3] for call in parts] == [(None, key + 1), (key + 1, None), (None, None)]
+    np.testing.assert_array_equal(fallback.timestamps, in_parts.timestamps)
+    np.testing.assert_array_equal(fallback.frames, in_parts.frames)
+    assert fallback.cut_times == in_parts.cut_times and fallback.duration == in_parts.duration
+
+
 def test_streams_whose_b_frames_cannot_all_be_skipped_are_sampled_in_one_pass(tmp_path, monkeypatch):
     options = {"x264-params": "ref=3:bframes=3:b-pyramid=normal:keyint=30:scenecut=0"}
     path = write_video(tmp_path / "long.mp4", _textured_scenes([90, 90, 90], 24), fps=24, encoder_options=options)
