@@ -442,7 +442,7 @@ def _side_by_side(part: Callable, frames, part_starts: list[int], *arguments) ->
         futures = [executor.submit(run, start_pts, stop_pts) for start_pts, stop_pts in bounds]
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
         # The failed parts are those done with an error now; the others, stopping, may fail for that alone.
-        errors = [future.exception() for future in done if future.exception() is not None]
+        errors = [error for future in done if (error := future.exception()) is not None]
         if errors:
             failed.set()
             raise errors[0]
