@@ -173,6 +173,9 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: compile/export checks, run with --run-slow")
+    # The marks transformers' common tests carry, registered by transformers' own conftest, which is not fetched.
+    for mark in ("accelerate_tests", "flash_attn_test", "flash_attn_3_test", "flash_attn_4_test", "torch_compile_test"):
+        config.addinivalue_line("markers", f"{mark}: a mark of transformers' common tests")
     if config.getoption("--run-slow"):
         os.environ["RUN_SLOW"] = "1"  # transformers' own `@slow` common tests read it when they are imported
 

@@ -313,7 +313,9 @@ def test_a_part_that_misses_its_key_frame_falls_back_to_one_pass(tmp_path, monke
     # A pts no packet has: the first part never reaches it, the second never starts.
     monkeypatch.setattr(video_decoding_module._FileFrames, "parallel_part_starts", lambda self, fps: [key + 1])
     fallback = decode()
-    assert [call[1:3] for call in parts] == [(None, key + 1), (key + 1, None), (None, None)]
+    bounds = [call[1:3] for call in parts]
+    # The two parts run side by side, in either order; the one pass comes after both.
+    assert set(bounds[:2]) == {(None, key + 1), (key + 1, None)} and bounds[2:] == [(None, None)]
     np.testing.assert_array_equal(fallback.timestamps, in_parts.timestamps)
     np.testing.assert_array_equal(fallback.frames, in_parts.frames)
     assert fallback.cut_times == in_parts.cut_times and fallback.duration == in_parts.duration
