@@ -178,8 +178,8 @@ def decode_video(
         if part_starts:
             try:
                 return _parts_pass(frames, part_starts, *arguments)
-            except _MisalignedPart:
-                pass  # the container could not seek to a part's key frame: one pass, as if it had no parts
+            except _MisalignedPart:  # a part did not start or end on its key frame: one pass, as if it had no parts
+                frames.reset_for_one_pass()
         return _decode_pass(frames, *arguments)
 
 
@@ -353,8 +353,9 @@ def _sparse_pass(frames, frame_transform, sampling_fps, cut_detector, max_frame_
     arguments = (frame_transform, sampling_fps, cut_detector, max_frame_pixels, bar)
     try:
         parts = _side_by_side(_sparse_part, frames, part_starts, *arguments) if part_starts else None
-    except _MisalignedPart:  # the container could not seek to a part's key frame: one pass, as if it had no parts
+    except _MisalignedPart:  # a part did not start or end on its key frame: one pass, as if it had no parts
         part_starts, parts = [], None
+        frames.reset_for_one_pass()
         bar.reset()
     if parts is None:
         parts = [_sparse_part(frames, None, None, *arguments)]
@@ -647,8 +648,8 @@ class _FileFrames:
         `part=(start, stop)` pts: from the key frame at `start` through the key frame at `stop` (`None`: the
         stream's start, its end), for parts decoded side by side once the stream is probed (`reopened`); frames are
         skipped the same way only where all B-frames are, as no P-frame then lies across a key frame from its
-        reference. Raises `_MisalignedPart` when the part does not start on the key frame at `start` or does not
-        reach the one at `stop`.
+        reference. Raises `_MisalignedPart` when the part does not start on the key frame at `start` (the first
+        part: when its first frame is not the stream's first packet) or does not reach the one at `stop`.
         """
         start_pts, stop_pts = part
         context = self._stream.codec_context
@@ -667,7 +668,10 @@ class _FileFrames:
                 return "DEFAULT"
             return self._sparse_skip_level(near=near_anchor(pts, self._b_frame_run_ticks))
 
+        check_first_frame = start_pts is None and stop_pts is not None  # the first of parts side by side
+
         def decode(packet):
+            nonlocal check_first_frame
             context.skip_frame = skip_level(packet.pts)
             for frame in packet.decode():
                 if frame.pts is None:
@@ -675,6 +679,10 @@ class _FileFrames:
                         f"{self.name}: frames carry no timestamps, which the reference-frame decode needs; "
                         'use detection_mode="exact".'
                     )
+                if check_first_frame:
+                    check_first_frame = False
+                    if (error := self._first_frame_error(frame, None)) is not None:
+                        raise error
                 yield *self._timed(frame), near_anchor(frame.pts)
 
         def skippable(packet) -> bool:
@@ -752,7 +760,7 @@ class _FileFrames:
         """pts of the key frames at which reference-frame sampling may be cut into parts decoded side by side (one
         per core, each at least `MIN_PARALLEL_PART_SECONDS`); empty when it may not: a file object, one core, a
         short video, B-frames that cannot all be skipped, or frames so far apart that one could be the nearest to
-        instants on both sides of a key frame. Probes the stream (first frame, B-frames) on a decoder of its own.
+        instants on both sides of a key frame. Probes the stream (first packet, B-frames) on a container of its own.
         """
         time_base = self._time_base
 
@@ -776,9 +784,12 @@ class _FileFrames:
         self, min_part_seconds: float, allowed: Callable[[av.Packet], bool], closed_only: bool
     ) -> list[int]:
         """pts of the key frames nearest to `parts - 1` evenly spaced times (parts of at least `min_part_seconds`,
-        one per core), found on a decoder of its own, which also sets the first frame's time; `allowed(first_packet)`
-        may refuse parts. `closed_only`: only key frames no frame after them in decoding order is presented before
-        (see `_key_frames`)."""
+        one per core), found on a container of its own; `allowed(first_packet)` may refuse parts. `closed_only`:
+        only key frames no frame after them in decoding order is presented before (see `_key_frames`).
+
+        With parts, the first frame's time is set from the stream's first packet, a key frame, without decoding it:
+        the first part raises `_MisalignedPart` when the first frame it decodes is another one (see
+        `_first_frame_error`), and the caller then decodes in one pass (`reset_for_one_pass`)."""
         duration = float(self._stream.duration * self._time_base) if self._stream.duration else 0.0
         parts = min(os.cpu_count() or 1, MAX_PARALLEL_PARTS, int(duration // min_part_seconds))
         if not isinstance(self._source, str) or parts < 2:
@@ -787,26 +798,38 @@ class _FileFrames:
         with av.open(self._source) as probe:
             stream = probe.streams.video[0]
             first_packet = next(probe.demux(stream))
-            if not allowed(first_packet):
+            first_pts = first_packet.pts
+            if first_pts is None or not allowed(first_packet):
                 return []
-            first_frame = next(iter(first_packet.decode()), None) or next(probe.decode(stream))
-            if first_frame.pts is None:
-                return []
-            self._first_pts = first_frame.pts
             starts = set()
             for index in range(1, parts):
-                target = self._first_pts + round(index * duration / parts / time_base)
+                target = first_pts + round(index * duration / parts / time_base)
                 probe.seek(target, stream=stream, backward=True)
                 key_frames = _key_frames(probe.demux(stream))
                 # The key frames on either side of the target: the nearer one balances the parts best.
                 candidates = [
                     pts
                     for pts, closed in itertools.islice(key_frames, 2)
-                    if pts is not None and pts > self._first_pts and (closed or not closed_only)
+                    if pts is not None and pts > first_pts and (closed or not closed_only)
                 ]
                 if candidates:
                     starts.add(min(candidates, key=lambda pts: abs(pts - target)))
+        if starts:
+            self._first_pts = first_pts
         return sorted(starts)
+
+    def reset_for_one_pass(self) -> None:
+        """For one pass after the parts gave up (`_MisalignedPart`): the first frame's time is then taken from the
+        first frame decoded, not from the first packet read for the parts."""
+        self._first_pts = None
+
+    def _first_frame_error(self, frame: av.VideoFrame, start_pts: int | None) -> "_MisalignedPart | None":
+        """For a part's first decoded frame: the error when it is not the key frame at `start_pts` (`None`: the
+        stream's first packet, taken as its first frame by `_part_starts`)."""
+        expected = self._first_pts if start_pts is None else start_pts
+        if frame.pts == expected:
+            return None
+        return _MisalignedPart(f"{self.name}: the part from pts {expected} starts at pts {frame.pts}")
 
     def reopened(self, threads: int = 1) -> "_FileFrames":
         """The same file on a decoder of its own, with what was probed of the stream (its first frame's time,
@@ -845,13 +868,14 @@ class _FileFrames:
         """Every frame from the key frame at `start_pts` through the key frame at `stop_pts` (`None`: the stream's
         start, its end), each with its time and its place for the detector, for the parts of `_parts_pass`, which
         are cut at key frames `exact_part_starts` found. Raises `_MisalignedPart` when the part does not start on
-        the key frame at `start_pts` or does not reach the one at `stop_pts`."""
+        the key frame at `start_pts` (the stream's first packet for the first part) or does not reach the one at
+        `stop_pts`."""
         first_frame = True
         with self._decoding_errors():
             for packet in self._packets_from(start_pts):
                 for frame in packet.decode():
-                    if first_frame and start_pts is not None and frame.pts != start_pts:
-                        raise _MisalignedPart(f"{self.name}: the part from pts {start_pts} starts at pts {frame.pts}")
+                    if first_frame and (error := self._first_frame_error(frame, start_pts)) is not None:
+                        raise error
                     first_frame = False
                     yield self._timed(frame)
                 if stop_pts is not None and packet.pts == stop_pts:

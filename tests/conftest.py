@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from salova.hub_configs import build_salova
+from salova.processing import video_decoding as video_decoding_module
 
 from salova.video_writer import write_video
 
@@ -110,6 +111,21 @@ def concatenated_real_video(tmp_path_factory) -> Path:
                     yield frame.reformat(width=320, height=180, format="rgb24").to_ndarray()
 
     return write_video(tmp_path_factory.mktemp("videos") / "concatenated.mp4", frames(), fps=25)
+
+
+def misplace_first_frame(monkeypatch) -> None:
+    """Makes the parts' probe take the first frame to lie one tick after the stream's first packet, as it would for
+    a file whose first packet is not the first frame its decoder returns (the first part then finds it is not)."""
+    frames_class = video_decoding_module._FileFrames
+    real = frames_class._part_starts
+
+    def misplaced(self, *args, **kwargs):
+        starts = real(self, *args, **kwargs)
+        if starts:
+            self._first_pts += 1
+        return starts
+
+    monkeypatch.setattr(frames_class, "_part_starts", misplaced)
 
 
 def record_calls(monkeypatch, owner, name: str) -> list[tuple]:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scenedetect
 from av.video.frame import PictureType
-from conftest import real_video, record_calls
+from conftest import misplace_first_frame, real_video, record_calls
 from salova.processing import FrameTransform, SceneCutDetector, decode_video
 from salova.processing import video_decoding as video_decoding_module
 from salova.processing.scene_detection import content_score
@@ -294,8 +294,9 @@ def test_reference_sampling_in_parts_side_by_side_keeps_the_frames_of_one_pass(t
     assert len(parts) == 6 and parts[-1][1:3] == (None, None)
 
 
+@pytest.mark.parametrize("misaligned", ["part-start-no-packet-has", "first-frame-not-the-first-packet"])
 @pytest.mark.parametrize("mode", ["fast", "reference"])
-def test_a_part_that_misses_its_key_frame_falls_back_to_one_pass(tmp_path, monkeypatch, mode):
+def test_a_part_off_its_key_frame_falls_back_to_one_pass(tmp_path, monkeypatch, mode, misaligned):
     options = {"x264-params": "ref=1:bframes=3:b-pyramid=normal:keyint=30:scenecut=0"}
     path = write_video(tmp_path / "long.mp4", _textured_scenes([130, 110, 120], 24), fps=24, encoder_options=options)
     monkeypatch.setattr(video_decoding_module.os, "cpu_count", lambda: 2)
@@ -310,12 +311,17 @@ def test_a_part_that_misses_its_key_frame_falls_back_to_one_pass(tmp_path, monke
         (key,) = frames.parallel_part_starts(1.0)
     in_parts = decode()
     parts = record_calls(monkeypatch, video_decoding_module, "_sparse_part")
-    # A pts no packet has: the first part never reaches it, the second never starts.
-    monkeypatch.setattr(video_decoding_module._FileFrames, "parallel_part_starts", lambda self, fps: [key + 1])
+    if misaligned == "part-start-no-packet-has":
+        # The first part never reaches it, the second never starts.
+        key += 1
+        monkeypatch.setattr(video_decoding_module._FileFrames, "parallel_part_starts", lambda self, fps: [key])
+    else:
+        misplace_first_frame(monkeypatch)
     fallback = decode()
     bounds = [call[1:3] for call in parts]
-    # The two parts run side by side, in either order; the one pass comes after both.
-    assert set(bounds[:2]) == {(None, key + 1), (key + 1, None)} and bounds[2:] == [(None, None)]
+    # The two parts run side by side, in either order; the one pass comes after both, its times counted from the
+    # first frame decoded.
+    assert set(bounds[:2]) == {(None, key), (key, None)} and bounds[2:] == [(None, None)]
     np.testing.assert_array_equal(fallback.timestamps, in_parts.timestamps)
     np.testing.assert_array_equal(fallback.frames, in_parts.frames)
     assert fallback.cut_times == in_parts.cut_times and fallback.duration == in_parts.duration

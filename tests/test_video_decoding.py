@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 import scenedetect
-from conftest import colour_scenes, real_video, record_calls
+from conftest import colour_scenes, misplace_first_frame, real_video, record_calls
 from PIL import Image
 from salova.processing import FrameTransform, SceneCutDetector, decode_video
 from salova.processing import video_decoding as video_decoding_module
@@ -233,14 +233,19 @@ def test_open_gop_key_frames_are_not_cut_at(tmp_path, monkeypatch):
     _assert_same_result(_decode(path), _one_pass(path, monkeypatch))
 
 
-def test_a_part_that_misses_its_key_frame_falls_back_to_one_pass(tmp_path, monkeypatch):
+@pytest.mark.parametrize("misaligned", ["part-start-no-packet-has", "first-frame-not-the-first-packet"])
+def test_a_part_off_its_key_frame_falls_back_to_one_pass(tmp_path, monkeypatch, misaligned):
     path = _scenes_in_parts(tmp_path, monkeypatch, "bframes=3:keyint=24", cores=2)
     with video_decoding_module._FileFrames(str(path), "scenes") as frames:
         (key,) = frames.exact_part_starts()
     reference = _one_pass(path, monkeypatch)
     one_passes = record_calls(monkeypatch, video_decoding_module, "_decode_pass")
-    # A pts no packet has: the first part never reaches it, the second never starts.
-    monkeypatch.setattr(video_decoding_module._FileFrames, "exact_part_starts", lambda self: [key + 1])
+    if misaligned == "part-start-no-packet-has":
+        # The first part never reaches it, the second never starts.
+        monkeypatch.setattr(video_decoding_module._FileFrames, "exact_part_starts", lambda self: [key + 1])
+    else:
+        misplace_first_frame(monkeypatch)
+    # The very result of one pass: its times count from the first frame decoded, not from the parts' first packet.
     _assert_same_result(_decode(path), reference)
     assert len(one_passes) == 1
 
