@@ -610,7 +610,7 @@ class _FileFrames:
         context = self._stream.codec_context
         self.width, self.height = context.width, context.height
         self.frame_rate = Fraction(self._stream.average_rate or self._stream.guessed_rate or 25)
-        self.expected_frames = self._stream.frames or None
+        self.expected_frames = self._presented_frames()
         self.last_packet_time = 0.0
         # Set from the first packet (see `b_frame_structure`) by `reference_frames` or `parallel_part_starts`.
         self._b_frames_probed = False
@@ -618,6 +618,15 @@ class _FileFrames:
         self._b_frame_run_ticks = 0
         self._first_pts: int | None = None
         self._index = 0
+
+    def _presented_frames(self) -> int | None:
+        """The frames the stream presents, as far as the container tells: its sample count, or fewer where its
+        duration holds fewer (an edit list presents only part of the samples, as in a file cut without
+        re-encoding, whose first group of pictures starts before the cut)."""
+        declared = self._stream.frames or None
+        if declared is None or not self._stream.duration:
+            return declared
+        return min(declared, math.ceil(self._stream.duration * self._time_base * self.frame_rate))
 
     def __iter__(self) -> Iterator[tuple[av.VideoFrame, float, FrameStamp]]:
         """Every frame, with its time in seconds and its place for the detector."""
@@ -649,7 +658,7 @@ class _FileFrames:
         stream's start, its end), for parts decoded side by side once the stream is probed (`reopened`); frames are
         skipped the same way only where all B-frames are, as no P-frame then lies across a key frame from its
         reference. Raises `_MisalignedPart` when the part does not start on the key frame at `start` (the first
-        part: when its first frame is not the stream's first packet) or does not reach the one at `stop`.
+        part: when its first frame is not at the stream's start time) or does not reach the one at `stop`.
         """
         start_pts, stop_pts = part
         context = self._stream.codec_context
@@ -681,8 +690,10 @@ class _FileFrames:
                     )
                 if check_first_frame:
                     check_first_frame = False
-                    if (error := self._first_frame_error(frame, None)) is not None:
+                    if (error := self._first_frame_error(self._time_origin(frame), None)) is not None:
                         raise error
+                elif self._first_pts is None:
+                    self._first_pts = self._time_origin(frame)
                 yield *self._timed(frame), near_anchor(frame.pts)
 
         def skippable(packet) -> bool:
@@ -787,8 +798,8 @@ class _FileFrames:
         one per core), found on a container of its own; `allowed(first_packet)` may refuse parts. `closed_only`:
         only key frames no frame after them in decoding order is presented before (see `_key_frames`).
 
-        With parts, the first frame's time is set from the stream's first packet, a key frame, without decoding it:
-        the first part raises `_MisalignedPart` when the first frame it decodes is another one (see
+        With parts, the first frame's time is set from the stream's start time (else its first packet's), without
+        decoding: the first part raises `_MisalignedPart` when the first frame it decodes is not at that time (see
         `_first_frame_error`), and the caller then decodes in one pass (`reset_for_one_pass`)."""
         duration = float(self._stream.duration * self._time_base) if self._stream.duration else 0.0
         parts = min(os.cpu_count() or 1, MAX_PARALLEL_PARTS, int(duration // min_part_seconds))
@@ -798,7 +809,8 @@ class _FileFrames:
         with av.open(self._source) as probe:
             stream = probe.streams.video[0]
             first_packet = next(probe.demux(stream))
-            first_pts = first_packet.pts
+            # Where an edit list starts the stream after its first packet, the container says so.
+            first_pts = self._stream.start_time if self._stream.start_time is not None else first_packet.pts
             if first_pts is None or not allowed(first_packet):
                 return []
             starts = set()
@@ -820,16 +832,26 @@ class _FileFrames:
 
     def reset_for_one_pass(self) -> None:
         """For one pass after the parts gave up (`_MisalignedPart`): the first frame's time is then taken from the
-        first frame decoded, not from the first packet read for the parts."""
+        first frame decoded, not from the container's start time read for the parts."""
         self._first_pts = None
 
-    def _first_frame_error(self, frame: av.VideoFrame, start_pts: int | None) -> "_MisalignedPart | None":
-        """For a part's first decoded frame: the error when it is not the key frame at `start_pts` (`None`: the
-        stream's first packet, taken as its first frame by `_part_starts`)."""
+    def _first_frame_error(self, first_pts: int, start_pts: int | None) -> "_MisalignedPart | None":
+        """For the pts of a part's first frame: the error when it is not the key frame at `start_pts` (`None`: the
+        stream's first frame, whose time `_part_starts` took from the container)."""
         expected = self._first_pts if start_pts is None else start_pts
-        if frame.pts == expected:
+        if first_pts == expected:
             return None
-        return _MisalignedPart(f"{self.name}: the part from pts {expected} starts at pts {frame.pts}")
+        return _MisalignedPart(f"{self.name}: the part from pts {expected} starts at pts {first_pts}")
+
+    def _time_origin(self, frame: av.VideoFrame) -> int:
+        """The pts times count from, for a decode that may skip frames, given the first frame it returned: that
+        frame's, unless frames a full decode returns before it were skipped (it is no key frame and the container
+        starts the stream earlier, as an edit list starting within a group of pictures does: a file cut without
+        re-encoding)."""
+        start = self._stream.start_time
+        if frame.key_frame or start is None:
+            return frame.pts
+        return min(start, frame.pts)
 
     def reopened(self, threads: int = 1) -> "_FileFrames":
         """The same file on a decoder of its own, with what was probed of the stream (its first frame's time,
@@ -868,13 +890,13 @@ class _FileFrames:
         """Every frame from the key frame at `start_pts` through the key frame at `stop_pts` (`None`: the stream's
         start, its end), each with its time and its place for the detector, for the parts of `_parts_pass`, which
         are cut at key frames `exact_part_starts` found. Raises `_MisalignedPart` when the part does not start on
-        the key frame at `start_pts` (the stream's first packet for the first part) or does not reach the one at
+        the key frame at `start_pts` (the stream's start time for the first part) or does not reach the one at
         `stop_pts`."""
         first_frame = True
         with self._decoding_errors():
             for packet in self._packets_from(start_pts):
                 for frame in packet.decode():
-                    if first_frame and (error := self._first_frame_error(frame, start_pts)) is not None:
+                    if first_frame and (error := self._first_frame_error(frame.pts, start_pts)) is not None:
                         raise error
                     first_frame = False
                     yield self._timed(frame)

@@ -390,3 +390,51 @@ def test_fast_mode_in_parts_side_by_side_finds_the_cuts_of_one_pass(tmp_path, mo
     np.testing.assert_array_equal(in_parts.timestamps, one_pass.timestamps)
     np.testing.assert_array_equal(in_parts.frames, one_pass.frames)
     assert in_parts.duration == one_pass.duration
+
+
+def _cut_without_re_encoding(source, target, frames: int):
+    """`source` from its `frames`-th frame on, its packets copied as a cut without re-encoding copies them: from the
+    key frame before the cut, with an edit list (written for the negative timestamps) that starts the stream at it."""
+    with av.open(str(source)) as whole, av.open(str(target), "w") as cut:
+        stream = whole.streams.video[0]
+        copy = cut.add_stream_from_template(stream)
+        shift = round(frames / stream.average_rate / stream.time_base)
+        for packet in whole.demux(stream):
+            if packet.dts is None:
+                continue
+            packet.pts, packet.dts, packet.stream = packet.pts - shift, packet.dts - shift, copy
+            cut.mux(packet)
+    return target
+
+
+def test_a_file_cut_without_re_encoding_keeps_its_times_and_frames(tmp_path, monkeypatch):
+    options = {"x264-params": "ref=1:bframes=3:b-pyramid=normal:keyint=30:scenecut=0"}
+    whole = write_video(tmp_path / "whole.mp4", _textured_scenes([130, 110, 120], 24), fps=24, encoder_options=options)
+    path = _cut_without_re_encoding(whole, tmp_path / "cut.mp4", frames=5)
+    with av.open(str(path)) as container, av.open(str(path)) as packets:
+        stream = container.streams.video[0]
+        first_packet = next(packets.demux(video=0))
+        first_frame = next(container.decode(stream))
+        # The cut's key frame is not shown, and the first frame shown is a B-frame, which the fast mode skips.
+        assert first_packet.is_discard and first_packet.pts < stream.start_time == first_frame.pts
+        assert first_frame.pict_type == PictureType.B and stream.frames == 360
+    monkeypatch.setattr(video_decoding_module.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(video_decoding_module, "MIN_EXACT_PART_SECONDS", 3.0)
+    monkeypatch.setattr(video_decoding_module, "MIN_PARALLEL_PART_SECONDS", 3.0)
+    one_passes = record_calls(monkeypatch, video_decoding_module, "_decode_pass")
+    sparse_parts = record_calls(monkeypatch, video_decoding_module, "_sparse_part")
+    exact = _decode(path, "exact")  # not taken for a truncated file: the stream shows 355 of its 360 frames
+    fast = _decode(path, "fast")
+    assert exact.num_decoded_frames == 355 and not one_passes  # in parts, none of which fell back to one pass
+    assert len(sparse_parts) == 2 and (None, None) not in [call[1:3] for call in sparse_parts]
+    np.testing.assert_allclose(exact.cut_times, [125 / 24, 235 / 24], atol=1e-6)
+    # Times count from the first frame shown in both modes, though the fast mode never decodes it.
+    assert fast.cut_times == exact.cut_times and fast.duration == exact.duration == 355 / 24
+    with monkeypatch.context() as patch:
+        patch.setattr(video_decoding_module, "MIN_EXACT_PART_SECONDS", math.inf)
+        patch.setattr(video_decoding_module, "MIN_PARALLEL_PART_SECONDS", math.inf)
+        one_pass, fast_one_pass = _decode(path, "exact"), _decode(path, "fast")
+    np.testing.assert_array_equal(exact.frames, one_pass.frames)
+    np.testing.assert_array_equal(exact.timestamps, one_pass.timestamps)
+    assert fast_one_pass.cut_times == exact.cut_times and fast_one_pass.duration == exact.duration
+    np.testing.assert_array_equal(fast_one_pass.timestamps, fast.timestamps)
