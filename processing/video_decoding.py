@@ -690,10 +690,8 @@ class _FileFrames:
                     )
                 if check_first_frame:
                     check_first_frame = False
-                    if (error := self._first_frame_error(self._time_origin(frame), None)) is not None:
+                    if (error := self._first_frame_error(frame, None)) is not None:
                         raise error
-                elif self._first_pts is None:
-                    self._first_pts = self._time_origin(frame)
                 yield *self._timed(frame), near_anchor(frame.pts)
 
         def skippable(packet) -> bool:
@@ -832,22 +830,22 @@ class _FileFrames:
 
     def reset_for_one_pass(self) -> None:
         """For one pass after the parts gave up (`_MisalignedPart`): the first frame's time is then taken from the
-        first frame decoded, not from the container's start time read for the parts."""
+        first frame decoded (`_time_origin`), not from the container's start time read for the parts."""
         self._first_pts = None
 
-    def _first_frame_error(self, first_pts: int, start_pts: int | None) -> "_MisalignedPart | None":
-        """For the pts of a part's first frame: the error when it is not the key frame at `start_pts` (`None`: the
-        stream's first frame, whose time `_part_starts` took from the container)."""
-        expected = self._first_pts if start_pts is None else start_pts
-        if first_pts == expected:
+    def _first_frame_error(self, frame: av.VideoFrame, start_pts: int | None) -> "_MisalignedPart | None":
+        """For a part's first decoded frame: the error when it is not the key frame at `start_pts` (`None`: when
+        the time it starts the stream at, `_time_origin`, is not the one `_part_starts` took from the container)."""
+        expected, found = (self._first_pts, self._time_origin(frame)) if start_pts is None else (start_pts, frame.pts)
+        if found == expected:
             return None
-        return _MisalignedPart(f"{self.name}: the part from pts {expected} starts at pts {first_pts}")
+        return _MisalignedPart(f"{self.name}: the part from pts {expected} starts at pts {found}")
 
     def _time_origin(self, frame: av.VideoFrame) -> int:
-        """The pts times count from, for a decode that may skip frames, given the first frame it returned: that
-        frame's, unless frames a full decode returns before it were skipped (it is no key frame and the container
-        starts the stream earlier, as an edit list starting within a group of pictures does: a file cut without
-        re-encoding)."""
+        """The pts times count from, given the first frame a decode returned: that frame's, unless it is no key
+        frame and the container starts the stream earlier, where a decode that skips frames skipped the frames
+        shown before it (an edit list starting within a group of pictures, as in a file cut without re-encoding,
+        can start the stream at a B-frame)."""
         start = self._stream.start_time
         if frame.key_frame or start is None:
             return frame.pts
@@ -896,7 +894,7 @@ class _FileFrames:
         with self._decoding_errors():
             for packet in self._packets_from(start_pts):
                 for frame in packet.decode():
-                    if first_frame and (error := self._first_frame_error(frame.pts, start_pts)) is not None:
+                    if first_frame and (error := self._first_frame_error(frame, start_pts)) is not None:
                         raise error
                     first_frame = False
                     yield self._timed(frame)
@@ -968,7 +966,7 @@ class _FileFrames:
             seconds = index / float(self.frame_rate)
             return frame, seconds, FrameStamp(seconds, index, self.frame_rate)
         if self._first_pts is None:
-            self._first_pts = frame.pts
+            self._first_pts = self._time_origin(frame)
         time_base = self._time_base
         pts = frame.pts - self._first_pts
         # Integer true division rounds once, as float(pts * time_base) does, without a Fraction per frame.
