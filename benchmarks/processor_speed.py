@@ -3,6 +3,8 @@
 For each video, interleaved `--repeats` times (median and spread reported, wall and CPU seconds):
 
 - `bare_decode`: a bare PyAV decode of every frame, no conversion (the floor);
+- `bare_decode_one_thread`: the same on one decoder thread, which spends the least CPU a frame (FFmpeg's frame
+  threads hand frames over; the processor's parts each decode on one thread);
 - `processor`: `SalovaProcessor(videos=..., text=...)` with the 7B settings (SigLIP 384: one decode pass,
   AdaptiveDetector cuts, 1 FPS frames, segments, tensors);
 - `decode_detect`: `decode_video` with the AdaptiveDetector (the processor's decode: every frame, cuts, the 1 FPS
@@ -25,19 +27,23 @@ For each video, interleaved `--repeats` times (median and spread reported, wall 
 After the timed repeats, `stage_profile` times each stage of the processor on its own (CPU seconds: the decode,
 the detector's downscale and colour conversion, its score and rule, the hand-off to its thread, the 1 FPS resize,
 segments + tensors + tokens), which says where the time above the floor goes better than differences of noisy
-wall times can.
+wall times can. `exact_cpu_floor_over_bare_cpu` is the CPU the exact mode cannot do without (every frame decoded on
+one thread, and given its detection image and score) over the bare decode's CPU: when the machine lends less than
+its cores (other work, a busy host), the wall ratio tends to the CPU ratio, which cannot go below this floor.
+`--cores N` runs everything on N of the cores this process may use (its affinity, which the processor reads).
 
 The long video is made here (default 10 min of 1280x720 at 24 FPS, a cut every 4-20 s, textured panning scenes
 with a moving object) and cached in `benchmarks/results/`; the real clips come from `shared/data/real-videos/`.
 CPU seconds (all threads) tell more than wall seconds when other work shares the machine.
 
     python benchmarks/processor_speed.py [--minutes 10] [--repeats 5] [--two-pass] [--priority-ablation]
-                                         [--parts-ablation] [--real-clips-only]
+                                         [--parts-ablation] [--real-clips-only] [--cores N]
                                          [--output results/processor_speed.json]
 """
 
 import argparse
 import json
+import os
 import statistics
 import time
 from fractions import Fraction
@@ -51,7 +57,7 @@ from salova.hub_configs import build_tiny_tokenizer
 from salova.processing import SalovaProcessor, SalovaVideoProcessor, decode_video, thread_priority, video_decoding
 from salova.processing import video_processing_salova as video_processing_module
 from salova.processing.scene_detection import DetectionThread, FrameStamp, content_score
-from salova.processing.video_decoding import next_sampling_instant
+from salova.processing.video_decoding import next_sampling_instant, usable_cores
 
 from salova.video_writer import write_video
 
@@ -78,10 +84,12 @@ def long_video_frames(minutes: float, fps: int, width: int, height: int, seed: i
         made += length
 
 
-def bare_decode(path: Path) -> int:
+def bare_decode(path: Path, threads: int = 0) -> int:
+    """Every frame decoded, nothing else; `threads=0`: as many decoder threads as FFmpeg picks for the cores."""
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = threads
         return sum(1 for _ in container.decode(stream))
 
 
@@ -134,6 +142,7 @@ def variants(path: Path, processor: SalovaProcessor, with_two_pass: bool, ablati
 
     calls = {
         "bare_decode": lambda: bare_decode(path),
+        "bare_decode_one_thread": lambda: bare_decode(path, threads=1),
         "processor": lambda: processor(videos=str(path), text=QUESTION, progress=False),
         "processor_fast": lambda: processor(videos=str(path), text=QUESTION, scene_detection="fast", progress=False),
         "decode_detect": lambda: decode_video(path, transform, cut_detector=detector(), progress=False),
@@ -150,6 +159,10 @@ def variants(path: Path, processor: SalovaProcessor, with_two_pass: bool, ablati
     if with_two_pass:
         calls["two_pass"] = lambda: two_pass(path, video_processor.size["height"])
     return calls
+
+
+# The stages of `stage_profile` that every frame of the exact mode goes through besides its decode.
+DETECTION_STAGES = ("detection: downscale + YUV->BGR->HSV", "detection: score + adaptive rule")
 
 
 def stage_profile(path: Path, processor: SalovaProcessor, decode_cpu_s: float) -> dict:
@@ -186,10 +199,11 @@ def stage_profile(path: Path, processor: SalovaProcessor, decode_cpu_s: float) -
             detection.submit(item)
     hand_off = (time.process_time() - start) / hand_offs * count
     decoded = decode_video(path, transform, cut_detector=video_processor.cut_detector(), progress=False)
+    image_stage, score_stage = DETECTION_STAGES
     stages = {
         "decode (FFmpeg, all threads)": (decode_cpu_s, count),
-        "detection: downscale + YUV->BGR->HSV": (detection_image, count),
-        "detection: score + adaptive rule": (score, count),
+        image_stage: (detection_image, count),
+        score_stage: (score, count),
         "detection: hand-off to its thread": (hand_off, count),
         "1 FPS resize": (resize, sampled),
         "segments + tensors + tokens": (_rest_of_processor(processor, path, decoded), 1),
@@ -257,6 +271,8 @@ def measure(path: Path, processor: SalovaProcessor, repeats: int, with_two_pass:
     median = {name: statistics.median(values) for name, values in wall.items()}
     median_cpu = {name: statistics.median(values) for name, values in cpu.items()}
     bare, bare_cpu = median["bare_decode"], median_cpu["bare_decode"]
+    cpu_by_stage = stage_profile(path, processor, bare_cpu)
+    detection_cpu = sum(cpu_by_stage[stage]["cpu_s"] for stage in DETECTION_STAGES)
     row = {
         "video": path.name,
         "resolution": f"{width}x{height}",
@@ -265,6 +281,7 @@ def measure(path: Path, processor: SalovaProcessor, repeats: int, with_two_pass:
         "duration_s": round(duration, 2),
         "segments": int(outputs["processor"]["segments_per_video"][0]),
         "repeats": repeats,
+        "cores": usable_cores(),
         "wall_s": {name: _summary(values) for name, values in wall.items()},
         "cpu_s": {name: _summary(values) for name, values in cpu.items()},
         "over_bare_decode": {name: round(value / bare, 3) for name, value in median.items()},
@@ -280,7 +297,8 @@ def measure(path: Path, processor: SalovaProcessor, repeats: int, with_two_pass:
             for processor_s, bare_s in zip(wall["processor"], wall["bare_decode"], strict=True)
         ],
         "processor_realtime_factor": round(duration / median["processor"], 1),
-        "processor_cpu_by_stage": stage_profile(path, processor, bare_cpu),
+        "processor_cpu_by_stage": cpu_by_stage,
+        "exact_cpu_floor_over_bare_cpu": round((median_cpu["bare_decode_one_thread"] + detection_cpu) / bare_cpu, 3),
         "fast_detect": agreement(outputs["decode_detect"], outputs["fast_detect"]),
         "reference_sampling": agreement(outputs["decode_detect"], outputs["reference_sampling"], with_cuts=False),
     }
@@ -316,8 +334,14 @@ def main():
         "--parts-ablation", action="store_true", help="also time the processor decoding in one pass instead of parts"
     )
     parser.add_argument("--real-clips-only", action="store_true", help="skip the long video")
+    parser.add_argument("--cores", type=int, help="run on this many of the cores the process may use (all)")
     parser.add_argument("--output", type=Path, default=RESULTS / "processor_speed.json")
     args = parser.parse_args()
+    if args.cores is not None:
+        allowed = sorted(os.sched_getaffinity(0))
+        if not 1 <= args.cores <= len(allowed):
+            parser.error(f"--cores must be between 1 and the {len(allowed)} cores this process may use")
+        os.sched_setaffinity(0, allowed[: args.cores])
     av.logging.set_level(av.logging.ERROR)
     RESULTS.mkdir(exist_ok=True)
 
@@ -336,7 +360,8 @@ def main():
             f"bare {row['wall_s']['bare_decode']['median']:.2f} s  "
             f"processor {row['wall_s']['processor']['median']:.2f} s"
             f"  | processor/bare {ratios['processor']:.2f}x (repeats {min(spread):.2f}-{max(spread):.2f}, "
-            f"CPU {cpu_ratios['processor']:.2f}x)  fast/bare {ratios['fast_detect']:.2f}x (CPU "
+            f"CPU {cpu_ratios['processor']:.2f}x, exact-mode CPU floor {row['exact_cpu_floor_over_bare_cpu']:.2f}x)  "
+            f"fast/bare {ratios['fast_detect']:.2f}x (CPU "
             f"{cpu_ratios['fast_detect']:.2f}x)  reference sampling/bare {ratios['reference_sampling']:.2f}x (CPU "
             f"{cpu_ratios['reference_sampling']:.2f}x)",
             flush=True,

@@ -387,8 +387,16 @@ def _sparse_pass(frames, frame_transform, sampling_fps, cut_detector, max_frame_
     return _decoded_video(frames, sampled, timestamps, last_time, count, search)
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity where the system has one (a container or `taskset` can
+    narrow it; FFmpeg's threads count it too), else every core of the machine."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def _side_by_side_workers(tasks: int) -> int:
-    return min(tasks, os.cpu_count() or 1)
+    return min(tasks, usable_cores())
 
 
 def _decoded_windows(frames, spans: list[tuple[float, float]], side_by_side: bool) -> Iterator[list]:
@@ -452,7 +460,7 @@ def _side_by_side(part: Callable, frames, part_starts: list[int], *arguments) ->
 
 def _threads_per_part(parts: int) -> int:
     """Decoder threads for each of `parts` parts decoded side by side: the cores shared out, at least one."""
-    return max(1, (os.cpu_count() or 1) // parts)
+    return max(1, usable_cores() // parts)
 
 
 def _sparse_part(
@@ -800,7 +808,7 @@ class _FileFrames:
         decoding: the first part raises `_MisalignedPart` when the first frame it decodes is not at that time (see
         `_first_frame_error`), and the caller then decodes in one pass (`reset_for_one_pass`)."""
         duration = float(self._stream.duration * self._time_base) if self._stream.duration else 0.0
-        parts = min(os.cpu_count() or 1, MAX_PARALLEL_PARTS, int(duration // min_part_seconds))
+        parts = min(usable_cores(), MAX_PARALLEL_PARTS, int(duration // min_part_seconds))
         if not isinstance(self._source, str) or parts < 2:
             return []
         time_base = self._time_base

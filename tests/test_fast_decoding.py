@@ -273,7 +273,7 @@ def test_streams_that_do_not_say_how_p_frames_predict_keep_their_reference_b_fra
 def test_reference_sampling_in_parts_side_by_side_keeps_the_frames_of_one_pass(tmp_path, monkeypatch):
     options = {"x264-params": "ref=1:bframes=3:b-pyramid=normal:keyint=30:scenecut=0"}
     path = write_video(tmp_path / "long.mp4", _textured_scenes([130, 110, 120], 24), fps=24, encoder_options=options)
-    monkeypatch.setattr(video_decoding_module.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(video_decoding_module, "usable_cores", lambda: 4)
     monkeypatch.setattr(video_decoding_module, "MIN_PARALLEL_PART_SECONDS", 3.0)
     parts = record_calls(monkeypatch, video_decoding_module, "_sparse_part")
     in_parts = decode_video(path, TRANSFORM, sample_reference_frames_only=True)
@@ -299,7 +299,7 @@ def test_reference_sampling_in_parts_side_by_side_keeps_the_frames_of_one_pass(t
 def test_a_part_off_its_key_frame_falls_back_to_one_pass(tmp_path, monkeypatch, mode, misaligned):
     options = {"x264-params": "ref=1:bframes=3:b-pyramid=normal:keyint=30:scenecut=0"}
     path = write_video(tmp_path / "long.mp4", _textured_scenes([130, 110, 120], 24), fps=24, encoder_options=options)
-    monkeypatch.setattr(video_decoding_module.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(video_decoding_module, "usable_cores", lambda: 2)
     monkeypatch.setattr(video_decoding_module, "MIN_PARALLEL_PART_SECONDS", 3.0)
 
     def decode():
@@ -330,7 +330,7 @@ def test_a_part_off_its_key_frame_falls_back_to_one_pass(tmp_path, monkeypatch, 
 def test_streams_whose_b_frames_cannot_all_be_skipped_are_sampled_in_one_pass(tmp_path, monkeypatch):
     options = {"x264-params": "ref=3:bframes=3:b-pyramid=normal:keyint=30:scenecut=0"}
     path = write_video(tmp_path / "long.mp4", _textured_scenes([90, 90, 90], 24), fps=24, encoder_options=options)
-    monkeypatch.setattr(video_decoding_module.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(video_decoding_module, "usable_cores", lambda: 4)
     monkeypatch.setattr(video_decoding_module, "MIN_PARALLEL_PART_SECONDS", 2.0)
     with video_decoding_module._FileFrames(str(path), "long") as frames:
         assert frames.parallel_part_starts(1.0) == []
@@ -352,7 +352,7 @@ def test_fast_mode_in_parts_side_by_side_finds_the_cuts_of_one_pass(tmp_path, mo
     scenecut = "" if key_frames_at_cuts else ":scenecut=0"
     options = {"x264-params": f"ref=1:bframes=3:b-pyramid=normal:keyint=30{scenecut}"}
     path = write_video(tmp_path / "known.mp4", _textured_scenes(lengths, fps), fps=fps, encoder_options=options)
-    monkeypatch.setattr(video_decoding_module.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(video_decoding_module, "usable_cores", lambda: 2)
     monkeypatch.setattr(video_decoding_module, "MIN_PARALLEL_PART_SECONDS", 3.0)
     if not anchors:
         monkeypatch.setattr(video_decoding_module, "LARGE_REFERENCE_PACKET_RATIO", math.inf)
@@ -418,7 +418,7 @@ def test_a_file_cut_without_re_encoding_keeps_its_times_and_frames(tmp_path, mon
         # The cut's key frame is not shown, and the first frame shown is a B-frame, which the fast mode skips.
         assert first_packet.is_discard and first_packet.pts < stream.start_time == first_frame.pts
         assert first_frame.pict_type == PictureType.B and stream.frames == 360
-    monkeypatch.setattr(video_decoding_module.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(video_decoding_module, "usable_cores", lambda: 2)
     monkeypatch.setattr(video_decoding_module, "MIN_EXACT_PART_SECONDS", 3.0)
     monkeypatch.setattr(video_decoding_module, "MIN_PARALLEL_PART_SECONDS", 3.0)
     one_passes = record_calls(monkeypatch, video_decoding_module, "_decode_pass")

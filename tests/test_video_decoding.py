@@ -2,6 +2,7 @@
 
 import io
 import math
+import os
 import threading
 from pathlib import Path
 
@@ -80,7 +81,7 @@ def test_every_frame_is_decoded_and_judged_once_in_order(monkeypatch, in_parts):
         judged.append(stamp)
         return real_process_score(self, stamp, score)
 
-    monkeypatch.setattr(video_decoding_module.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(video_decoding_module, "usable_cores", lambda: 2)
     if not in_parts:
         monkeypatch.setattr(video_decoding_module, "MIN_EXACT_PART_SECONDS", math.inf)
     monkeypatch.setattr(video_decoding_module.av, "open", counting_open)
@@ -193,7 +194,7 @@ def _scenes_in_parts(tmp_path, monkeypatch, x264_params: str, cores: int) -> Pat
         fps=24,
         encoder_options={"x264-params": x264_params},
     )
-    monkeypatch.setattr(video_decoding_module.os, "cpu_count", lambda: cores)
+    monkeypatch.setattr(video_decoding_module, "usable_cores", lambda: cores)
     monkeypatch.setattr(video_decoding_module, "MIN_EXACT_PART_SECONDS", 3.0)
     return path
 
@@ -379,12 +380,34 @@ def test_bad_in_memory_frames():
         _decode([], video_fps=1)
 
 
+@pytest.mark.parametrize("cores", [1, 2])
+def test_parts_follow_the_cores_the_process_may_run_on(monkeypatch, scene_video, cores):
+    # A container or `taskset` narrows the process's affinity below the machine's core count.
+    monkeypatch.setattr(video_decoding_module.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(video_decoding_module.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    monkeypatch.setattr(video_decoding_module, "MIN_EXACT_PART_SECONDS", 3.0)
+    assert video_decoding_module.usable_cores() == cores
+    with video_decoding_module._FileFrames(str(scene_video), "scenes") as frames:
+        assert len(frames.exact_part_starts()) == cores - 1
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="this system has no CPU affinity to narrow")
+def test_usable_cores_reads_the_affinity_the_system_sets():
+    kept = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(kept)})
+        assert video_decoding_module.usable_cores() == 1
+    finally:
+        os.sched_setaffinity(0, kept)
+    assert video_decoding_module.usable_cores() == len(kept)
+
+
 @pytest.mark.parametrize("in_parts", [False, True], ids=["one-pass", "parts-side-by-side"])
 def test_a_detector_error_surfaces_without_hanging_the_decoder(monkeypatch, scene_video, in_parts):
     def broken(self, frame):
         raise RuntimeError("detector exploded")
 
-    monkeypatch.setattr(video_decoding_module.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(video_decoding_module, "usable_cores", lambda: 2)
     monkeypatch.setattr(video_decoding_module, "MIN_EXACT_PART_SECONDS", 3.0 if in_parts else math.inf)
     with video_decoding_module._FileFrames(str(scene_video), "scenes") as frames:
         assert len(frames.exact_part_starts()) == in_parts
