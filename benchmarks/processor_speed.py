@@ -338,6 +338,8 @@ def main():
     parser.add_argument("--output", type=Path, default=RESULTS / "processor_speed.json")
     args = parser.parse_args()
     if args.cores is not None:
+        if not hasattr(os, "sched_setaffinity"):
+            parser.error("--cores needs CPU affinity, which this system does not offer")
         allowed = sorted(os.sched_getaffinity(0))
         if not 1 <= args.cores <= len(allowed):
             parser.error(f"--cores must be between 1 and the {len(allowed)} cores this process may use")
