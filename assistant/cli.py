@@ -1,10 +1,11 @@
-"""The assistant's `salova` subcommands: `scenes`, `index`, `ask`, `chat` and `app`.
+"""The assistant's `salova` subcommands: `scenes`, `index`, `ask`, `chat`, `app` and `serve`.
 
 `add_commands(subparsers)` registers them; each parser carries its handler as `args.run`.
 """
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -46,6 +47,32 @@ def add_commands(commands) -> None:
     app.add_argument("--port", type=int, default=7860)
     app.add_argument("--videos", nargs="*", default=[], help="videos to offer as examples")
     app.set_defaults(run=run_app)
+
+    serve = commands.add_parser(
+        "serve", help="an OpenAI-compatible HTTP API (needs the `serve` extra: pip install 'salova[serve]')"
+    )
+    _add_model_arguments(serve, reindex=False)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--served-model-name", help="the model id clients send (default: the checkpoint folder's name)")
+    serve.add_argument(
+        "--api-key", default=os.environ.get("SALOVA_API_KEY"), help="Bearer key every route but /health needs "
+        "(default: $SALOVA_API_KEY)"
+    )
+    serve.add_argument(
+        "--allowed-media-path", nargs="+", action="extend", default=[], metavar="DIR", help="folders whose videos clients may name by "
+        "path or file:// URL (default: none; uploads and data URLs only)"
+    )
+    serve.add_argument("--allow-remote-media", action="store_true", help="let clients name http(s):// videos")
+    serve.add_argument("--max-video-seconds", type=float, help="longest video accepted (0: no limit)")
+    serve.add_argument("--max-upload-mb", type=float, help="largest file accepted by POST /v1/files")
+    serve.add_argument("--max-data-url-mb", type=float, help="largest video accepted as a data: URL")
+    serve.add_argument("--max-remote-mb", type=float, help="largest http(s) video downloaded")
+    serve.add_argument("--remote-timeout", type=float, help="seconds an http(s) video may take to download")
+    serve.add_argument("--workers", type=int, help="threads running model jobs (each holds at most one video)")
+    serve.add_argument("--max-queue", type=int, help="requests that may wait for a worker before 503")
+    serve.add_argument("--default-max-tokens", type=int, help="answer length when a request sets none")
+    serve.set_defaults(run=run_serve)
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser, reindex: bool = True) -> None:
@@ -136,6 +163,34 @@ def run_app(args) -> None:
     except ImportError as error:
         raise SystemExit(f"salova app needs gradio: pip install 'salova[app]' ({error}).") from error
     launch_app(_assistant(args), args.videos, args.host, args.port)
+
+
+def run_serve(args) -> None:
+    try:
+        from salova.assistant.serve import ServeSettings, serve
+        from salova.assistant.serve_media import MEBIBYTE, MediaPolicy
+    except ImportError as error:
+        raise SystemExit(f"salova serve needs fastapi and uvicorn: pip install 'salova[serve]' ({error}).") from error
+    limits = {
+        "max_video_seconds": args.max_video_seconds,
+        "max_upload_bytes": args.max_upload_mb and int(args.max_upload_mb * MEBIBYTE),
+        "max_data_url_bytes": args.max_data_url_mb and int(args.max_data_url_mb * MEBIBYTE),
+        "max_remote_bytes": args.max_remote_mb and int(args.max_remote_mb * MEBIBYTE),
+        "remote_timeout": args.remote_timeout,
+    }
+    media = MediaPolicy(
+        allowed_folders=tuple(args.allowed_media_path),
+        allow_remote=args.allow_remote_media,
+        **{name: value for name, value in limits.items() if value is not None},
+    )
+    scheduling = {"workers": args.workers, "max_queue": args.max_queue, "default_max_tokens": args.default_max_tokens}
+    settings = ServeSettings(
+        model_name=args.served_model_name or Path(args.model).resolve().name,
+        api_key=args.api_key or None,
+        media=media,
+        **{name: value for name, value in scheduling.items() if value is not None},
+    )
+    serve(_assistant(args), settings, args.host, args.port)
 
 
 def _assistant(args):

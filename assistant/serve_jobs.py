@@ -1,0 +1,145 @@
+"""How `salova serve` runs model work: worker threads behind a bounded queue, each video's index opened once.
+
+Every request that needs the model takes a `Ticket` first; when `workers + max_queue` tickets are out the next
+request is refused at once (503 with `Retry-After`, from the recent jobs' times). A worker runs one job at a time
+(open an index, or answer a question), so it never holds more than one decoded video. Opening an index holds an
+exclusive lock file beside it in the index folder, across threads and across server processes sharing the folder:
+the first question about a video builds its index while the others wait, then load it.
+"""
+
+import asyncio
+import fcntl
+import logging
+import math
+import os
+import statistics
+import threading
+import time
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+from salova.assistant.index import CorruptIndexError, current_provenance
+from salova.assistant.serve_protocol import ApiError
+
+logger = logging.getLogger("salova.serve")
+RECENT_JOBS = 32
+
+
+class Ticket:
+    """A place in the queue, given back once (`release`)."""
+
+    def __init__(self, scheduler: "Scheduler"):
+        self._scheduler, self._released = scheduler, False
+
+    def release(self) -> None:
+        with self._scheduler._lock:
+            if not self._released:
+                self._released = True
+                self._scheduler.admitted -= 1
+
+
+class Scheduler:
+    """`workers` threads running the assistant's jobs; at most `workers + max_queue` requests admitted at once."""
+
+    def __init__(self, assistant, workers: int = 1, max_queue: int = 16):
+        if workers < 1 or max_queue < 0:
+            raise ValueError(f"--workers must be at least 1 and --max-queue at least 0, got {workers}, {max_queue}.")
+        self.assistant, self.workers, self.max_queue = assistant, workers, max_queue
+        self.executor = ThreadPoolExecutor(workers, thread_name_prefix="salova-worker")
+        self.admitted = 0
+        self.counts = Counter()  # "built", "reused", "answered", "cancelled", "refused"
+        self._job_seconds = deque(maxlen=RECENT_JOBS)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    def admit(self) -> Ticket:
+        with self._lock:
+            if self.admitted >= self.workers + self.max_queue:
+                self.counts["refused"] += 1
+                retry_after = self._retry_after()
+                raise ApiError(
+                    503,
+                    f"The server is busy ({self.admitted} requests running or queued, --max-queue {self.max_queue}); "
+                    f"retry in {retry_after} s.",
+                    code="queue_full",
+                    headers={"Retry-After": str(retry_after)},
+                )
+            self.admitted += 1
+        return Ticket(self)
+
+    def _retry_after(self) -> int:
+        """Seconds until a place is likely free: the median recent job time for each job queued per worker."""
+        per_job = statistics.median(self._job_seconds) if self._job_seconds else 1.0
+        return max(1, min(600, math.ceil(per_job * (self.admitted - self.workers + 1) / self.workers)))
+
+    def submit(self, function, *args) -> Future:
+        def timed():
+            started = time.perf_counter()
+            try:
+                return function(*args)
+            finally:
+                with self._lock:
+                    self._job_seconds.append(time.perf_counter() - started)
+
+        return self.executor.submit(timed)
+
+    async def run(self, function, *args):
+        return await asyncio.wrap_future(self.submit(function, *args))
+
+    def status(self) -> dict:
+        with self._lock:
+            running = min(self.admitted, self.workers)
+            return {"running": running, "queued": self.admitted - running, "capacity": self.workers + self.max_queue}
+
+    def open_index(self, path: Path, name: str, param: str):
+        """`(index, "built" | "reused", seconds)` of the video at `path`, built once across threads and processes."""
+        assistant = self.assistant
+        key = current_provenance(assistant.model, assistant.processor, path).key
+        with _exclusive(assistant.cache.folder / f".{key}.lock"):
+            try:
+                try:
+                    index, status, seconds = assistant.open(path, progress=False)
+                except CorruptIndexError as error:
+                    logger.warning("rebuilding a damaged index: %s", error)
+                    index, status, seconds = assistant.open(path, reindex=True, progress=False)
+            except (ValueError, FileNotFoundError) as error:  # the video, not the server, is at fault
+                raise ApiError(400, f"'{param}': {name} could not be indexed: {error}", param,
+                               "invalid_video") from error
+        with self._lock:
+            self.counts[status] += 1
+        logger.info("index of %s %s in %.2f s (%d scenes)", name, status, seconds, index.num_segments)
+        return index, status, seconds
+
+    def answer(self, index, chat, index_status: str, index_seconds: float, on_text, cancel: threading.Event):
+        """The assistant's answer to `chat`'s last question from `index`, streamed through `on_text`."""
+        if cancel.is_set():  # the client left while the job waited
+            with self._lock:
+                self.counts["cancelled"] += 1
+            return None
+        answer = self.assistant.ask(
+            index,
+            chat.messages,
+            max_new_tokens=chat.generation["max_new_tokens"],
+            on_text=on_text,
+            index_status=index_status,
+            index_seconds=index_seconds,
+        )
+        with self._lock:
+            self.counts["answered"] += 1
+        return answer
+
+
+@contextmanager
+def _exclusive(lock_path: Path):
+    """Holds an exclusive `flock` on `lock_path` (created if missing): one holder across threads and processes."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # closing releases the lock
