@@ -156,7 +156,7 @@ def build_app(assistant, settings: ServeSettings) -> FastAPI:
             ticket.release()
         if answer is None:  # the client left before its job started: nobody reads this
             return Response(status_code=204)
-        return completion(chat, answer.text, "stop", usage(0, 0), extension(answer, video.name))
+        return completion(chat, answer.text, answer.finish_reason, usage(answer.usage), extension(answer, video.name))
 
     return app
 
@@ -186,9 +186,10 @@ def _stream(chat, scheduler: Scheduler, ticket, cancel: threading.Event, index, 
             except ApiError as error:
                 yield _event(error.body())
                 return
-            yield _event(chunk(chat, {}, "stop", **{EXTENSION_FIELD: extension(answer, video_name)}))
+            last = {EXTENSION_FIELD: extension(answer, video_name)}
+            yield _event(chunk(chat, {}, answer.finish_reason, **last))
             if chat.include_usage:
-                yield _event(chunk(chat, None, usage=usage(0, 0)))
+                yield _event(chunk(chat, None, usage=usage(answer.usage)))
             yield "data: [DONE]\n\n"
         finally:
             if not job.done():

@@ -115,21 +115,25 @@ class Scheduler:
         return index, status, seconds
 
     def answer(self, index, chat, index_status: str, index_seconds: float, on_text, cancel: threading.Event):
-        """The assistant's answer to `chat`'s last question from `index`, streamed through `on_text`."""
-        if cancel.is_set():  # the client left while the job waited
+        """The assistant's answer to `chat`'s last question from `index`, streamed through `on_text`; `None` when
+        the client left before the job started. Generation stops at the next token once `cancel` is set."""
+        if cancel.is_set():
             with self._lock:
                 self.counts["cancelled"] += 1
             return None
+        generation = dict(chat.generation)
         answer = self.assistant.ask(
             index,
             chat.messages,
-            max_new_tokens=chat.generation["max_new_tokens"],
+            max_new_tokens=generation.pop("max_new_tokens"),
             on_text=on_text,
             index_status=index_status,
             index_seconds=index_seconds,
+            cancel=cancel,
+            **generation,  # temperature, top_p, seed, stop: where the request set them
         )
         with self._lock:
-            self.counts["answered"] += 1
+            self.counts["answered" if answer.finish_reason != "cancelled" else "cancelled"] += 1
         return answer
 
 

@@ -287,11 +287,12 @@ def extension(answer, video_name: str) -> dict:
     }
 
 
-def usage(prompt_tokens: int, completion_tokens: int) -> dict:
+def usage(counts) -> dict:
+    """OpenAI's `usage` from the answer's `Usage`."""
     return {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens": counts.prompt_tokens,
+        "completion_tokens": counts.completion_tokens,
+        "total_tokens": counts.total_tokens,
     }
 
 
