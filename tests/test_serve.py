@@ -365,8 +365,8 @@ def test_client_gone_mid_stream_stops_its_generation(server, client, media):
     started = time.perf_counter()
     with httpx.stream("POST", f"{server[0]}/v1/chat/completions", json=body, headers=_key(), timeout=60) as stream:
         lines = stream.iter_lines()
-        while not next(lines).startswith("data: {"):
-            pass
+        while '"content": ""' in (line := next(lines)) or not line.startswith("data: {"):
+            pass  # up to the first piece of the answer: the generation is under way
     while scheduler.status()["running"]:  # the worker is free again once the generation has stopped
         assert time.perf_counter() - started < 20, "the generation went on after its client left"
         time.sleep(0.05)
@@ -375,16 +375,18 @@ def test_client_gone_mid_stream_stops_its_generation(server, client, media):
 
 
 def test_full_queue_answers_503_with_retry_after(assistant, media):
-    with running_server(assistant, media=media_policy(media), workers=1, max_queue=0) as (base_url, app):
-        body = {"model": MODEL, "messages": video_message(str(media / "carphone_pristine.mp4")), "stream": True,
-                "max_tokens": 4000}
-        with httpx.stream("POST", f"{base_url}/v1/chat/completions", json=body, timeout=60) as stream:
-            next(stream.iter_lines())  # the worker is busy with this answer
-            refused = httpx.post(f"{base_url}/v1/chat/completions", json={**body, "stream": False}, timeout=60)
-            assert refused.status_code == 503 and int(refused.headers["Retry-After"]) >= 1
-            assert refused.json()["error"]["code"] == "queue_full"
-        while app.state.scheduler.status()["running"]:
-            time.sleep(0.05)
+    with running_server(assistant, media=media_policy(media), workers=1, max_queue=1) as (base_url, app):
+        scheduler, release = app.state.scheduler, threading.Event()
+        tickets = [scheduler.admit(), scheduler.admit()]  # the worker busy, one request waiting
+        scheduler.submit(release.wait)
+        body = {"model": MODEL, "messages": video_message(str(media / "carphone_pristine.mp4")), "max_tokens": 2}
+        refused = httpx.post(f"{base_url}/v1/chat/completions", json=body, timeout=60)
+        assert refused.status_code == 503 and int(refused.headers["Retry-After"]) >= 1
+        assert refused.json()["error"]["code"] == "queue_full"
+        assert scheduler.status() == {"running": 1, "queued": 1, "capacity": 2}
+        release.set()
+        for ticket in tickets:
+            ticket.release()
         assert ask(client_for(base_url), str(media / "carphone_pristine.mp4"), max_tokens=2).choices
 
 
