@@ -56,12 +56,17 @@ def add_commands(commands) -> None:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--served-model-name", help="the model id clients send (default: the checkpoint folder's name)")
     serve.add_argument(
-        "--api-key", default=os.environ.get("SALOVA_API_KEY"), help="Bearer key every route but /health needs "
-        "(default: $SALOVA_API_KEY)"
+        "--api-key",
+        default=os.environ.get("SALOVA_API_KEY"),
+        help="Bearer key every route but /health needs (default: $SALOVA_API_KEY)",
     )
     serve.add_argument(
-        "--allowed-media-path", nargs="+", action="extend", default=[], metavar="DIR", help="folders whose videos clients may name by "
-        "path or file:// URL (default: none; uploads and data URLs only)"
+        "--allowed-media-path",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="DIR",
+        help="folders whose videos clients may name by path or file:// URL (default: none; uploads and data URLs only)",
     )
     serve.add_argument("--allow-remote-media", action="store_true", help="let clients name http(s):// videos")
     serve.add_argument("--max-video-seconds", type=float, help="longest video accepted (0: no limit)")

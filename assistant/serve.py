@@ -84,10 +84,7 @@ def build_app(assistant, settings: ServeSettings) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def unexpected_error(request, error: Exception):
-        reference = uuid.uuid4().hex[:12]
-        logger.error("request %s failed (reference %s)", request.url.path, reference, exc_info=error)
-        return error_response(ApiError(500, f"Internal server error (reference {reference}); the server log has the "
-                                       "details."))
+        return error_response(_internal_error(error, request.url.path))
 
     @app.get("/health")
     async def health():
@@ -100,8 +97,12 @@ def build_app(assistant, settings: ServeSettings) -> FastAPI:
     @app.get("/v1/models/{model_id:path}")
     async def model(model_id: str):
         if model_id != settings.model_name:
-            raise ApiError(404, f"The model '{model_id}' does not exist; this server serves '{settings.model_name}'.",
-                           "model", "model_not_found")
+            raise ApiError(
+                404,
+                f"The model '{model_id}' does not exist; this server serves '{settings.model_name}'.",
+                "model",
+                "model_not_found",
+            )
         return _model_card(model_id)
 
     @app.post("/v1/files")
@@ -112,8 +113,12 @@ def build_app(assistant, settings: ServeSettings) -> FastAPI:
         async with limited.form(max_files=1, max_fields=8) as form:
             upload = form.get("file")
             if upload is None or isinstance(upload, str):
-                raise ApiError(400, "Missing the 'file' part of the multipart/form-data upload.", "file",
-                               "missing_required_parameter")
+                raise ApiError(
+                    400,
+                    "Missing the 'file' part of the multipart/form-data upload.",
+                    "file",
+                    "missing_required_parameter",
+                )
             purpose = form.get("purpose") or "user_data"
             stored = await run_in_threadpool(media.add_file, upload.file, upload.filename or "", str(purpose))
         logger.info("stored %s (%s, %d bytes)", stored.id, stored.filename, stored.bytes)
@@ -139,8 +144,9 @@ def build_app(assistant, settings: ServeSettings) -> FastAPI:
         try:
             video = await media.resolve(chat.video.url, chat.video.param)
             try:
-                index, status, seconds = await scheduler.run(scheduler.open_index, video.path, video.name,
-                                                             chat.video.param)
+                index, status, seconds = await scheduler.run(
+                    scheduler.open_index, video.path, video.name, chat.video.param
+                )
             finally:
                 video.release()  # the index holds what the answer needs
         except BaseException:
@@ -174,6 +180,8 @@ def _stream(chat, scheduler: Scheduler, ticket, cancel: threading.Event, index, 
 
     job = scheduler.submit(scheduler.answer, index, chat, status, seconds, on_text, cancel)
     job.add_done_callback(lambda _: loop.call_soon_threadsafe(pieces.put_nowait, finished))
+    # Given back when the job ends, even where the response never starts (a client gone before its first byte).
+    job.add_done_callback(lambda _: ticket.release())
 
     async def events():
         try:
@@ -186,6 +194,9 @@ def _stream(chat, scheduler: Scheduler, ticket, cancel: threading.Event, index, 
             except ApiError as error:
                 yield _event(error.body())
                 return
+            except Exception as error:  # the status line is sent already: the error goes as the last event
+                yield _event(_internal_error(error, chat.id).body())
+                return
             last = {EXTENSION_FIELD: extension(answer, video_name)}
             yield _event(chunk(chat, {}, answer.finish_reason, **last))
             if chat.include_usage:
@@ -195,7 +206,6 @@ def _stream(chat, scheduler: Scheduler, ticket, cancel: threading.Event, index, 
             if not job.done():
                 cancel.set()
                 logger.info("client left %s mid-stream: generation cancelled", chat.id)
-            job.add_done_callback(lambda _: ticket.release())
 
     return StreamingResponse(
         events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -215,6 +225,13 @@ async def _unless_client_leaves(request: Request, job, cancel: threading.Event):
             return await waiting
 
 
+def _internal_error(error: Exception, where: str) -> ApiError:
+    """A 500 whose message points at the server log's entry (with the stack trace) and tells nothing more."""
+    reference = uuid.uuid4().hex[:12]
+    logger.error("%s failed (reference %s)", where, reference, exc_info=error)
+    return ApiError(500, f"Internal server error (reference {reference}); the server log has the details.")
+
+
 def _event(payload: dict) -> str:
     return f"data: {json.dumps(payload)}\n\n"
 
@@ -230,8 +247,11 @@ def error_response(error: ApiError) -> JSONResponse:
 def _check_declared_length(request: Request, limit: int, what: str) -> None:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, f"{what} is {int(declared) / MEBIBYTE:.1f} MiB, over this server's limit of "
-                       f"{limit / MEBIBYTE:.1f} MiB.", code="request_too_large")
+        raise ApiError(
+            413,
+            f"{what} is {int(declared) / MEBIBYTE:.1f} MiB, over this server's limit of {limit / MEBIBYTE:.1f} MiB.",
+            code="request_too_large",
+        )
 
 
 def _limited_receive(receive, limit: int, what: str):
@@ -244,8 +264,9 @@ def _limited_receive(receive, limit: int, what: str):
         if message["type"] == "http.request":
             received += len(message.get("body", b""))
             if received > limit:
-                raise ApiError(413, f"{what} is over this server's limit of {limit / MEBIBYTE:.1f} MiB.",
-                               code="request_too_large")
+                raise ApiError(
+                    413, f"{what} is over this server's limit of {limit / MEBIBYTE:.1f} MiB.", code="request_too_large"
+                )
         return message
 
     return limited
@@ -257,8 +278,11 @@ async def _read_json(request: Request, limit: int):
     async for piece in request.stream():
         body += piece
         if len(body) > limit:
-            raise ApiError(413, f"the request body is over this server's limit of {limit / MEBIBYTE:.1f} MiB.",
-                           code="request_too_large")
+            raise ApiError(
+                413,
+                f"the request body is over this server's limit of {limit / MEBIBYTE:.1f} MiB.",
+                code="request_too_large",
+            )
     try:
         return json.loads(body)
     except ValueError as error:
@@ -275,8 +299,11 @@ class ApiKeyMiddleware:
         if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
             given = dict(scope["headers"]).get(b"authorization")
             if given is None or not hmac.compare_digest(given, self.expected):
-                message = ("Missing API key: send the header 'Authorization: Bearer <key>'." if given is None else
-                           "Incorrect API key.")
+                message = (
+                    "Missing API key: send the header 'Authorization: Bearer <key>'."
+                    if given is None
+                    else "Incorrect API key."
+                )
                 response = error_response(ApiError(401, message, code="invalid_api_key"))
                 response.headers["WWW-Authenticate"] = "Bearer"
                 await response(scope, receive, send)

@@ -107,8 +107,9 @@ class Scheduler:
                     logger.warning("rebuilding a damaged index: %s", error)
                     index, status, seconds = assistant.open(path, reindex=True, progress=False)
             except (ValueError, FileNotFoundError) as error:  # the video, not the server, is at fault
-                raise ApiError(400, f"'{param}': {name} could not be indexed: {error}", param,
-                               "invalid_video") from error
+                raise ApiError(
+                    400, f"'{param}': {name} could not be indexed: {error}", param, "invalid_video"
+                ) from error
         with self._lock:
             self.counts[status] += 1
         logger.info("index of %s %s in %.2f s (%d scenes)", name, status, seconds, index.num_segments)

@@ -27,8 +27,9 @@ from salova.processing import format_timestamp
 from starlette.concurrency import run_in_threadpool
 
 FILE_ID = re.compile(r"file-[0-9a-f]{32}")
-DATA_URL = re.compile(r"data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w.+-]+=[\w.+-]+)*)(?P<base64>;base64)?,",
-                      re.ASCII)
+DATA_URL = re.compile(
+    r"data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w.+-]+=[\w.+-]+)*)(?P<base64>;base64)?,", re.ASCII
+)
 DOWNLOAD_CHUNK_BYTES = 1 << 16
 MEBIBYTE = 1 << 20
 
@@ -137,8 +138,9 @@ class MediaStore:
         with self._lock:
             stored = self._files.get(file_id)
         if stored is None:
-            raise ApiError(404, f"No file with id '{file_id}' (upload it with POST /v1/files).", param,
-                           "file_not_found")
+            raise ApiError(
+                404, f"No file with id '{file_id}' (upload it with POST /v1/files).", param, "file_not_found"
+            )
         return stored
 
     def delete_file(self, file_id: str) -> StoredFile:
@@ -163,12 +165,21 @@ class MediaStore:
         elif scheme == "file":
             parsed = urlparse(url)
             if parsed.netloc not in ("", "localhost"):
-                raise ApiError(400, f"'{param}': a file:// URL must name a local path (file:///path), got host "
-                               f"{parsed.netloc!r}.", param, "invalid_video_url")
+                raise ApiError(
+                    400,
+                    f"'{param}': a file:// URL must name a local path (file:///path), got host {parsed.netloc!r}.",
+                    param,
+                    "invalid_video_url",
+                )
             video = self._local(unquote(parsed.path), param)
         elif scheme:
-            raise ApiError(400, f"'{param}': unsupported URL scheme '{scheme}' (supported: file id, file://, a path, "
-                           "data:video/…;base64, http(s):// with --allow-remote-media).", param, "invalid_video_url")
+            raise ApiError(
+                400,
+                f"'{param}': unsupported URL scheme '{scheme}' (supported: file id, file://, a path, "
+                "data:video/…;base64, http(s):// with --allow-remote-media).",
+                param,
+                "invalid_video_url",
+            )
         else:
             video = self._local(url, param)
         try:
@@ -180,16 +191,25 @@ class MediaStore:
 
     def _local(self, given: str, param: str) -> LocalVideo:
         if not self.policy.allowed_folders:
-            raise ApiError(403, f"'{param}': local paths are off on this server (start it with --allowed-media-path "
-                           "DIR to serve the videos in DIR); upload the video with POST /v1/files instead.", param,
-                           "local_media_disabled")
+            raise ApiError(
+                403,
+                f"'{param}': local paths are off on this server (start it with --allowed-media-path "
+                "DIR to serve the videos in DIR); upload the video with POST /v1/files instead.",
+                param,
+                "local_media_disabled",
+            )
         path = Path(given).expanduser()
         candidates = [path] if path.is_absolute() else [folder / path for folder in self.policy.allowed_folders]
         # Symlinks and '..' are followed before the check: what counts is where the file really is.
         inside = [resolved for resolved in (candidate.resolve() for candidate in candidates) if self._allowed(resolved)]
         if not inside:
-            raise ApiError(403, f"'{param}': {given} is not inside an allowed media folder (--allowed-media-path); "
-                           "symlinks and '..' are resolved before the check.", param, "path_not_allowed")
+            raise ApiError(
+                403,
+                f"'{param}': {given} is not inside an allowed media folder (--allowed-media-path); "
+                "symlinks and '..' are resolved before the check.",
+                param,
+                "path_not_allowed",
+            )
         for resolved in inside:
             if resolved.is_file():
                 return LocalVideo(resolved, path.name)
@@ -201,32 +221,46 @@ class MediaStore:
     def _from_data_url(self, url: str, param: str) -> LocalVideo:
         header = DATA_URL.match(url)
         if header is None or not header.group("base64"):
-            raise ApiError(400, f"'{param}': a data URL must read data:video/<type>;base64,<data>.", param,
-                           "invalid_video_url")
+            raise ApiError(
+                400, f"'{param}': a data URL must read data:video/<type>;base64,<data>.", param, "invalid_video_url"
+            )
         mime = (header.group("mime") or "").lower()
         if not mime.startswith("video/"):
-            raise ApiError(400, f"'{param}': data URL of type {mime or 'none'!r}; expected a video/* type.", param,
-                           "invalid_video_url")
+            raise ApiError(
+                400,
+                f"'{param}': data URL of type {mime or 'none'!r}; expected a video/* type.",
+                param,
+                "invalid_video_url",
+            )
         payload = url[header.end() :]
         limit = self.policy.max_data_url_bytes
         if len(payload) * 3 // 4 > limit:
-            raise ApiError(413, f"'{param}': the data URL holds {_mebibytes(len(payload) * 3 // 4)}, over this "
-                           f"server's limit of {_mebibytes(limit)}; upload it with POST /v1/files.", param,
-                           "video_too_large")
+            raise ApiError(
+                413,
+                f"'{param}': the data URL holds {_mebibytes(len(payload) * 3 // 4)}, over this "
+                f"server's limit of {_mebibytes(limit)}; upload it with POST /v1/files.",
+                param,
+                "video_too_large",
+            )
         try:
             data = base64.b64decode(payload, validate=True)
         except (binascii.Error, ValueError) as error:
-            raise ApiError(400, f"'{param}': the data URL is not valid base64 ({error}).", param,
-                           "invalid_video_url") from error
+            raise ApiError(
+                400, f"'{param}': the data URL is not valid base64 ({error}).", param, "invalid_video_url"
+            ) from error
         path = self.temporary_path("." + re.sub(r"\W", "", mime.split("/", 1)[1])[:8])
         path.write_bytes(data)
         return LocalVideo(path, f"data-url{path.suffix}", temporary=True)
 
     async def _download(self, url: str, param: str) -> LocalVideo:
         if not self.policy.allow_remote:
-            raise ApiError(403, f"'{param}': remote media is off on this server (start it with --allow-remote-media); "
-                           "upload the video with POST /v1/files or send it as a data URL.", param,
-                           "remote_media_disabled")
+            raise ApiError(
+                403,
+                f"'{param}': remote media is off on this server (start it with --allow-remote-media); "
+                "upload the video with POST /v1/files or send it as a data URL.",
+                param,
+                "remote_media_disabled",
+            )
         limit, seconds = self.policy.max_remote_bytes, self.policy.remote_timeout
         path = self.temporary_path(Path(urlparse(url).path).suffix[:8] or ".video")
         try:
@@ -234,8 +268,12 @@ class MediaStore:
                 async with httpx.AsyncClient(follow_redirects=True, max_redirects=3, timeout=seconds) as client:
                     async with client.stream("GET", url) as response:
                         if response.status_code != 200:
-                            raise ApiError(400, f"'{param}': fetching {url} answered HTTP {response.status_code}.",
-                                           param, "remote_media_error")
+                            raise ApiError(
+                                400,
+                                f"'{param}': fetching {url} answered HTTP {response.status_code}.",
+                                param,
+                                "remote_media_error",
+                            )
                         declared = int(response.headers.get("content-length") or 0)
                         if declared > limit:
                             raise _remote_too_large(param, url, declared, limit)
@@ -248,12 +286,17 @@ class MediaStore:
                                 target.write(piece)
         except TimeoutError as error:
             path.unlink(missing_ok=True)
-            raise ApiError(400, f"'{param}': fetching {url} took over {seconds:g} s, this server's limit.", param,
-                           "remote_media_timeout") from error
+            raise ApiError(
+                400,
+                f"'{param}': fetching {url} took over {seconds:g} s, this server's limit.",
+                param,
+                "remote_media_timeout",
+            ) from error
         except httpx.HTTPError as error:
             path.unlink(missing_ok=True)
-            raise ApiError(400, f"'{param}': fetching {url} failed ({type(error).__name__}: {error}).", param,
-                           "remote_media_error") from error
+            raise ApiError(
+                400, f"'{param}': fetching {url} failed ({type(error).__name__}: {error}).", param, "remote_media_error"
+            ) from error
         except BaseException:
             path.unlink(missing_ok=True)
             raise
@@ -269,8 +312,9 @@ def probe_video(path: Path, name: str, param: str, max_seconds: float) -> float:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 kinds = sorted({stream.type for stream in container.streams}) or ["none"]
-                raise ApiError(400, f"'{param}': {name} has no video stream (streams: {', '.join(kinds)}).", param,
-                               "invalid_video")
+                raise ApiError(
+                    400, f"'{param}': {name} has no video stream (streams: {', '.join(kinds)}).", param, "invalid_video"
+                )
             stream = container.streams.video[0]
             if stream.duration and stream.time_base:
                 duration = float(stream.duration * stream.time_base)
@@ -279,14 +323,22 @@ def probe_video(path: Path, name: str, param: str, max_seconds: float) -> float:
             next(container.decode(stream))
     except (av.error.FFmpegError, StopIteration, UnicodeDecodeError, ValueError) as error:
         reason = "no frame decodes" if isinstance(error, StopIteration) else str(error)
-        raise ApiError(400, f"'{param}': {name} is not a readable video ({reason}).", param,
-                       "invalid_video") from error
+        raise ApiError(400, f"'{param}': {name} is not a readable video ({reason}).", param, "invalid_video") from error
     if max_seconds and duration > max_seconds:
-        raise ApiError(400, f"'{param}': {name} lasts {format_timestamp(duration)}, over this server's limit of "
-                       f"{format_timestamp(max_seconds)} (--max-video-seconds).", param, "video_too_long")
+        raise ApiError(
+            400,
+            f"'{param}': {name} lasts {format_timestamp(duration)}, over this server's limit of "
+            f"{format_timestamp(max_seconds)} (--max-video-seconds).",
+            param,
+            "video_too_long",
+        )
     if max_seconds and duration <= 0:
-        raise ApiError(400, f"'{param}': {name} does not tell its duration, so the --max-video-seconds limit cannot "
-                       "be checked.", param, "invalid_video")
+        raise ApiError(
+            400,
+            f"'{param}': {name} does not tell its duration, so the --max-video-seconds limit cannot be checked.",
+            param,
+            "invalid_video",
+        )
     return duration
 
 
@@ -301,10 +353,13 @@ def _copy_limited(source, target, limit: int, what: str, param: str) -> int:
 
 
 def _remote_too_large(param: str, url: str, size: int, limit: int) -> ApiError:
-    return ApiError(413, f"'{param}': {url} holds {_mebibytes(size)} or more, over this server's limit of "
-                    f"{_mebibytes(limit)}.", param, "video_too_large")
+    return ApiError(
+        413,
+        f"'{param}': {url} holds {_mebibytes(size)} or more, over this server's limit of {_mebibytes(limit)}.",
+        param,
+        "video_too_large",
+    )
 
 
 def _mebibytes(size: int) -> str:
     return f"{size / MEBIBYTE:.1f} MiB"
-

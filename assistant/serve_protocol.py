@@ -101,19 +101,28 @@ def parse_chat_request(body, model_name: str, default_max_tokens: int, max_token
         raise ApiError(400, f"The request body must be a JSON object, got {type(body).__name__}.")
     for name, value in body.items():
         if name in UNSUPPORTED_PARAMETERS and not _asks_nothing(name, value):
-            raise ApiError(400, f"Unsupported parameter '{name}': {UNSUPPORTED_PARAMETERS[name]}.", name,
-                           "unsupported_parameter")
+            raise ApiError(
+                400, f"Unsupported parameter '{name}': {UNSUPPORTED_PARAMETERS[name]}.", name, "unsupported_parameter"
+            )
         if name not in SUPPORTED_PARAMETERS and name not in UNSUPPORTED_PARAMETERS:
             raise ApiError(400, f"Unknown parameter '{name}'.", name, "unknown_parameter")
     if "model" not in body:
         raise ApiError(400, "Missing required parameter 'model'.", "model", "missing_required_parameter")
     if body["model"] != model_name:
-        raise ApiError(404, f"The model '{body['model']}' does not exist; this server serves '{model_name}'.",
-                       "model", "model_not_found")
+        raise ApiError(
+            404,
+            f"The model '{body['model']}' does not exist; this server serves '{model_name}'.",
+            "model",
+            "model_not_found",
+        )
     n = body.get("n", 1)
     if n is not None and (not _is_int(n) or n != 1):
-        raise ApiError(400, f"Unsupported value for 'n': {n!r}; one choice per request (n=1) is supported.", "n",
-                       "unsupported_value")
+        raise ApiError(
+            400,
+            f"Unsupported value for 'n': {n!r}; one choice per request (n=1) is supported.",
+            "n",
+            "unsupported_value",
+        )
     messages, video = _parse_messages(body.get("messages"))
     stream = _optional(body, "stream", bool, "a boolean") or False
     stream_options = _optional(body, "stream_options", dict, "an object") or {}
@@ -154,20 +163,23 @@ def _parse_generation(body: dict, default_max_tokens: int, max_tokens_limit: int
         if value is None:
             continue
         if not _is_int(value) or not 1 <= value <= max_tokens_limit:
-            raise ApiError(400, f"'{name}' must be an integer from 1 to {max_tokens_limit}, got {value!r}.", name,
-                           "invalid_value")
+            raise ApiError(
+                400, f"'{name}' must be an integer from 1 to {max_tokens_limit}, got {value!r}.", name, "invalid_value"
+            )
         generation["max_new_tokens"] = value
     temperature = body.get("temperature")
     if temperature is not None:
         if not _is_number(temperature) or not 0 <= temperature <= 2:
-            raise ApiError(400, f"'temperature' must be a number from 0 to 2, got {temperature!r}.", "temperature",
-                           "invalid_value")
+            raise ApiError(
+                400, f"'temperature' must be a number from 0 to 2, got {temperature!r}.", "temperature", "invalid_value"
+            )
         generation["temperature"] = float(temperature)
     top_p = body.get("top_p")
     if top_p is not None:
         if not _is_number(top_p) or not 0 < top_p <= 1:
-            raise ApiError(400, f"'top_p' must be a number above 0 and at most 1, got {top_p!r}.", "top_p",
-                           "invalid_value")
+            raise ApiError(
+                400, f"'top_p' must be a number above 0 and at most 1, got {top_p!r}.", "top_p", "invalid_value"
+            )
         generation["top_p"] = float(top_p)
     seed = body.get("seed")
     if seed is not None:
@@ -182,16 +194,24 @@ def _parse_generation(body: dict, default_max_tokens: int, max_tokens_limit: int
             or not 1 <= len(stop) <= MAX_STOP_STRINGS
             or not all(isinstance(s, str) and s for s in stop)
         ):
-            raise ApiError(400, f"'stop' must be a non-empty string or a list of 1 to {MAX_STOP_STRINGS} of them.",
-                           "stop", "invalid_value")
+            raise ApiError(
+                400,
+                f"'stop' must be a non-empty string or a list of 1 to {MAX_STOP_STRINGS} of them.",
+                "stop",
+                "invalid_value",
+            )
         generation["stop"] = stop
     return generation
 
 
 def _parse_messages(messages) -> tuple[list[dict], VideoReference]:
     if not isinstance(messages, list) or not messages:
-        raise ApiError(400, "'messages' must be a non-empty list of chat messages.", "messages",
-                       "missing_required_parameter" if messages is None else "invalid_value")
+        raise ApiError(
+            400,
+            "'messages' must be a non-empty list of chat messages.",
+            "messages",
+            "missing_required_parameter" if messages is None else "invalid_value",
+        )
     parsed, videos = [], []
     for number, message in enumerate(messages):
         where = f"messages[{number}]"
@@ -210,8 +230,12 @@ def _parse_messages(messages) -> tuple[list[dict], VideoReference]:
             parsed.append({"role": ROLES[role], "content": content})
             continue
         if not isinstance(content, list) or not content:
-            raise ApiError(400, f"'{where}.content' must be a string or a non-empty list of content parts.",
-                           f"{where}.content", "invalid_value")
+            raise ApiError(
+                400,
+                f"'{where}.content' must be a string or a non-empty list of content parts.",
+                f"{where}.content",
+                "invalid_value",
+            )
         items = []
         for part_number, part in enumerate(content):
             item, video = _parse_part(part, f"{where}.content[{part_number}]", role)
@@ -221,11 +245,17 @@ def _parse_messages(messages) -> tuple[list[dict], VideoReference]:
         parsed.append({"role": ROLES[role], "content": items})
     if len(videos) != 1:
         found = ", ".join(video.param for video in videos) or "none"
-        raise ApiError(400, f"A conversation must hold exactly one video (a 'video_url' or 'file' part); found "
-                       f"{len(videos)} ({found}).", "messages", "invalid_value")
+        raise ApiError(
+            400,
+            f"A conversation must hold exactly one video (a 'video_url' or 'file' part); found "
+            f"{len(videos)} ({found}).",
+            "messages",
+            "invalid_value",
+        )
     if parsed[-1]["role"] != "user":
-        raise ApiError(400, "The last message must be the user's question.", f"messages[{len(messages) - 1}].role",
-                       "invalid_value")
+        raise ApiError(
+            400, "The last message must be the user's question.", f"messages[{len(messages) - 1}].role", "invalid_value"
+        )
     return parsed, videos[0]
 
 
@@ -238,13 +268,21 @@ def _parse_part(part, where: str, role: str) -> tuple[dict, VideoReference | Non
             raise ApiError(400, f"'{where}.text' must be a string.", f"{where}.text", "invalid_value")
         return {"type": "text", "text": part["text"]}, None
     if kind in ("image_url", "input_image", "image"):
-        raise ApiError(400, f"'{where}': image input is not supported; SALOVA answers about one video (send a "
-                       "'video_url' part).", where, "unsupported_content")
+        raise ApiError(
+            400,
+            f"'{where}': image input is not supported; SALOVA answers about one video (send a 'video_url' part).",
+            where,
+            "unsupported_content",
+        )
     if kind in ("input_audio", "audio"):
         raise ApiError(400, f"'{where}': audio input is not supported.", where, "unsupported_content")
     if kind not in ("video_url", "file"):
-        raise ApiError(400, f"'{where}': unknown content part type {kind!r} (supported: text, video_url, file).",
-                       where, "unsupported_content")
+        raise ApiError(
+            400,
+            f"'{where}': unknown content part type {kind!r} (supported: text, video_url, file).",
+            where,
+            "unsupported_content",
+        )
     if role != "user":
         raise ApiError(400, f"'{where}': only a user message may hold the video.", where, "invalid_value")
     if kind == "video_url":

@@ -4,8 +4,9 @@ Each of `--clients` clients (threads, each with the official `openai` client) as
 client c's question j is about video (c + j) mod 3, so the clients' first questions about every video arrive
 together while its index does not exist yet. The same questions are first asked one after another through
 `VideoAssistant` in this process (its own fresh index folder), which also gives the answers every server answer
-must equal (greedy). Then, for each server setting, a fresh `salova serve` process (fresh index folder, on
-127.0.0.1) takes the concurrent load; a client refused with 503 waits the `Retry-After` seconds and asks again.
+must equal (greedy); they run on one worker thread, as a server's worker runs them. Then, for each server
+setting, a fresh `salova serve` process (fresh index folder, on 127.0.0.1) takes the concurrent load; a client
+refused with 503 waits the `Retry-After` seconds and asks again.
 
 Checked per run: every request answered (refusals retried, nothing lost), every answer equal to the sequential
 one, each video's index built once. Reported: requests/s over the run, p50/p95 latency of the clients' first
@@ -15,11 +16,18 @@ built. Latencies exclude the server's start.
     python benchmarks/serve_load.py [--model CKPT] [--clients 8] [--questions 5] [--max-tokens 16] [--json out.json]
 
 Without `--model` it builds the tiny random model (seed 0) into a temporary checkpoint, as the tests do.
+
+OpenMP's workers wait passively here (`OMP_WAIT_POLICY=PASSIVE`, set before torch loads, inherited by the servers)
+unless the environment says otherwise: on a machine whose cores other work also wants, spinning workers make every
+small parallel step of a tiny model's generation wait for a time slice, which then dominates whatever is measured.
 """
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see the docstring
 
 import argparse
 import json
-import os
 import shutil
 import signal
 import socket
@@ -33,7 +41,7 @@ from pathlib import Path
 
 import httpx
 import openai
-from salova.assistant import IndexCache, VideoAssistant
+from salova.assistant import VideoAssistant
 
 REAL_VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-videos"
 VIDEOS = ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4")
@@ -71,8 +79,9 @@ def sequential(model_dir: Path, videos: Path, plan, max_tokens: int, index_dir: 
             asked = time.perf_counter()
             index, status, seconds = assistant.open(videos / video, progress=False)
             messages = assistant.conversation(videos / video, [question], [])
-            answer = assistant.ask(index, messages, max_new_tokens=max_tokens, index_status=status,
-                                   index_seconds=seconds)
+            answer = assistant.ask(
+                index, messages, max_new_tokens=max_tokens, index_status=status, index_seconds=seconds
+            )
             latencies["first" if number == 0 else "later"].append(time.perf_counter() - asked)
             built += status == "built"
             answers[(video, question)] = answer.text
@@ -86,14 +95,25 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def concurrent(model_dir: Path, videos: Path, plan, max_tokens: int, label: str, flags: list[str], answers: dict,
-               folder: Path) -> dict:
+def concurrent(
+    model_dir: Path, videos: Path, plan, max_tokens: int, label: str, flags: list[str], answers: dict, folder: Path
+) -> dict:
     """The plan's clients all at once against a fresh `salova serve` process."""
     port = _free_port()
     command = [
-        str(Path(sys.executable).parent / "salova"), "serve", "--model", str(model_dir), "--port", str(port),
-        "--index-dir", str(folder / "indexes"), "--allowed-media-path", str(videos), "--served-model-name",
-        MODEL_NAME, *flags,
+        str(Path(sys.executable).parent / "salova"),
+        "serve",
+        "--model",
+        str(model_dir),
+        "--port",
+        str(port),
+        "--index-dir",
+        str(folder / "indexes"),
+        "--allowed-media-path",
+        str(videos),
+        "--served-model-name",
+        MODEL_NAME,
+        *flags,
     ]
     log = open(folder / "server.log", "w")
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "SALOVA_API_KEY": ""})
@@ -110,10 +130,15 @@ def concurrent(model_dir: Path, videos: Path, plan, max_tokens: int, label: str,
                     try:
                         response = client.chat.completions.create(
                             model=MODEL_NAME,
-                            messages=[{"role": "user", "content": [
-                                {"type": "video_url", "video_url": {"url": str(videos / video)}},
-                                {"type": "text", "text": question},
-                            ]}],
+                            messages=[
+                                {
+                                    "role": "user",
+                                    "content": [
+                                        {"type": "video_url", "video_url": {"url": str(videos / video)}},
+                                        {"type": "text", "text": question},
+                                    ],
+                                }
+                            ],
                             max_tokens=max_tokens,
                         )
                         break
@@ -122,14 +147,16 @@ def concurrent(model_dir: Path, videos: Path, plan, max_tokens: int, label: str,
                             raise
                         refusals += 1
                         time.sleep(int(error.response.headers["Retry-After"]))
-                rows.append({
-                    "first": number == 0,
-                    "seconds": time.perf_counter() - asked,
-                    "refusals": refusals,
-                    "index": response.model_extra["salova"]["index"],
-                    "video": video,
-                    "equal": response.choices[0].message.content == answers[(video, question)],
-                })
+                rows.append(
+                    {
+                        "first": number == 0,
+                        "seconds": time.perf_counter() - asked,
+                        "refusals": refusals,
+                        "index": response.model_extra["salova"]["index"],
+                        "video": video,
+                        "equal": response.choices[0].message.content == answers[(video, question)],
+                    }
+                )
             return rows
 
         started = time.perf_counter()
@@ -143,12 +170,17 @@ def concurrent(model_dir: Path, videos: Path, plan, max_tokens: int, label: str,
     asked = sum(len(questions) for questions in plan)
     built = {video: sum(row["index"] == "built" and row["video"] == video for row in rows) for video in VIDEOS}
     if len(rows) != asked or not all(row["equal"] for row in rows) or set(built.values()) != {1}:
-        raise SystemExit(f"{label}: {len(rows)} of {asked} answered, {sum(r['equal'] for r in rows)} equal to the "
-                         f"sequential answers, indexes built per video {built}: the load run lost or changed work.")
-    latencies = {"first": [r["seconds"] for r in rows if r["first"]], "later": [r["seconds"] for r in rows if not
-                                                                               r["first"]]}
-    return _result(f"`salova serve`, {label}", plan, wall, latencies, sum(built.values()),
-                   sum(row["refusals"] for row in rows))
+        raise SystemExit(
+            f"{label}: {len(rows)} of {asked} answered, {sum(r['equal'] for r in rows)} equal to the "
+            f"sequential answers, indexes built per video {built}: the load run lost or changed work."
+        )
+    latencies = {
+        "first": [r["seconds"] for r in rows if r["first"]],
+        "later": [r["seconds"] for r in rows if not r["first"]],
+    }
+    return _result(
+        f"`salova serve`, {label}", plan, wall, latencies, sum(built.values()), sum(row["refusals"] for row in rows)
+    )
 
 
 def _wait_until_healthy(server: subprocess.Popen, port: int, log: Path, seconds: float = 300) -> None:
@@ -213,7 +245,10 @@ def main() -> None:
     try:
         model_dir = args.model or _tiny_checkpoint(work / "checkpoint")
         plan = schedule(args.clients, args.questions)
-        baseline, answers = sequential(model_dir, args.videos, plan, args.max_tokens, work / "sequential")
+        with ThreadPoolExecutor(1) as worker:
+            baseline, answers = worker.submit(
+                sequential, model_dir, args.videos, plan, args.max_tokens, work / "sequential"
+            ).result()
         results = [baseline]
         for number, (label, flags) in enumerate(SERVER_SETTINGS):
             folder = work / f"server-{number}"
@@ -221,13 +256,18 @@ def main() -> None:
             results.append(concurrent(model_dir, args.videos, plan, args.max_tokens, label, flags, answers, folder))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"{args.clients} clients x {args.questions} questions over {len(VIDEOS)} videos, max_tokens "
-          f"{args.max_tokens}, {os.cpu_count()} CPUs; every answer equal to the sequential one, each index built once")
+    print(
+        f"{args.clients} clients x {args.questions} questions over {len(VIDEOS)} videos, max_tokens "
+        f"{args.max_tokens}, {os.cpu_count()} CPUs, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}; every answer "
+        "equal to the sequential one, each index built once"
+    )
     print("| run | req/s | first p50 / p95 s | later p50 / p95 s | 503 refusals | indexes built |")
     print("|---|---|---|---|---|---|")
     for row in results:
-        print(f"| {row['run']} | {row['requests_per_second']:.2f} | {row['first_p50']:.2f} / {row['first_p95']:.2f} | "
-              f"{row['later_p50']:.2f} / {row['later_p95']:.2f} | {row['refusals_503']} | {row['indexes_built']} |")
+        print(
+            f"| {row['run']} | {row['requests_per_second']:.2f} | {row['first_p50']:.2f} / {row['first_p95']:.2f} | "
+            f"{row['later_p50']:.2f} / {row['later_p95']:.2f} | {row['refusals_503']} | {row['indexes_built']} |"
+        )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

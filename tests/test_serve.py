@@ -11,6 +11,7 @@ import functools
 import http.server
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -65,8 +66,12 @@ def client_for(base_url: str, api_key: str = API_KEY) -> openai.OpenAI:
 
 
 def video_message(url: str, question: str = QUESTION) -> list[dict]:
-    return [{"role": "user", "content": [{"type": "video_url", "video_url": {"url": url}}, {"type": "text", "text":
-                                                                                             question}]}]
+    return [
+        {
+            "role": "user",
+            "content": [{"type": "video_url", "video_url": {"url": url}}, {"type": "text", "text": question}],
+        }
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +82,7 @@ def media(tmp_path_factory) -> Path:
     for name in ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4"):
         shutil.copy(real_video(name), folder / name)
     (folder / "empty.mp4").write_bytes(b"")
-    (folder / "truncated.mp4").write_bytes(real_video("bikes.mp4").read_bytes()[: 300_000])
+    (folder / "truncated.mp4").write_bytes(real_video("bikes.mp4").read_bytes()[:300_000])
     (folder / "notes.mp4").write_text("not a video\n")
     outside = tmp_path_factory.mktemp("outside")
     shutil.copy(real_video("carphone_pristine.mp4"), outside / "secret.mp4")
@@ -124,8 +129,20 @@ def test_health_and_models(server, client):
 def test_answer_equals_salova_ask(client, media, tiny_checkpoint, tmp_path, capsys):
     video = media / "carphone_pristine.mp4"
     response = ask(client, video.as_uri(), max_tokens=24)
-    main(["ask", "--model", str(tiny_checkpoint), str(video), QUESTION, "--json", "--max-new-tokens", "24",
-          "--index-dir", str(tmp_path)])
+    main(
+        [
+            "ask",
+            "--model",
+            str(tiny_checkpoint),
+            str(video),
+            QUESTION,
+            "--json",
+            "--max-new-tokens",
+            "24",
+            "--index-dir",
+            str(tmp_path),
+        ]
+    )
     expected = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert response.choices[0].message.content == expected["answer"]
     extra = response.model_extra["salova"]
@@ -160,8 +177,12 @@ def test_streamed_answer_equals_the_plain_one(client, media):
 
 
 def test_stream_ends_with_done(server, media):
-    body = {"model": MODEL, "messages": video_message((media / "carphone_pristine.mp4").as_uri()), "stream": True,
-            "max_tokens": 4}
+    body = {
+        "model": MODEL,
+        "messages": video_message((media / "carphone_pristine.mp4").as_uri()),
+        "stream": True,
+        "max_tokens": 4,
+    }
     response = httpx.post(f"{server[0]}/v1/chat/completions", json=body, headers=_key(), timeout=60)
     assert response.headers["content-type"].startswith("text/event-stream")
     events = [line for line in response.text.split("\n\n") if line]
@@ -194,8 +215,12 @@ def test_uploaded_file_is_referenced_by_id(server, client, media):
     assert uploaded.id in [stored.id for stored in client.files.list()]
     by_path = ask(client, str(video), max_tokens=12).choices[0].message.content
     assert ask(client, uploaded.id, max_tokens=12).choices[0].message.content == by_path
-    file_part = [{"role": "user", "content": [{"type": "file", "file": {"file_id": uploaded.id}},
-                                              {"type": "text", "text": QUESTION}]}]
+    file_part = [
+        {
+            "role": "user",
+            "content": [{"type": "file", "file": {"file_id": uploaded.id}}, {"type": "text", "text": QUESTION}],
+        }
+    ]
     answer = client.chat.completions.create(model=MODEL, messages=file_part, max_tokens=12)
     assert answer.choices[0].message.content == by_path
     assert client.files.delete(uploaded.id).deleted
@@ -207,9 +232,10 @@ def test_uploaded_file_is_referenced_by_id(server, client, media):
 def test_data_url_video(client, server, media):
     video = media / "carphone_pristine.mp4"
     data_url = "data:video/mp4;base64," + base64.b64encode(video.read_bytes()).decode()
-    assert ask(client, data_url, max_tokens=12).choices[0].message.content == ask(
-        client, str(video), max_tokens=12
-    ).choices[0].message.content
+    assert (
+        ask(client, data_url, max_tokens=12).choices[0].message.content
+        == ask(client, str(video), max_tokens=12).choices[0].message.content
+    )
     assert list(server[1].state.media.folder.iterdir()) == []  # its temporary file is removed
 
 
@@ -276,64 +302,178 @@ def _video(url: str) -> dict:
 
 # (name, request: media folder -> (headers, raw body), status, error code, words of the message)
 BAD_REQUESTS = [
-    ("malformed JSON", lambda m: (_key(), b'{"model": "salova-tiny", "messages": ['), 400, "invalid_json", "not valid JSON"),
+    (
+        "malformed JSON",
+        lambda m: (_key(), b'{"model": "salova-tiny", "messages": ['),
+        400,
+        "invalid_json",
+        "not valid JSON",
+    ),
     ("body not an object", lambda m: (_key(), b"[1, 2]"), 400, None, "must be a JSON object"),
     ("unknown model", lambda m: (_key(), _chat(m, model="gpt-4o")), 404, "model_not_found", "'gpt-4o' does not exist"),
     ("n > 1", lambda m: (_key(), _chat(m, n=2)), 400, "unsupported_value", "'n'"),
-    ("tools", lambda m: (_key(), _chat(m, tools=[{"type": "function", "function": {"name": "f"}}])), 400,
-     "unsupported_parameter", "'tools'"),
-    ("image part", lambda m: (_key(), _with_part(m, {"type": "image_url", "image_url": {"url": "a.png"}})), 400,
-     "unsupported_content", "image input is not supported"),
-    ("audio part", lambda m: (_key(), _with_part(m, {"type": "input_audio", "input_audio": {"data": "", "format":
-                                                                                            "wav"}})), 400,
-     "unsupported_content", "audio input is not supported"),
-    ("audio output", lambda m: (_key(), _chat(m, modalities=["text", "audio"], audio={"voice": "alloy"})), 400,
-     "unsupported_parameter", "'modalities'"),
+    (
+        "tools",
+        lambda m: (_key(), _chat(m, tools=[{"type": "function", "function": {"name": "f"}}])),
+        400,
+        "unsupported_parameter",
+        "'tools'",
+    ),
+    (
+        "image part",
+        lambda m: (_key(), _with_part(m, {"type": "image_url", "image_url": {"url": "a.png"}})),
+        400,
+        "unsupported_content",
+        "image input is not supported",
+    ),
+    (
+        "audio part",
+        lambda m: (_key(), _with_part(m, {"type": "input_audio", "input_audio": {"data": "", "format": "wav"}})),
+        400,
+        "unsupported_content",
+        "audio input is not supported",
+    ),
+    (
+        "audio output",
+        lambda m: (_key(), _chat(m, modalities=["text", "audio"], audio={"voice": "alloy"})),
+        400,
+        "unsupported_parameter",
+        "'modalities'",
+    ),
     ("max_tokens 0", lambda m: (_key(), _chat(m, max_tokens=0)), 400, "invalid_value", "'max_tokens'"),
     ("temperature 5", lambda m: (_key(), _chat(m, temperature=5)), 400, "invalid_value", "'temperature'"),
-    ("no video", lambda m: (_key(), _chat(m, messages=[{"role": "user", "content": QUESTION}])), 400,
-     "invalid_value", "exactly one video"),
-    ("missing file", lambda m: (_key(), _with_part(m, _video(str(m / "missing.mp4")))), 400, "video_not_found",
-     "missing.mp4"),
-    ("empty file", lambda m: (_key(), _with_part(m, _video(str(m / "empty.mp4")))), 400, "invalid_video",
-     "empty.mp4 is empty"),
-    ("truncated file", lambda m: (_key(), _with_part(m, _video(str(m / "truncated.mp4")))), 400, "invalid_video",
-     "truncated.mp4 is not a readable video"),
-    ("not a video", lambda m: (_key(), _with_part(m, _video(str(m / "notes.mp4")))), 400, "invalid_video",
-     "notes.mp4 is not a readable video"),
-    ("symlink escape", lambda m: (_key(), _with_part(m, _video(str(m / "escape.mp4")))), 403, "path_not_allowed",
-     "not inside an allowed media folder"),
-    ("dot-dot escape", lambda m: (_key(), _with_part(m, _video(f"{m}/../{m.name}x/../../etc/passwd"))), 403,
-     "path_not_allowed", "not inside an allowed media folder"),
-    ("relative escape", lambda m: (_key(), _with_part(m, _video("../../etc/passwd"))), 403, "path_not_allowed",
-     "not inside an allowed media folder"),
-    ("too long", lambda m: (_key(), _with_part(m, _video((m / "bikes.mp4").as_uri()))), 400, "video_too_long",
-     "lasts 00:00:10.000, over this server's limit of 00:00:06.000"),
-    ("remote when off", lambda m: (_key(), _with_part(m, _video("http://127.0.0.1:9/a.mp4"))), 403,
-     "remote_media_disabled", "--allow-remote-media"),
-    ("unknown file id", lambda m: (_key(), _with_part(m, _video("file-" + "0" * 32))), 404, "file_not_found",
-     "No file with id"),
-    ("data URL not base64", lambda m: (_key(), _with_part(m, _video("data:video/mp4;base64,@@@@"))), 400,
-     "invalid_video_url", "not valid base64"),
-    ("data URL not a video", lambda m: (_key(), _with_part(m, _video("data:image/png;base64,AAAA"))), 400,
-     "invalid_video_url", "expected a video/* type"),
-    ("data URL too large", lambda m: (_key(), _with_part(m, _video("data:video/mp4;base64," + base64.b64encode(
-        (m / "bigbuckbunny.mp4").read_bytes()).decode()))), 413, "video_too_large", "over this server's limit"),
-    ("last turn not the user's", lambda m: (_key(), _chat(m, messages=[*video_message(str(m / "bikes.mp4")), {
-        "role": "assistant", "content": "hi"}])), 400, "invalid_value", "last message must be the user's"),
+    (
+        "no video",
+        lambda m: (_key(), _chat(m, messages=[{"role": "user", "content": QUESTION}])),
+        400,
+        "invalid_value",
+        "exactly one video",
+    ),
+    (
+        "missing file",
+        lambda m: (_key(), _with_part(m, _video(str(m / "missing.mp4")))),
+        400,
+        "video_not_found",
+        "missing.mp4",
+    ),
+    (
+        "empty file",
+        lambda m: (_key(), _with_part(m, _video(str(m / "empty.mp4")))),
+        400,
+        "invalid_video",
+        "empty.mp4 is empty",
+    ),
+    (
+        "truncated file",
+        lambda m: (_key(), _with_part(m, _video(str(m / "truncated.mp4")))),
+        400,
+        "invalid_video",
+        "truncated.mp4 is not a readable video",
+    ),
+    (
+        "not a video",
+        lambda m: (_key(), _with_part(m, _video(str(m / "notes.mp4")))),
+        400,
+        "invalid_video",
+        "notes.mp4 is not a readable video",
+    ),
+    (
+        "symlink escape",
+        lambda m: (_key(), _with_part(m, _video(str(m / "escape.mp4")))),
+        403,
+        "path_not_allowed",
+        "not inside an allowed media folder",
+    ),
+    (
+        "dot-dot escape",
+        lambda m: (_key(), _with_part(m, _video(f"{m}/../{m.name}x/../../etc/passwd"))),
+        403,
+        "path_not_allowed",
+        "not inside an allowed media folder",
+    ),
+    (
+        "relative escape",
+        lambda m: (_key(), _with_part(m, _video("../../etc/passwd"))),
+        403,
+        "path_not_allowed",
+        "not inside an allowed media folder",
+    ),
+    (
+        "too long",
+        lambda m: (_key(), _with_part(m, _video((m / "bikes.mp4").as_uri()))),
+        400,
+        "video_too_long",
+        "lasts 00:00:10.000, over this server's limit of 00:00:06.000",
+    ),
+    (
+        "remote when off",
+        lambda m: (_key(), _with_part(m, _video("http://127.0.0.1:9/a.mp4"))),
+        403,
+        "remote_media_disabled",
+        "--allow-remote-media",
+    ),
+    (
+        "unknown file id",
+        lambda m: (_key(), _with_part(m, _video("file-" + "0" * 32))),
+        404,
+        "file_not_found",
+        "No file with id",
+    ),
+    (
+        "data URL not base64",
+        lambda m: (_key(), _with_part(m, _video("data:video/mp4;base64,@@@@"))),
+        400,
+        "invalid_video_url",
+        "not valid base64",
+    ),
+    (
+        "data URL not a video",
+        lambda m: (_key(), _with_part(m, _video("data:image/png;base64,AAAA"))),
+        400,
+        "invalid_video_url",
+        "expected a video/* type",
+    ),
+    (
+        "data URL too large",
+        lambda m: (
+            _key(),
+            _with_part(
+                m, _video("data:video/mp4;base64," + base64.b64encode((m / "bigbuckbunny.mp4").read_bytes()).decode())
+            ),
+        ),
+        413,
+        "video_too_large",
+        "over this server's limit",
+    ),
+    (
+        "last turn not the user's",
+        lambda m: (
+            _key(),
+            _chat(m, messages=[*video_message(str(m / "bikes.mp4")), {"role": "assistant", "content": "hi"}]),
+        ),
+        400,
+        "invalid_value",
+        "last message must be the user's",
+    ),
     ("wrong key", lambda m: (_key("nope"), _chat(m)), 401, "invalid_api_key", "Incorrect API key"),
     ("missing key", lambda m: ({}, _chat(m)), 401, "invalid_api_key", "Missing API key"),
 ]
 
 
-@pytest.mark.parametrize(("name", "request_for", "status", "code", "words"), BAD_REQUESTS,
-                         ids=[case[0] for case in BAD_REQUESTS])
-def test_bad_request_is_refused_and_the_server_keeps_serving(server, client, media, name, request_for, status, code,
-                                                             words):
+@pytest.mark.parametrize(
+    ("name", "request_for", "status", "code", "words"), BAD_REQUESTS, ids=[case[0] for case in BAD_REQUESTS]
+)
+def test_bad_request_is_refused_and_the_server_keeps_serving(
+    server, client, media, name, request_for, status, code, words
+):
     headers, body = request_for(media)
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    response = httpx.post(f"{server[0]}/v1/chat/completions", content=content, timeout=60,
-                          headers={**headers, "Content-Type": "application/json"})
+    response = httpx.post(
+        f"{server[0]}/v1/chat/completions",
+        content=content,
+        timeout=60,
+        headers={**headers, "Content-Type": "application/json"},
+    )
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert words in error["message"] and error["code"] == code
@@ -357,17 +497,64 @@ def test_bad_upload_is_refused_and_removed(server, client, media, name, content,
     assert ask(client, str(media / "carphone_pristine.mp4"), max_tokens=2).choices[0].message.content is not None
 
 
+def test_unexpected_failure_answers_500_without_details(server, client, media, monkeypatch):
+    scheduler = server[1].state.scheduler
+
+    def broken(*args):
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(scheduler, "answer", broken)
+    url = str(media / "carphone_pristine.mp4")
+    with pytest.raises(openai.InternalServerError, match="Internal server error \\(reference") as error:
+        ask(client, url, max_tokens=2)
+    assert "secret" not in error.value.response.text and "Traceback" not in error.value.response.text
+    body = {"model": MODEL, "messages": video_message(url), "stream": True, "max_tokens": 2}
+    streamed = httpx.post(f"{server[0]}/v1/chat/completions", json=body, headers=_key(), timeout=60)
+    last = json.loads(streamed.text.strip().split("\n\n")[-1].removeprefix("data: "))
+    assert last["error"]["type"] == "server_error" and "secret" not in streamed.text
+    monkeypatch.undo()
+    assert ask(client, url, max_tokens=2).choices[0].message.content is not None
+
+
+def test_damaged_index_is_rebuilt(server, client, assistant, media):
+    video = media / "bigbuckbunny.mp4"
+    index, _, _ = assistant.open(video, progress=False)
+    path = assistant.cache.path_for(index.provenance)
+    path.write_bytes(path.read_bytes()[:100])
+    answer = ask(client, str(video), max_tokens=2)
+    assert answer.model_extra["salova"]["index"] == "built"
+    assert ask(client, str(video), max_tokens=2).model_extra["salova"]["index"] == "reused"
+
+
 def test_client_gone_mid_stream_stops_its_generation(server, client, media):
     scheduler = server[1].state.scheduler
     cancelled = scheduler.counts["cancelled"]
-    body = {"model": MODEL, "messages": video_message(str(media / "carphone_pristine.mp4")), "stream": True,
-            "max_tokens": 4000}
+    body = {
+        "model": MODEL,
+        "messages": video_message(str(media / "carphone_pristine.mp4")),
+        "stream": True,
+        "max_tokens": 4000,
+    }
     started = time.perf_counter()
     with httpx.stream("POST", f"{server[0]}/v1/chat/completions", json=body, headers=_key(), timeout=60) as stream:
         lines = stream.iter_lines()
         while '"content": ""' in (line := next(lines)) or not line.startswith("data: {"):
             pass  # up to the first piece of the answer: the generation is under way
     while scheduler.status()["running"]:  # the worker is free again once the generation has stopped
+        assert time.perf_counter() - started < 20, "the generation went on after its client left"
+        time.sleep(0.05)
+    assert scheduler.counts["cancelled"] == cancelled + 1
+    assert ask(client, str(media / "carphone_pristine.mp4"), max_tokens=2).choices[0].message.content is not None
+
+
+def test_client_gone_before_a_plain_answer_stops_its_generation(server, client, media):
+    scheduler = server[1].state.scheduler
+    cancelled = scheduler.counts["cancelled"]
+    body = {"model": MODEL, "messages": video_message(str(media / "carphone_pristine.mp4")), "max_tokens": 4000}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{server[0]}/v1/chat/completions", json=body, headers=_key(), timeout=1.5)
+    started = time.perf_counter()
+    while scheduler.status()["running"]:
         assert time.perf_counter() - started < 20, "the generation went on after its client left"
         time.sleep(0.05)
     assert scheduler.counts["cancelled"] == cancelled + 1
@@ -396,8 +583,9 @@ def test_first_questions_arriving_together_build_the_index_once(tiny, media, tmp
     with running_server(fresh, media=media_policy(media), workers=3) as (base_url, app):
         client = client_for(base_url)
         with ThreadPoolExecutor(4) as pool:
-            answers = list(pool.map(lambda _: ask(client, str(media / "carphone_pristine.mp4"), max_tokens=4),
-                                    range(4)))
+            answers = list(
+                pool.map(lambda _: ask(client, str(media / "carphone_pristine.mp4"), max_tokens=4), range(4))
+            )
     statuses = sorted(answer.model_extra["salova"]["index"] for answer in answers)
     assert statuses == ["built", "reused", "reused", "reused"]
     assert len({answer.choices[0].message.content for answer in answers}) == 1
@@ -407,8 +595,13 @@ def test_first_questions_arriving_together_build_the_index_once(tiny, media, tmp
 def test_api_key_guards_every_route_but_health(server):
     base_url = server[0]
     assert httpx.get(f"{base_url}/health").status_code == 200
-    for method, path in [("GET", "/v1/models"), ("GET", "/v1/files"), ("POST", "/v1/files"),
-                         ("POST", "/v1/chat/completions"), ("GET", "/v1/nowhere")]:
+    for method, path in [
+        ("GET", "/v1/models"),
+        ("GET", "/v1/files"),
+        ("POST", "/v1/files"),
+        ("POST", "/v1/chat/completions"),
+        ("GET", "/v1/nowhere"),
+    ]:
         response = httpx.request(method, f"{base_url}{path}", headers=_key("wrong"))
         assert response.status_code == 401 and response.headers["WWW-Authenticate"] == "Bearer", path
     assert httpx.get(f"{base_url}/v1/nowhere", headers=_key()).json()["error"]["message"] == "Not Found"
@@ -416,10 +609,25 @@ def test_api_key_guards_every_route_but_health(server):
 
 def test_non_loopback_address_without_key_warns(assistant, monkeypatch, capsys):
     monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
-    for host, key, warned in [("0.0.0.0", None, True), ("192.168.1.20", None, True), ("127.0.0.1", None, False),
-                              ("localhost", None, False), ("0.0.0.0", "k", False)]:
+    for host, key, warned in [
+        ("0.0.0.0", None, True),
+        ("192.168.1.20", None, True),
+        ("127.0.0.1", None, False),
+        ("localhost", None, False),
+        ("0.0.0.0", "k", False),
+    ]:
         serve_module.serve(assistant, ServeSettings(MODEL, api_key=key), host, 8000)
         assert ("WARNING" in capsys.readouterr().err) is warned, host
+
+
+def test_readme_serving_snippet_runs(server, media, capsys):
+    section = (Path(__file__).resolve().parents[1] / "README.md").read_text().split("## Serving", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    code = code.replace("http://127.0.0.1:8000/v1", f"{server[0]}/v1").replace('"KEY"', f'"{API_KEY}"')
+    code = code.replace("file:///videos/talk.mp4", (media / "carphone_pristine.mp4").as_uri())
+    exec(compile(code.replace("CKPT-folder-name", MODEL), "README.md", "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    assert len([line for line in lines if re.match(rf"{TIMESTAMP}-{TIMESTAMP} [+-]", line)]) >= 1
 
 
 def _free_port() -> int:
@@ -436,9 +644,24 @@ def test_two_server_processes_on_one_index_folder_build_once(tiny_checkpoint, me
     ports = [_free_port(), _free_port()]
     servers = [
         subprocess.Popen(
-            [str(salova), "serve", "--model", str(tiny_checkpoint), "--port", str(port), "--index-dir",
-             str(tmp_path / "indexes"), "--allowed-media-path", str(media), "--served-model-name", MODEL],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, "SALOVA_API_KEY": ""},
+            [
+                str(salova),
+                "serve",
+                "--model",
+                str(tiny_checkpoint),
+                "--port",
+                str(port),
+                "--index-dir",
+                str(tmp_path / "indexes"),
+                "--allowed-media-path",
+                str(media),
+                "--served-model-name",
+                MODEL,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "SALOVA_API_KEY": ""},
         )
         for port in ports
     ]
@@ -466,3 +689,56 @@ def test_two_server_processes_on_one_index_folder_build_once(tiny_checkpoint, me
             process.send_signal(signal.SIGINT)
         for process in servers:
             process.wait(30)
+
+
+def test_sampling_options_and_stop_strings_reach_the_answering_core(client, assistant, media):
+    video = media / "carphone_pristine.mp4"
+    index, _, _ = assistant.open(video, progress=False)
+    messages = assistant.conversation(video, [QUESTION], [])
+    sampled = ask(client, str(video), max_tokens=12, temperature=1.2, top_p=0.9, seed=7)
+    expected = assistant.ask(index, messages, max_new_tokens=12, temperature=1.2, top_p=0.9, seed=7)
+    assert sampled.choices[0].message.content == expected.text
+    assert ask(client, str(video), max_tokens=12, temperature=1.2, top_p=0.9, seed=7).choices[0].message.content == (
+        expected.text
+    )
+    greedy = ask(client, str(video), max_tokens=12).choices[0].message.content
+    stop = greedy[len(greedy) // 2 :][:3]
+    stopped = ask(client, str(video), max_tokens=12, stop=[stop, "never in it"])
+    assert stopped.choices[0].message.content == greedy[: greedy.index(stop)].strip()
+    assert stopped.choices[0].finish_reason == "stop"
+    assert ask(client, str(video), max_tokens=3).choices[0].finish_reason == "length"
+
+
+def test_serve_command_builds_the_settings(tiny_checkpoint, media, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(serve_module, "serve", lambda *args: calls.append(args))
+    monkeypatch.setenv("SALOVA_API_KEY", "from-env")
+    main(
+        [
+            "serve",
+            "--model",
+            str(tiny_checkpoint),
+            "--index-dir",
+            str(tmp_path),
+            "--allowed-media-path",
+            str(media),
+            "--allowed-media-path",
+            str(tmp_path),
+            "--max-upload-mb",
+            "3",
+            "--max-video-seconds",
+            "60",
+            "--max-queue",
+            "5",
+            "--port",
+            "8123",
+        ]
+    )
+    ((served, settings, host, port),) = calls
+    assert (host, port, settings.model_name, settings.api_key) == ("127.0.0.1", 8123, tiny_checkpoint.name, "from-env")
+    assert settings.media.allowed_folders == (media.resolve(), tmp_path.resolve())
+    assert settings.media.max_upload_bytes == 3 * MEBIBYTE and settings.media.max_video_seconds == 60
+    assert settings.max_queue == 5 and not settings.media.allow_remote
+    assert served.cache.folder == tmp_path
+    with pytest.raises(NotADirectoryError, match="--allowed-media-path"):
+        main(["serve", "--model", str(tiny_checkpoint), "--allowed-media-path", str(media / "bikes.mp4")])
