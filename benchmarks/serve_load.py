@@ -13,7 +13,8 @@ one, each video's index built once. Reported: requests/s over the run, p50/p95 l
 questions and of their later ones (a request's latency includes its waits for a 503 retry), 503 refusals, indexes
 built. Latencies exclude the server's start.
 
-    python benchmarks/serve_load.py [--model CKPT] [--clients 8] [--questions 5] [--max-tokens 16] [--json out.json]
+    python benchmarks/serve_load.py [--model CKPT] [--clients 8] [--questions 5] [--max-tokens 16]
+        [--settings one-worker two-workers short-queue] [--json out.json]
 
 Without `--model` it builds the tiny random model (seed 0) into a temporary checkpoint, as the tests do.
 
@@ -52,12 +53,12 @@ QUESTIONS = (
     "What changes at the first cut?",
     "How does the video end?",
 )
-# (label, serve flags): one worker with room for every client, two workers, and a queue too short for the load.
-SERVER_SETTINGS = (
-    ("1 worker, --max-queue 16", ["--workers", "1", "--max-queue", "16"]),
-    ("2 workers, --max-queue 16", ["--workers", "2", "--max-queue", "16"]),
-    ("1 worker, --max-queue 2", ["--workers", "1", "--max-queue", "2"]),
-)
+# name: (label, serve flags): one worker with room for every client, two workers, and a queue too short for the load.
+SERVER_SETTINGS = {
+    "one-worker": ("1 worker, --max-queue 16", ["--workers", "1", "--max-queue", "16"]),
+    "two-workers": ("2 workers, --max-queue 16", ["--workers", "2", "--max-queue", "16"]),
+    "short-queue": ("1 worker, --max-queue 2", ["--workers", "1", "--max-queue", "2"]),
+}
 MODEL_NAME = "salova-bench"
 
 
@@ -236,6 +237,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--questions", type=int, default=5, help="questions per client")
     parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument(
+        "--settings", nargs="+", choices=list(SERVER_SETTINGS), default=list(SERVER_SETTINGS), help="server runs"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     missing = [name for name in VIDEOS if not (args.videos / name).is_file()]
@@ -250,8 +254,9 @@ def main() -> None:
                 sequential, model_dir, args.videos, plan, args.max_tokens, work / "sequential"
             ).result()
         results = [baseline]
-        for number, (label, flags) in enumerate(SERVER_SETTINGS):
-            folder = work / f"server-{number}"
+        for name in args.settings:
+            label, flags = SERVER_SETTINGS[name]
+            folder = work / name
             folder.mkdir()
             results.append(concurrent(model_dir, args.videos, plan, args.max_tokens, label, flags, answers, folder))
     finally:

@@ -742,3 +742,30 @@ def test_serve_command_builds_the_settings(tiny_checkpoint, media, tmp_path, mon
     assert served.cache.folder == tmp_path
     with pytest.raises(NotADirectoryError, match="--allowed-media-path"):
         main(["serve", "--model", str(tiny_checkpoint), "--allowed-media-path", str(media / "bikes.mp4")])
+
+
+@pytest.mark.integration
+def test_load_benchmark_loses_nothing(tmp_path):
+    """`benchmarks/serve_load.py` with a queue too short for its clients: refused requests come back after
+    `Retry-After`, every answer equals the sequential one, each index is built once (the script checks all three
+    and exits non-zero otherwise)."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "serve_load.py"
+    command = [
+        sys.executable,
+        str(script),
+        "--clients",
+        "4",
+        "--questions",
+        "2",
+        "--max-tokens",
+        "4",
+        "--settings",
+        "short-queue",
+        "--json",
+        str(tmp_path / "load.json"),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    sequential, served = json.loads((tmp_path / "load.json").read_text())
+    assert sequential["requests"] == served["requests"] == 8
+    assert served["indexes_built"] == 3 and served["refusals_503"] >= 1 and served["requests_per_second"] > 0
