@@ -76,6 +76,7 @@ def add_commands(commands) -> None:
     serve.add_argument("--remote-timeout", type=float, help="seconds an http(s) video may take to download")
     serve.add_argument("--workers", type=int, help="threads running model jobs (each holds at most one video)")
     serve.add_argument("--max-queue", type=int, help="requests that may wait for a worker before 503")
+    serve.add_argument("--indexes-in-memory", type=int, help="indexes kept open for later questions")
     serve.add_argument("--default-max-tokens", type=int, help="answer length when a request sets none")
     serve.set_defaults(run=run_serve)
 
@@ -188,7 +189,12 @@ def run_serve(args) -> None:
         allow_remote=args.allow_remote_media,
         **{name: value for name, value in limits.items() if value is not None},
     )
-    scheduling = {"workers": args.workers, "max_queue": args.max_queue, "default_max_tokens": args.default_max_tokens}
+    scheduling = {
+        "workers": args.workers,
+        "max_queue": args.max_queue,
+        "indexes_in_memory": args.indexes_in_memory,
+        "default_max_tokens": args.default_max_tokens,
+    }
     settings = ServeSettings(
         model_name=args.served_model_name or Path(args.model).resolve().name,
         api_key=args.api_key or None,

@@ -44,21 +44,23 @@ DISCONNECT_POLL_SECONDS = 0.25
 @dataclass
 class ServeSettings:
     """model_name: the id clients send as `model`. api_key: the Bearer token every route but /health needs.
-    workers: threads running model jobs; max_queue: requests that may wait beyond them. default_max_tokens: the
-    answer length when the request sets none. temp_folder: parent of the server's temporary folder."""
+    workers: threads running model jobs; max_queue: requests that may wait beyond them. indexes_in_memory: indexes
+    kept open for later questions. default_max_tokens: the answer length when the request sets none. temp_folder:
+    parent of the server's temporary folder."""
 
     model_name: str
     api_key: str | None = None
     media: MediaPolicy = field(default_factory=MediaPolicy)
     workers: int = 1
     max_queue: int = 16
+    indexes_in_memory: int = 4
     default_max_tokens: int = 256
     temp_folder: str | None = None
 
 
 def build_app(assistant, settings: ServeSettings) -> FastAPI:
     """The FastAPI app serving `assistant` (a `VideoAssistant`) with `settings`."""
-    scheduler = Scheduler(assistant, settings.workers, settings.max_queue)
+    scheduler = Scheduler(assistant, settings.workers, settings.max_queue, settings.indexes_in_memory)
     media = MediaStore(settings.media, settings.temp_folder)
     max_tokens_limit = assistant.model.config.text_config.max_position_embeddings
     chat_body_limit = settings.media.max_data_url_bytes * 4 // 3 + JSON_OVERHEAD_BYTES

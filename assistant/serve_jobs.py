@@ -4,7 +4,9 @@ Every request that needs the model takes a `Ticket` first; when `workers + max_q
 request is refused at once (503 with `Retry-After`, from the recent jobs' times). A worker runs one job at a time
 (open an index, or answer a question), so it never holds more than one decoded video. Opening an index holds an
 exclusive lock file beside it in the index folder, across threads and across server processes sharing the folder:
-the first question about a video builds its index while the others wait, then load it.
+the first question about a video builds its index while the others wait, then load it. The last few indexes opened
+stay in memory, keyed by their file's identity (device, inode, size, modification time), so a later question about
+the same file neither hashes it nor reads its index again.
 """
 
 import asyncio
@@ -15,7 +17,7 @@ import os
 import statistics
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,10 +45,15 @@ class Ticket:
 class Scheduler:
     """`workers` threads running the assistant's jobs; at most `workers + max_queue` requests admitted at once."""
 
-    def __init__(self, assistant, workers: int = 1, max_queue: int = 16):
-        if workers < 1 or max_queue < 0:
-            raise ValueError(f"--workers must be at least 1 and --max-queue at least 0, got {workers}, {max_queue}.")
+    def __init__(self, assistant, workers: int = 1, max_queue: int = 16, indexes_in_memory: int = 4):
+        if workers < 1 or max_queue < 0 or indexes_in_memory < 0:
+            raise ValueError(
+                f"--workers must be at least 1, --max-queue and --indexes-in-memory at least 0; got {workers}, "
+                f"{max_queue}, {indexes_in_memory}."
+            )
         self.assistant, self.workers, self.max_queue = assistant, workers, max_queue
+        self.indexes_in_memory = indexes_in_memory
+        self._opened = OrderedDict()  # file identity -> index, the most recently used last
         self.executor = ThreadPoolExecutor(workers, thread_name_prefix="salova-worker")
         self.admitted = 0
         self.counts = Counter()  # "built", "reused", "answered", "cancelled", "refused"
@@ -97,6 +104,13 @@ class Scheduler:
 
     def open_index(self, path: Path, name: str, param: str):
         """`(index, "built" | "reused", seconds)` of the video at `path`, built once across threads and processes."""
+        started, identity = time.perf_counter(), _file_identity(path)
+        with self._lock:
+            index = self._opened.get(identity)
+            if index is not None:
+                self._opened.move_to_end(identity)
+                self.counts["reused"] += 1
+                return index, "reused", time.perf_counter() - started
         assistant = self.assistant
         key = current_provenance(assistant.model, assistant.processor, path).key
         with _exclusive(assistant.cache.folder / f".{key}.lock"):
@@ -112,8 +126,12 @@ class Scheduler:
                 ) from error
         with self._lock:
             self.counts[status] += 1
+            if self.indexes_in_memory:
+                self._opened[identity] = index
+                while len(self._opened) > self.indexes_in_memory:
+                    self._opened.popitem(last=False)
         logger.info("index of %s %s in %.2f s (%d scenes)", name, status, seconds, index.num_segments)
-        return index, status, seconds
+        return index, status, time.perf_counter() - started
 
     def answer(self, index, chat, index_status: str, index_seconds: float, on_text, cancel: threading.Event):
         """The assistant's answer to `chat`'s last question from `index`, streamed through `on_text`; `None` when
@@ -136,6 +154,11 @@ class Scheduler:
         with self._lock:
             self.counts["answered" if answer.finish_reason != "cancelled" else "cancelled"] += 1
         return answer
+
+
+def _file_identity(path: Path) -> tuple[int, int, int, int]:
+    stat = path.stat()
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 @contextmanager

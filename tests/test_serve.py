@@ -26,8 +26,8 @@ import httpx
 import openai
 import pytest
 import uvicorn
-from conftest import real_video
-from salova.assistant import IndexCache, VideoAssistant
+from conftest import real_video, record_calls
+from salova.assistant import IndexCache, SalovaVideoIndex, VideoAssistant
 from salova.assistant import serve as serve_module
 from salova.assistant.serve import ServeSettings, build_app
 from salova.assistant.serve_media import MEBIBYTE, MediaPolicy
@@ -281,6 +281,7 @@ def test_remote_media_only_when_allowed_and_within_limits(assistant, media, clie
         with pytest.raises(openai.BadRequestError, match="answered HTTP 404"):
             ask(remote, f"{clip_host}/missing.mp4")
         assert list(app.state.media.folder.iterdir()) == []
+    assert not app.state.media.folder.exists()  # the server's temporary folder goes when it stops
 
 
 def _key(key: str = API_KEY) -> dict:
@@ -516,14 +517,33 @@ def test_unexpected_failure_answers_500_without_details(server, client, media, m
     assert ask(client, url, max_tokens=2).choices[0].message.content is not None
 
 
-def test_damaged_index_is_rebuilt(server, client, assistant, media):
+def test_damaged_index_is_rebuilt(assistant, media):
     video = media / "bigbuckbunny.mp4"
     index, _, _ = assistant.open(video, progress=False)
     path = assistant.cache.path_for(index.provenance)
     path.write_bytes(path.read_bytes()[:100])
-    answer = ask(client, str(video), max_tokens=2)
-    assert answer.model_extra["salova"]["index"] == "built"
-    assert ask(client, str(video), max_tokens=2).model_extra["salova"]["index"] == "reused"
+    with running_server(assistant, media=media_policy(media)) as (base_url, _):
+        client = client_for(base_url)
+        assert ask(client, str(video), max_tokens=2).model_extra["salova"]["index"] == "built"
+    assert SalovaVideoIndex.load(path).num_segments == index.num_segments
+
+
+def test_later_questions_take_the_index_from_memory(assistant, media, tmp_path, monkeypatch):
+    video, other = tmp_path / "clip.mp4", tmp_path / "other.mp4"
+    shutil.copy(media / "carphone_pristine.mp4", video)
+    shutil.copy(media / "bigbuckbunny.mp4", other)
+    with running_server(assistant, media=media_policy(tmp_path), indexes_in_memory=1) as (base_url, app):
+        client = client_for(base_url)
+        ask(client, str(video), max_tokens=2)
+        opened = record_calls(monkeypatch, assistant, "open")
+        assert ask(client, str(video), max_tokens=2).model_extra["salova"]["index"] == "reused"
+        assert opened == []  # neither hashed nor read again
+        with open(video, "ab") as handle:  # a changed file is a new video
+            handle.write(b"\0")
+        assert ask(client, str(video), max_tokens=2).model_extra["salova"]["index"] == "built"
+        ask(client, str(other), max_tokens=2)  # evicts clip.mp4 (one index in memory)
+        ask(client, str(video), max_tokens=2)
+        assert len(opened) == 3
 
 
 def test_client_gone_mid_stream_stops_its_generation(server, client, media):
