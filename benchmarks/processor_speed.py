@@ -17,8 +17,6 @@ For each video, interleaved `--repeats` times (median and spread reported, wall 
   (`fixed_windows`) needs, with the same distances and the number of frames decoded. Both sparse paths skip every
   B-frame where the stream shows that no P-frame references one (x264 with `ref=1`, as here: its fast presets),
   else only the non-reference frames;
-- `processor_helpers_not_lowered` (with `--priority-ablation`): the processor with its detection and resize threads
-  at the decoder's priority (`thread_priority.HELPER_THREAD_NICENESS = 0`), to show what lowering them gains;
 - `processor_one_pass` (with `--parts-ablation`): the processor decoding a file with closed key frames in one pass
   (`video_decoding.MIN_EXACT_PART_SECONDS = inf`) instead of as parts side by side, to show what the parts gain;
 - `two_pass` (with `--two-pass`): `scenedetect.detect(path, AdaptiveDetector())` and a second PyAV pass keeping
@@ -36,8 +34,8 @@ The long video is made here (default 10 min of 1280x720 at 24 FPS, a cut every 4
 with a moving object) and cached in `benchmarks/results/`; the real clips come from `shared/data/real-videos/`.
 CPU seconds (all threads) tell more than wall seconds when other work shares the machine.
 
-    python benchmarks/processor_speed.py [--minutes 10] [--repeats 5] [--two-pass] [--priority-ablation]
-                                         [--parts-ablation] [--real-clips-only] [--cores N]
+    python benchmarks/processor_speed.py [--minutes 10] [--repeats 5] [--two-pass] [--parts-ablation]
+                                         [--real-clips-only] [--cores N]
                                          [--output results/processor_speed.json]
 """
 
@@ -54,7 +52,7 @@ import numpy as np
 import scenedetect
 from PIL import Image
 from salova.hub_configs import build_tiny_tokenizer
-from salova.processing import SalovaProcessor, SalovaVideoProcessor, decode_video, thread_priority, video_decoding
+from salova.processing import SalovaProcessor, SalovaVideoProcessor, decode_video, video_decoding
 from salova.processing import video_processing_salova as video_processing_module
 from salova.processing.scene_detection import DetectionThread, FrameStamp, content_score
 from salova.processing.video_decoding import next_sampling_instant, usable_cores
@@ -119,7 +117,6 @@ def make_processor(size: int = 384) -> SalovaProcessor:
 
 # `--flag`: (variant name, module, setting, value) of an ablation, the processor with one module setting changed.
 ABLATIONS = {
-    "priority_ablation": ("processor_helpers_not_lowered", thread_priority, "HELPER_THREAD_NICENESS", 0),
     "parts_ablation": ("processor_one_pass", video_decoding, "MIN_EXACT_PART_SECONDS", float("inf")),
 }
 
@@ -327,9 +324,6 @@ def main():
     parser.add_argument("--fps", type=int, default=24)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--two-pass", action="store_true", help="also time scenedetect + a second sampling pass")
-    parser.add_argument(
-        "--priority-ablation", action="store_true", help="also time the processor with its helper threads not lowered"
-    )
     parser.add_argument(
         "--parts-ablation", action="store_true", help="also time the processor decoding in one pass instead of parts"
     )

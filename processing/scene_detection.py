@@ -33,8 +33,6 @@ from scenedetect import ContentDetector, FrameTimecode
 from scenedetect.common import Timecode
 from scenedetect.scene_manager import compute_downscale_factor
 
-from .thread_priority import lower_current_thread_priority
-
 _PLANAR_420 = ("yuv420p", "yuvj420p")
 # OpenCV converts I420 rows whose width is a multiple of this several times faster; narrower detection images are
 # padded to it and cropped after the conversion.
@@ -330,9 +328,8 @@ class SparseCutSearch:
 
 class DetectionThread:
     """Runs a detector's per-frame step (`SceneCutDetector.process` or `SparseCutSearch.process`) on its own
-    thread, fed through a bounded queue, so that detection overlaps decoding (FFmpeg and OpenCV release the GIL),
-    at a lower priority than the decoder's threads (see `thread_priority`). Use as a context manager; `submit` each
-    frame's arguments in order.
+    thread, fed through a bounded queue, so that detection overlaps decoding (FFmpeg and OpenCV release the GIL).
+    Use as a context manager; `submit` each frame's arguments in order.
 
     An error in the step stops detection but not the drain of the queue (so the decoder never blocks on a full
     queue); it is raised from `submit` or on exit.
@@ -362,7 +359,6 @@ class DetectionThread:
             raise self._error
 
     def _run(self) -> None:
-        lower_current_thread_priority()
         while (item := self._queue.get()) is not self._DONE:
             if self._error is None:
                 try:

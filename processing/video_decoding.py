@@ -31,7 +31,6 @@ from tqdm.auto import tqdm
 
 from .frame_preprocessing import FrameTransform
 from .scene_detection import DetectionThread, FrameStamp, SceneCutDetector, SparseCutSearch
-from .thread_priority import lower_current_thread_priority
 
 VideoInput = str | os.PathLike | BinaryIO | np.ndarray | Image.Image | Sequence[Image.Image]
 
@@ -505,16 +504,13 @@ def _sparse_part(
 
 class _ResizeThread:
     """Applies a `FrameTransform` to the kept frames on a worker thread, so that the decoding thread keeps feeding
-    the decoder (at a lower priority than the decoder's threads, see `thread_priority`); `results` gives them in
-    order. At most `max_pending` full-size frames wait. Use as a context manager.
+    the decoder; `results` gives them in order. At most `max_pending` full-size frames wait. Use as a context manager.
     """
 
     def __init__(self, frame_transform: FrameTransform, max_pending: int = 8):
         self.frame_transform = frame_transform
         self.max_pending = max_pending
-        self._executor = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="frame-resize", initializer=lower_current_thread_priority
-        )
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="frame-resize")
         self._pending: collections.deque[Future] = collections.deque()
         self._done: list[np.ndarray] = []
 
