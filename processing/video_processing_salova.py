@@ -29,7 +29,8 @@ from transformers.video_utils import VideoMetadata
 from .frame_preprocessing import FrameTransform
 from .scene_detection import SceneCutDetector
 from .segmentation import Segment, SegmentationPolicy, plan_segments
-from .video_decoding import DEFAULT_MAX_FRAME_PIXELS, DETECTION_MODES, DecodedVideo, decode_video
+from .video_decoding import DecodedVideo, decode_video
+from .video_frames import DEFAULT_MAX_FRAME_PIXELS
 
 # PyAV's scaler names for the PIL resampling filters `resample` may hold.
 PYAV_INTERPOLATION = {
@@ -51,9 +52,6 @@ class SalovaVideoProcessorKwargs(VideosKwargs, total=False):
     split_uncut_videos (`bool`): cut a video without scene cut into windows.
     tiling_threshold_std (`float`): depth threshold of `"scene_tiling"` in standard deviations.
     detector_threshold, detector_min_content, detector_min_scene_len: PySceneDetect AdaptiveDetector settings.
-    scene_detection (`str`): `"exact"` decodes every frame; `"fast"` decodes only the reference frames, finds
-        cuts on them and places each on its exact frame, and takes each sampled frame from the nearest decoded one
-        (see `decode_video`); with no cut to find (fixed windows, given boundaries) it decodes only those frames.
     max_frame_pixels (`int`): videos with larger frames are refused before decoding.
     progress (`bool`): show a decoding progress bar (`None`: for long videos only).
     """
@@ -67,7 +65,6 @@ class SalovaVideoProcessorKwargs(VideosKwargs, total=False):
     detector_threshold: int | float
     detector_min_content: int | float
     detector_min_scene_len: int
-    scene_detection: str
     max_frame_pixels: int
     progress: bool | None
 
@@ -108,7 +105,6 @@ class SalovaVideoProcessor(VideoProcessorMixin, PilBackend):
     detector_threshold = _DETECTOR_DEFAULTS["adaptive_threshold"].default
     detector_min_content = _DETECTOR_DEFAULTS["min_content_val"].default
     detector_min_scene_len = _DETECTOR_DEFAULTS["min_scene_len"].default
-    scene_detection = "exact"
     max_frame_pixels = DEFAULT_MAX_FRAME_PIXELS
     progress = None
     valid_kwargs = SalovaVideoProcessorKwargs
@@ -120,10 +116,6 @@ class SalovaVideoProcessor(VideoProcessorMixin, PilBackend):
 
     def _validate_preprocess_kwargs(self, **kwargs):
         super()._validate_preprocess_kwargs(**kwargs)
-        if kwargs.get("scene_detection") not in DETECTION_MODES:
-            raise ValueError(
-                f"scene_detection must be one of {DETECTION_MODES}, got {kwargs.get('scene_detection')!r}."
-            )
         self.frame_transform(**kwargs)
         self.segmentation_policy(**kwargs)
         if kwargs.get("fps") is None or kwargs["fps"] <= 0:
@@ -186,14 +178,11 @@ class SalovaVideoProcessor(VideoProcessorMixin, PilBackend):
             )
         policy = self.segmentation_policy(**kwargs)
         detect = segment_boundaries is None and policy.segmenter == "scenes"
-        scene_detection = self._setting("scene_detection", kwargs.get("scene_detection"))
         decoded = decode_video(
             video,
             self.frame_transform(**kwargs),
             fps,
             cut_detector=self.cut_detector(**kwargs) if detect else None,
-            detection_mode=scene_detection,
-            sample_reference_frames_only=scene_detection == "fast" and not detect,
             video_fps=video_fps,
             max_frame_pixels=self._setting("max_frame_pixels", kwargs.get("max_frame_pixels")),
             progress=self._setting("progress", kwargs.get("progress")),
