@@ -19,9 +19,7 @@ from dataclasses import dataclass
 import av
 from tqdm.auto import tqdm
 
-from .frame_loop import FrameResizer, LoopResult, run_frame_loop
-from .frame_preprocessing import FrameTransform
-from .frame_sampling import FirstFrameSampler
+from .frame_loop import LoopResult, Sampling, run_frame_loop
 from .scene_detection import FrameStamp, SceneCutDetector
 from .video_frames import FileFrames, TimedFrame, time_origin
 
@@ -115,10 +113,8 @@ class _Part:
 def decode_in_parts(
     frames: FileFrames,
     plan: PartPlan,
-    frame_transform: FrameTransform,
-    sampling_fps: float,
+    sampling: Sampling,
     cut_detector: SceneCutDetector | None,
-    max_frame_pixels: int,
     bar: tqdm,
 ) -> LoopResult | None:
     """Every frame of `frames`, as the parts of `plan` decoded side by side, each on a decoder of its own with its
@@ -137,16 +133,14 @@ def decode_in_parts(
         def detect(frame, stamp):
             scores.append((stamp, detector.score(frame)))
 
-        with frames.reopened(threads) as part_frames, FrameResizer(frame_transform, threaded=False) as resizer:
-            aligned = _aligned(part_frames, start_pts, stop_pts, plan.origin, misaligned, stop)
+        with frames.reopened(threads) as part_frames:
             loop = run_frame_loop(
-                aligned,
+                _aligned(part_frames, start_pts, stop_pts, plan.origin, misaligned, stop),
                 frames.name,
-                FirstFrameSampler(sampling_fps),
-                resizer,
+                sampling,
                 detect if detector is not None else None,
-                max_frame_pixels,
                 bar,
+                threaded_resize=False,
                 continues_part=start_pts is not None,
                 stop=stop,
             )
@@ -172,6 +166,7 @@ def decode_in_parts(
             first_index += part.loop.count - 1 if number == 0 else part.loop.count
     return LoopResult(
         frames=[frame for part in parts for frame in part.loop.frames],
+        thumbnails=[thumbnail for part in parts for thumbnail in part.loop.thumbnails],
         timestamps=[seconds for part in parts for seconds in part.loop.timestamps],
         count=sum(part.loop.count for part in parts),
         last_time=parts[-1].loop.last_time,

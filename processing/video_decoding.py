@@ -15,9 +15,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .decode_parts import decode_in_parts, plan_parts
-from .frame_loop import FrameResizer, LoopResult, run_frame_loop
+from .frame_loop import FrameResizer, LoopResult, Sampling, run_frame_loop
 from .frame_preprocessing import FrameTransform
-from .frame_sampling import FirstFrameSampler
 from .scene_detection import DetectionThread, SceneCutDetector
 from .video_frames import (
     DEFAULT_MAX_FRAME_PIXELS,
@@ -44,6 +43,8 @@ class DecodedVideo:
     timestamps: `(T,)` seconds of each sampled frame from the video's first frame.
     duration: seconds covered by the video (last frame's time plus its duration).
     cut_times: starts of the detected scenes after the first, in seconds (empty when detection was off).
+    thumbnails: `(T, thumbnail_height, width, 3)` uint8, the sampled frames as displayed (see `display_thumbnail`),
+        when asked for.
     """
 
     name: str
@@ -54,6 +55,7 @@ class DecodedVideo:
     num_decoded_frames: int
     cut_times: list[float] = field(default_factory=list)
     is_image: bool = False
+    thumbnails: np.ndarray | None = None
 
 
 def decode_video(
@@ -64,9 +66,10 @@ def decode_video(
     video_fps: float | None = None,
     max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS,
     progress: bool | None = None,
+    thumbnail_height: int | None = None,
 ) -> DecodedVideo:
     """Decodes `source` once: feeds every frame to `cut_detector` and keeps the first frame at or after each
-    `1 / sampling_fps` seconds, resized by `frame_transform`.
+    `1 / sampling_fps` seconds, resized by `frame_transform` (and as a thumbnail `thumbnail_height` high, if given).
 
     `video_fps` is the frame rate of in-memory frames (ignored for files). `progress=None` shows a bar for long
     videos only. Raises `FileNotFoundError`, `IsADirectoryError` or `ValueError` naming the input and what is wrong
@@ -78,17 +81,22 @@ def decode_video(
     if is_image(source):
         frame = av.VideoFrame.from_ndarray(rgb_array(source, name), format="rgb24")
         check_frame_size(name, frame.width, frame.height, max_frame_pixels)
-        return DecodedVideo(name, frame_transform(frame)[None], np.zeros(1), 1.0 / sampling_fps, 0.0, 1, is_image=True)
+        with FrameResizer(frame_transform, threaded=False, thumbnail_height=thumbnail_height) as resizer:
+            resizer.submit(frame)
+            (pixels,), thumbnails = resizer.results()
+        thumbnails = np.stack(thumbnails) if thumbnail_height is not None else None
+        duration = 1.0 / sampling_fps
+        return DecodedVideo(name, pixels[None], np.zeros(1), duration, 0.0, 1, is_image=True, thumbnails=thumbnails)
     with open_frames(source, name, video_fps) as frames:
         check_frame_size(name, frames.width, frames.height, max_frame_pixels)
         show = progress if progress is not None else (frames.expected_frames or 0) >= PROGRESS_MIN_FRAMES
         with tqdm(total=frames.expected_frames, unit="frame", desc=f"decoding {name}", disable=not show) as bar:
             plan = plan_parts(frames) if isinstance(frames, FileFrames) else None
-            arguments = (frame_transform, sampling_fps, cut_detector, max_frame_pixels, bar)
-            result = decode_in_parts(frames, plan, *arguments) if plan is not None else None
+            sampling = Sampling(frame_transform, sampling_fps, max_frame_pixels, thumbnail_height)
+            result = decode_in_parts(frames, plan, sampling, cut_detector, bar) if plan is not None else None
             if result is None:
                 bar.reset()
-                result = decode_in_one_pass(frames, *arguments)
+                result = decode_in_one_pass(frames, sampling, cut_detector, bar)
         if result.count == 0:
             raise ValueError(f"{name}: the video stream holds no decodable frame.")
         if is_truncated(result.count, frames.expected_frames):
@@ -105,26 +113,15 @@ def decode_video(
         frame_rate=frame_rate,
         num_decoded_frames=result.count,
         cut_times=cut_detector.finish() if cut_detector is not None else [],
+        thumbnails=np.stack(result.thumbnails) if thumbnail_height is not None else None,
     )
 
 
 def decode_in_one_pass(
-    frames: FileFrames | MemoryFrames,
-    frame_transform: FrameTransform,
-    sampling_fps: float,
-    cut_detector: SceneCutDetector | None,
-    max_frame_pixels: int,
-    bar: tqdm,
+    frames: FileFrames | MemoryFrames, sampling: Sampling, cut_detector: SceneCutDetector | None, bar: tqdm
 ) -> LoopResult:
     """Every frame of `frames` on this thread, with detection and the resize each on a thread of their own."""
     detection = DetectionThread(cut_detector.process) if cut_detector is not None else nullcontext()
-    with FrameResizer(frame_transform, threaded=True) as resizer, detection as detection:
-        return run_frame_loop(
-            frames.frames(),
-            frames.name,
-            FirstFrameSampler(sampling_fps),
-            resizer,
-            detection.submit if detection is not None else None,
-            max_frame_pixels,
-            bar,
-        )
+    with detection as detection:
+        detect = detection.submit if detection is not None else None
+        return run_frame_loop(frames.frames(), frames.name, sampling, detect, bar, threaded_resize=True)

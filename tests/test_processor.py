@@ -437,3 +437,15 @@ def test_prompt_longer_than_the_llm_positions_is_refused(tiny):
     long_question = "what colour is the " * 5000
     with pytest.raises(ValueError, match=r"Row 0: the prompt is \d+ tokens, more than the LLM's 16384 positions"):
         processor(text=long_question, segments_per_video=[3])
+
+
+def test_segment_thumbnails_come_from_the_decode_pass(tiny, scene_video):
+    video_processor = tiny[1].video_processor
+    outputs = video_processor(videos=[str(scene_video)], thumbnail_height=24, return_tensors="pt")
+    decoded, segments = video_processor.process_video(str(scene_video), thumbnail_height=24)
+    middles = [segment.first_frame + segment.num_frames // 2 for segment in segments]
+    assert outputs["segment_thumbnails"].shape == (len(segments), 24, 32, 3) == (5, 24, 32, 3)
+    np.testing.assert_array_equal(outputs["segment_thumbnails"].numpy(), decoded.thumbnails[middles])
+    assert "segment_thumbnails" not in video_processor(videos=[str(scene_video)], return_tensors="pt")
+    with pytest.raises(ValueError, match="thumbnail_height must be at least 2 pixels"):
+        video_processor(videos=[str(scene_video)], thumbnail_height=0)

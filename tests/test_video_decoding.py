@@ -13,6 +13,7 @@ import scenedetect
 from av.video.frame import PictureType
 from conftest import colour_scenes, misplace_first_frame, real_video, record_calls
 from PIL import Image
+from salova.assistant.index import segment_thumbnails
 from salova.processing import FrameTransform, SceneCutDetector, decode_parts, decode_video, video_decoding
 from salova.processing.decode_parts import PartPlan, plan_parts
 from salova.processing.video_frames import FileFrames
@@ -487,3 +488,20 @@ def test_the_data_checks_probe_predicts_the_decoders_frames(cut_video, fps):
         assert probe["error"] is None
         assert probe["timestamps"] == decoded.timestamps.tolist()
         assert probe["duration"] == decoded.duration and probe["num_frames"] == decoded.num_decoded_frames
+
+
+@pytest.mark.parametrize("in_parts", [False, True], ids=["one-pass", "parts-side-by-side"])
+def test_thumbnails_from_the_decode_pass_are_the_seeking_pass_frames(tmp_path, monkeypatch, in_parts):
+    frame = np.zeros((48, 96, 3), np.uint8)
+    frame[:, :24] = 255
+    rotated = write_video(tmp_path / "rotated.mp4", [frame] * 30, fps=10, rotation=90)
+    monkeypatch.setattr(decode_parts, "usable_cores", lambda: 2)
+    monkeypatch.setattr(decode_parts, "MIN_PART_SECONDS", 3.0 if in_parts else math.inf)
+    for path, shape in ((real_video("bikes.mp4"), (10, 120, 282, 3)), (rotated, (3, 120, 60, 3))):
+        decoded = decode_video(path, TRANSFORM, thumbnail_height=120)
+        assert decoded.thumbnails.shape == shape and decoded.thumbnails.dtype == np.uint8
+        # The frames the index's seeking pass takes at the sampled times, pixel for pixel.
+        np.testing.assert_array_equal(decoded.thumbnails, segment_thumbnails(path, decoded.timestamps.tolist()))
+    assert decode_video(rotated, TRANSFORM).thumbnails is None
+    # Rotated 90 degrees counter-clockwise for display, the left band becomes the bottom rows.
+    assert decoded.thumbnails[0][-10:].mean() > 200 and decoded.thumbnails[0][:10].mean() < 60
