@@ -118,3 +118,25 @@ def _lmms_eval_model(monkeypatch):
         monkeypatch.setitem(sys.modules, name, module)
     monkeypatch.delitem(sys.modules, "salova.evaluation.lmms_eval_model", raising=False)
     return importlib.import_module("salova.evaluation.lmms_eval_model")
+
+
+def test_main_job_evaluation_decodes_each_video_once(tiny, scene_video, tmp_path, monkeypatch):
+    model, processor = tiny
+    video_processor = type(processor.video_processor)
+    decoded = []
+    original = video_processor.__call__
+
+    def counting(self, *args, **kwargs):
+        decoded.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(video_processor, "__call__", counting)
+    scenes = [{"start": SCENE_SECONDS * i, "end": SCENE_SECONDS * (i + 1)} for i in range(5)]
+    records = [
+        {"id": f"ev-q{number}", "video": str(scene_video), "scenes": scenes, "v2t": [[0.9, 0.1, 0.1, 0.1, 0.1]],
+         "conversations": [{"role": "user", "content": question}, {"role": "assistant", "content": "red"}]}
+        for number, question in enumerate([QUESTION, "what colour is the first scene?"])
+    ]  # fmt: skip
+    (tmp_path / "eval.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
+    results = evaluate(VideoAssistant(model, processor), tmp_path / "eval.jsonl", max_new_tokens=2)
+    assert [result.asked_scenes for result in results] == [[0], [0]] and len(decoded) == 1
