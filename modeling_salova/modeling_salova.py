@@ -35,8 +35,14 @@ from transformers import (
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache
-from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPast, BaseModelOutputWithPooling
+from transformers.modeling_outputs import (
+    BaseModelOutput,
+    BaseModelOutputWithPooling,
+    MultimodalBaseModelOutputWithPast,
+    MultimodalCausalLMOutputWithPast,
+)
 from transformers.utils import ModelOutput, can_return_tuple
+from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_salova import SalovaConfig
 from .connector import SpatioTemporalConnector
@@ -119,8 +125,10 @@ class SalovaRoutingOutput(ModelOutput):
 
 
 @dataclass
-class SalovaModelOutputWithPast(BaseModelOutputWithPast):
+class SalovaModelOutputWithPast(MultimodalBaseModelOutputWithPast):
     """
+    video_outputs (`SalovaVideoFeaturesOutput`): the connector's output for every segment (`get_video_features`),
+    when frames were given. image_outputs: an image is a one-frame video, so this stays None.
     router_scores, selected_segments, routing_tokens, query_states: see `SalovaRoutingOutput`; None when no video
     was given. A video's padding segments score `-inf` (`router_scores.isfinite()` is the segment mask).
     video_hidden_states (`torch.FloatTensor` of shape `(num_video_tokens, d_llm)`): the spliced FocusFast tokens.
@@ -134,20 +142,16 @@ class SalovaModelOutputWithPast(BaseModelOutputWithPast):
 
 
 @dataclass
-class SalovaCausalLMOutputWithPast(ModelOutput):
+class SalovaCausalLMOutputWithPast(MultimodalCausalLMOutputWithPast):
     """
     loss: `lm_loss + similarity_loss_weight * similarity_loss` (either part may be absent).
     lm_loss: next-token loss on the labelled (response) tokens. similarity_loss: `L_sim` of the router.
+    video_outputs: see `SalovaModelOutputWithPast`.
     router_scores `(B, N_max)` (`-inf` on padding segments), selected_segments `(B, K)`: see `SalovaRoutingOutput`.
     """
 
-    loss: torch.FloatTensor | None = None
     lm_loss: torch.FloatTensor | None = None
     similarity_loss: torch.FloatTensor | None = None
-    logits: torch.FloatTensor | None = None
-    past_key_values: Cache | None = None
-    hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    attentions: tuple[torch.FloatTensor, ...] | None = None
     router_scores: torch.FloatTensor | None = None
     selected_segments: torch.LongTensor | None = None
 
@@ -170,7 +174,7 @@ class SalovaPreTrainedModel(PreTrainedModel):
     input_modalities = ("image", "video", "text")
     supports_gradient_checkpointing = True
     _no_split_modules = ["SpatioTemporalConnector", "SegmentRetrievalRouter", "FocusFastProjector"]
-    _skip_keys_device_placement = ["past_key_values"]
+    _skip_keys_device_placement = ["cache"]
     _supports_flash_attn = True
     _supports_sdpa = True
     _can_compile_fullgraph = True
@@ -451,6 +455,7 @@ class SalovaModel(SalovaPreTrainedModel):
         return self.router(clips, clip_mask, queries, query_mask).view(batch, batch)
 
     @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -466,7 +471,7 @@ class SalovaModel(SalovaPreTrainedModel):
         video_routing_tokens: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
         use_cache: bool | None = None,
         **kwargs,
@@ -486,7 +491,7 @@ class SalovaModel(SalovaPreTrainedModel):
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)
 
-        routed = None
+        routed = video_outputs = None
         if pixel_values_videos is not None or video_latents is not None or video_routing_tokens is not None:
             missing = [
                 name
@@ -496,17 +501,18 @@ class SalovaModel(SalovaPreTrainedModel):
             if missing:
                 raise ValueError(f"The video was given without {', '.join(missing)}.")
             num_focus_segments = self.config.resolve_num_focus_segments(num_focus_segments)
-            video_latents, video_routing_tokens = self._segment_features(
+            video_outputs = self._segment_features(
                 pixel_values_videos, frames_per_segment, video_latents, video_routing_tokens
             )
-            if segment_times is not None and tuple(segment_times.shape) != (len(video_routing_tokens), 2):
+            num_segments = len(video_outputs.pooler_output)
+            if segment_times is not None and tuple(segment_times.shape) != (num_segments, 2):
                 raise ValueError(
-                    f"segment_times must be (S, 2) = ({len(video_routing_tokens)}, 2) start/end seconds, got shape "
+                    f"segment_times must be (S, 2) = ({num_segments}, 2) start/end seconds, got shape "
                     f"{tuple(segment_times.shape)}."
                 )
             routed = self.route_segments(
-                video_latents,
-                video_routing_tokens,
+                video_outputs.last_hidden_state,
+                video_outputs.pooler_output,
                 segments_per_video,
                 query_input_ids,
                 query_attention_mask,
@@ -523,7 +529,7 @@ class SalovaModel(SalovaPreTrainedModel):
         outputs = self.language_model(
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             return_dict=True,
@@ -531,9 +537,10 @@ class SalovaModel(SalovaPreTrainedModel):
         )
         return SalovaModelOutputWithPast(
             last_hidden_state=outputs.last_hidden_state,
-            past_key_values=outputs.past_key_values,
+            cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
+            video_outputs=video_outputs,
             router_scores=routed.router_scores if routed is not None else None,
             selected_segments=routed.selected_segments if routed is not None else None,
             video_hidden_states=routed.video_embeds if routed is not None else None,
@@ -547,8 +554,8 @@ class SalovaModel(SalovaPreTrainedModel):
         frames_per_segment: torch.LongTensor | None,
         video_latents: torch.Tensor | None,
         video_routing_tokens: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """`(video_latents, video_routing_tokens)` from the frames, or as given (checked)."""
+    ) -> SalovaVideoFeaturesOutput:
+        """The connector's output (`get_video_features`) from the frames, or the stored one as given (checked)."""
         if pixel_values_videos is not None:
             if video_latents is not None or video_routing_tokens is not None:
                 raise ValueError(
@@ -557,8 +564,7 @@ class SalovaModel(SalovaPreTrainedModel):
                 )
             if frames_per_segment is None:
                 raise ValueError("pixel_values_videos was given without frames_per_segment.")
-            features = self.get_video_features(pixel_values_videos, frames_per_segment, return_dict=True)
-            return features.last_hidden_state, features.pooler_output
+            return self.get_video_features(pixel_values_videos, frames_per_segment, return_dict=True)
         if video_latents is None or video_routing_tokens is None:
             given, absent = (
                 ("video_latents", "video_routing_tokens")
@@ -582,7 +588,7 @@ class SalovaModel(SalovaPreTrainedModel):
                 f"frames_per_segment lists {len(frames_per_segment)} segments but video_routing_tokens has "
                 f"{num_segments}."
             )
-        return video_latents, video_routing_tokens
+        return SalovaVideoFeaturesOutput(last_hidden_state=video_latents, pooler_output=video_routing_tokens)
 
     def get_placeholder_mask(
         self, input_ids: torch.LongTensor | None, inputs_embeds: torch.FloatTensor | None = None
@@ -641,6 +647,7 @@ class SalovaForConditionalGeneration(SalovaPreTrainedModel, GenerationMixin):
         return self.model.route_segments(*args, **kwargs)
 
     @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -656,7 +663,7 @@ class SalovaForConditionalGeneration(SalovaPreTrainedModel, GenerationMixin):
         video_routing_tokens: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
@@ -686,7 +693,7 @@ class SalovaForConditionalGeneration(SalovaPreTrainedModel, GenerationMixin):
             video_routing_tokens=video_routing_tokens,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            cache=cache,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             return_dict=True,
@@ -709,9 +716,10 @@ class SalovaForConditionalGeneration(SalovaPreTrainedModel, GenerationMixin):
             lm_loss=lm_loss,
             similarity_loss=retrieval_loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
+            cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
+            video_outputs=outputs.video_outputs,
             router_scores=outputs.router_scores,
             selected_segments=outputs.selected_segments,
         )
@@ -748,14 +756,15 @@ class SalovaForConditionalGeneration(SalovaPreTrainedModel, GenerationMixin):
             generator=generator,
         )
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def generate(self, inputs: torch.Tensor | None = None, generation_config=None, **kwargs):
         """`GenerationMixin.generate`, refusing a prompt whose `<video>` placeholders have no video.
 
-        Placeholders already in a given `past_key_values` were consumed with their video: only the tokens after
-        the cache need one.
+        Placeholders already in a given `cache` were consumed with their video: only the tokens after the cache
+        need one.
         """
         has_video = any(kwargs.get(name) is not None for name in ("pixel_values_videos", "video_latents"))
-        cache = kwargs.get("past_key_values")
+        cache = kwargs.get("cache")
         cached = cache.get_seq_length() if isinstance(cache, Cache) else 0
         input_ids = inputs if inputs is not None else kwargs.get("input_ids")
         input_ids = None if input_ids is None else input_ids[:, cached:]
@@ -796,7 +805,7 @@ class SalovaForConditionalGeneration(SalovaPreTrainedModel, GenerationMixin):
     def prepare_inputs_for_generation(
         self,
         input_ids: torch.LongTensor,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         attention_mask: torch.Tensor | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
         is_first_iteration: bool | None = False,
@@ -804,7 +813,7 @@ class SalovaForConditionalGeneration(SalovaPreTrainedModel, GenerationMixin):
     ):
         model_inputs = super().prepare_inputs_for_generation(
             input_ids,
-            past_key_values=past_key_values,
+            cache=cache,
             attention_mask=attention_mask,
             inputs_embeds=inputs_embeds,
             is_first_iteration=is_first_iteration,

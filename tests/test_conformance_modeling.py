@@ -197,5 +197,24 @@ class SalovaModelTest(common.ModelTesterMixin, GenerationTesterMixin, unittest.T
             "test_modeling.py::test_beam_search_repeats_whole_videos and ..._stored_video_features_by_whole_video."
         )
 
+    def test_multimodal_outputs_are_returned(self):
+        """The common test asserts `image_outputs`; SALOVA takes an image as a one-frame video, so its encoder
+        output is `video_outputs`: the same check (attentions and hidden states asked for), on the video."""
+        config, inputs = self.model_tester.prepare_config_and_inputs_for_common()
+        config.return_dict = True
+        num_segments = len(inputs["frames_per_segment"])
+        for model_class in self.all_model_classes:
+            model = model_class(config).eval()
+            model.set_attn_implementation("eager")
+            with torch.no_grad():
+                outputs = model(**inputs, output_hidden_states=True, output_attentions=True)
+                features = model.get_video_features(inputs["pixel_values_videos"], inputs["frames_per_segment"])
+            self.assertIsNone(outputs.image_outputs)
+            self.assertTrue(hasattr(outputs.video_outputs, "attentions"))
+            self.assertTrue(hasattr(outputs.video_outputs, "hidden_states"))
+            self.assertEqual(len(outputs.video_outputs.pooler_output), num_segments)
+            torch.testing.assert_close(outputs.video_outputs.pooler_output, features.pooler_output)
+            torch.testing.assert_close(outputs.video_outputs.last_hidden_state, features.last_hidden_state)
+
     def test_config(self):
         self.config_tester.run_common_tests()

@@ -66,22 +66,34 @@ def test_assisted_and_prompt_lookup_decoding_equal_greedy(tiny, prompt):
     assert torch.equal(_greedy(model, prompt, prompt_lookup_num_tokens=2), greedy)
 
 
-def test_past_key_values_continuation(tiny, prompt):
-    """Generating 2 then 3 more tokens from the returned cache (no video the second time) equals generating 5."""
-    model, _ = tiny
+def _continue_from_cache(model, prompt, **cache_argument) -> torch.Tensor:
+    """Generates 2 tokens, then 3 more from the returned cache (no video the second time)."""
     with torch.no_grad():
         first = model.generate(
             **prompt, max_new_tokens=2, min_new_tokens=2, do_sample=False, return_dict_in_generate=True
         )
         sequences = first.sequences
-        continued = model.generate(
+        return model.generate(
             input_ids=sequences,
             attention_mask=torch.ones_like(sequences),
-            past_key_values=first.past_key_values,
+            **{name: first.cache for name in cache_argument},
             max_new_tokens=NEW_TOKENS - 2,
             min_new_tokens=NEW_TOKENS - 2,
             do_sample=False,
         )
+
+
+def test_cache_continuation(tiny, prompt):
+    """Generating 2 then 3 more tokens from the returned cache equals generating 5."""
+    model, _ = tiny
+    assert torch.equal(_continue_from_cache(model, prompt, cache=True), _greedy(model, prompt))
+
+
+def test_past_key_values_still_continues_with_a_deprecation_warning(tiny, prompt):
+    """The name transformers used before `cache` keeps working for callers written against it, and says so."""
+    model, _ = tiny
+    with pytest.warns(FutureWarning, match="past_key_values"):
+        continued = _continue_from_cache(model, prompt, past_key_values=True)
     assert torch.equal(continued, _greedy(model, prompt))
 
 
