@@ -15,6 +15,8 @@ On disk an index is one safetensors file (tensors + JSON metadata), written to a
 an interrupted run never leaves a partial index. `IndexCache` keeps them in a folder keyed by the fingerprints.
 """
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -263,15 +265,31 @@ class IndexCache:
         progress: bool = True,
     ) -> tuple[SalovaVideoIndex, str, float]:
         """The index of `video` for this model: loaded (`"reused"`) or built and stored (`"built"`), with the
-        seconds it took. `index_file` names the file instead of the cache's; `reindex` rebuilds it."""
+        seconds it took. `index_file` names the file instead of the cache's; `reindex` rebuilds it.
+
+        Processes and threads sharing the folder build one video's index once: the first holds the index file's
+        lock while it builds, the others wait for it and load what it stored."""
         started = time.perf_counter()
         provenance = current_provenance(model, processor, video)
         path = Path(index_file) if index_file is not None else self.path_for(provenance)
-        if path.is_file() and not reindex:
-            return SalovaVideoIndex.load(path, provenance), "reused", time.perf_counter() - started
-        index = build_index(model, processor, video, progress, provenance)
-        index.save(path)
+        with _exclusive(path):
+            if path.is_file() and not reindex:
+                return SalovaVideoIndex.load(path, provenance), "reused", time.perf_counter() - started
+            index = build_index(model, processor, video, progress, provenance)
+            index.save(path)
         return index, "built", time.perf_counter() - started
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path):
+    """An exclusive `flock` on the lock file beside `path` (`.<name>.lock`), held inside the block."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def current_provenance(model, processor, video: str | Path) -> Provenance:

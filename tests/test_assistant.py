@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -106,7 +107,33 @@ def test_second_open_reuses_the_stored_index(assistant, scene_video):
     rebuilt, forced, _ = assistant.open(scene_video, reindex=True)
     assert (status, again, forced) == ("built", "reused", "built")
     assert torch.equal(first.latents, second.latents) and torch.equal(first.latents, rebuilt.latents)
-    assert [path.suffix for path in assistant.cache.folder.iterdir()] == [".safetensors"]
+    assert [path.suffix for path in assistant.cache.folder.iterdir() if not path.name.startswith(".")] == [
+        ".safetensors"
+    ]
+
+
+def test_concurrent_first_questions_build_the_index_once(assistant, scene_video, monkeypatch):
+    built, started = [], threading.Barrier(2)
+    original = index_module.build_index
+
+    def slow_build(*args, **kwargs):
+        built.append(1)
+        time.sleep(0.5)  # the other caller arrives while this one builds
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(index_module, "build_index", slow_build)
+    statuses = []
+
+    def first_question():
+        started.wait()
+        statuses.append(assistant.open(scene_video, progress=False)[1])
+
+    workers = [threading.Thread(target=first_question) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert len(built) == 1 and sorted(statuses) == ["built", "reused"]
 
 
 def test_save_keeps_the_dtype_and_is_atomic(assistant, scene_video, tmp_path, monkeypatch):
