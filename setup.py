@@ -38,7 +38,7 @@ setup(
         "huggingface_hub>=2.4",
         "safetensors>=0.8",
         "trl>=1.16",
-        "av>=14.0",
+        "av>=14.1",
         "scenedetect>=0.7",
         "opencv-python>=5.0.0.93",
         "numpy>=2.0",
