@@ -207,7 +207,7 @@ class VideoAssistant:
         temperature: float = 0.0,
         top_p: float = 1.0,
         seed: int | None = None,
-        stop: str | Sequence[str] = (),
+        stop: str | Sequence[str] | None = (),
         cancel: threading.Event | None = None,
     ) -> Answer:
         """Answers the last user turn of `messages` about `index` (a `SalovaVideoIndex` or an `EncodedVideo`).
@@ -215,13 +215,13 @@ class VideoAssistant:
         top_k: focus segments (default: the model's K). query: the router's query in place of the last user turn.
         max_new_tokens: the answer's limit in tokens. temperature: 0 is greedy (the default); above 0 samples, with
         nucleus `top_p`. seed: seeds torch's generator once, before routing (a `RandomRouter` draws there) and
-        sampling. stop: strings that end the answer (left out of it). cancel: an event that, once set, stops
+        sampling. stop: strings that end the answer (left out of it; None: none). cancel: an event that, once set, stops
         generation at the next token (finish reason `"cancelled"`). on_text: called with each piece of the answer
         as it is decoded (in this thread); text that may begin a stop string is held back until it does not.
         index_status, index_seconds: how the index was had, reported in `Answer.index` and `Answer.seconds`.
         """
         started = time.perf_counter() - index_seconds
-        stop = (stop,) if isinstance(stop, str) else tuple(stop)
+        stop = (stop,) if isinstance(stop, str) else tuple(stop or ())
         options = _generation_options(max_new_tokens, temperature, top_p, stop)
         inputs = self.inputs(index, messages, top_k, query)
         prompt_ids, attention_mask = inputs.pop("input_ids"), inputs.pop("attention_mask")
