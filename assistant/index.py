@@ -237,7 +237,7 @@ def build_index(
     `provenance` saves hashing the file again when the caller has it.
     """
     provenance = provenance or current_provenance(model, processor, video)
-    encoded = encode_frames(model, decode_video(processor, str(video), progress), progress)
+    encoded = encode_video(model, processor, str(video), progress)
     return SalovaVideoIndex.from_encoded(encoded, video, provenance, processor)
 
 
