@@ -140,3 +140,15 @@ def test_main_job_evaluation_decodes_each_video_once(tiny, scene_video, tmp_path
     (tmp_path / "eval.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
     results = evaluate(VideoAssistant(model, processor), tmp_path / "eval.jsonl", max_new_tokens=2)
     assert [result.asked_scenes for result in results] == [[0], [0]] and len(decoded) == 1
+
+
+def test_lmms_generation_kwargs_become_the_cores_options(tiny_checkpoint, monkeypatch):
+    lmms = _lmms_eval_model(monkeypatch).Salova(pretrained=str(tiny_checkpoint), max_new_tokens=5)
+    greedy = lmms._generation_options({"until": "\n\n", "temperature": 0.7, "do_sample": False})
+    assert greedy == {"max_new_tokens": 5, "temperature": 0.0, "top_p": 1.0, "stop": ["\n\n"]}
+    sampled = lmms._generation_options(
+        {"max_new_tokens": 9, "do_sample": True, "temperature": 0.7, "top_p": 0.9, "until": ["Q:", ""]}
+    )
+    assert sampled == {"max_new_tokens": 9, "temperature": 0.7, "top_p": 0.9, "stop": ["Q:"]}
+    with pytest.raises(ValueError, match="num_beams=4"):
+        lmms._generation_options({"num_beams": 4})
