@@ -161,7 +161,7 @@ class FileFrames:
     def _packets_from(self, start_pts: int | None) -> Iterator[av.Packet]:
         """The stream's packets in decoding order from the key frame at `start_pts` (`None`: from the stream's
         start). A seek may land on an earlier key frame (containers index them by decoding time); the packets
-        before `start_pts` are then skipped, as they are all presented before it. None when the packets pass
+        before `start_pts` are then skipped, as they are all presented before it. No packet when the packets pass
         `start_pts` without it (the seek landed after it)."""
         if start_pts is not None:
             self._container.seek(start_pts, stream=self.stream, backward=True)
