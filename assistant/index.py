@@ -6,10 +6,17 @@ segment, before the projector), the segment layout, one thumbnail per segment ta
 the provenance that decides whether the index still fits a model: the video file's content hash, a fingerprint
 of the weights it came from (vision tower + connector), the dtype, and the processor's video settings.
 
+`EncodedVideo` is that computation alone (what every answer reads); `SalovaVideoIndex` adds what a video file's
+index shows and stores. `build_index` runs in stages a caller may time or run apart: `current_provenance` (the
+file's hash), `decode_video` (decoding, scene cuts, segments, frames), `encode_frames` (tower and connector) and
+`SalovaVideoIndex.from_encoded` (thumbnails).
+
 On disk an index is one safetensors file (tensors + JSON metadata), written to a temporary file and renamed, so
 an interrupted run never leaves a partial index. `IndexCache` keeps them in a folder keyed by the fingerprints.
 """
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -28,7 +35,8 @@ from tqdm.auto import tqdm
 FORMAT_VERSION = 1
 THUMBNAIL_HEIGHT = 120
 INDEX_DIR_VARIABLE = "SALOVA_INDEX_DIR"
-TENSOR_NAMES = ("latents", "routing_tokens", "frames_per_segment", "segment_times", "thumbnails")
+ENCODED_NAMES = ("latents", "routing_tokens", "frames_per_segment", "segment_times")
+TENSOR_NAMES = (*ENCODED_NAMES, "thumbnails")
 
 
 class IndexMismatchError(ValueError):
@@ -67,26 +75,19 @@ class Provenance:
 
 
 @dataclass
-class SalovaVideoIndex:
-    """
+class EncodedVideo:
+    """What the model computes from a video before it sees a question: the input of every answer.
+
     latents (`(S, num_latents, width)`, the model's dtype): focus latents of each segment, before the projector.
     routing_tokens (`(S, width)`): routing token of each segment, before the projector.
     frames_per_segment (`(S,)` long): sampled frames of each segment.
     segment_times (`(S, 2)` float64): start and end seconds of each segment.
-    thumbnails (`(S, h, w, 3)` uint8): the source frame at the middle of each segment, `THUMBNAIL_HEIGHT` high.
-    video: the video's file name. duration: its length in seconds. provenance: see `Provenance`.
-    video_settings: the processor's video settings, as recorded (their fingerprint is in `provenance`).
     """
 
     latents: torch.Tensor
     routing_tokens: torch.Tensor
     frames_per_segment: torch.LongTensor
     segment_times: torch.Tensor
-    thumbnails: torch.Tensor
-    video: str
-    duration: float
-    provenance: Provenance
-    video_settings: dict
 
     @property
     def num_segments(self) -> int:
@@ -100,6 +101,38 @@ class SalovaVideoIndex:
             "video_routing_tokens": self.routing_tokens.to(device, dtype),
             "segments_per_video": torch.tensor([self.num_segments], device=device),
         }
+
+
+@dataclass
+class SalovaVideoIndex(EncodedVideo):
+    """
+    An `EncodedVideo` of a video file, with what it takes to show it and to store it:
+    thumbnails (`(S, h, w, 3)` uint8): the source frame at the middle of each segment, `THUMBNAIL_HEIGHT` high.
+    video: the video's file name. duration: its length in seconds. provenance: see `Provenance`.
+    video_settings: the processor's video settings, as recorded (their fingerprint is in `provenance`).
+    """
+
+    thumbnails: torch.Tensor
+    video: str
+    duration: float
+    provenance: Provenance
+    video_settings: dict
+
+    @classmethod
+    def from_encoded(
+        cls, encoded: EncodedVideo, video: str | Path, provenance: Provenance, processor
+    ) -> "SalovaVideoIndex":
+        """The index of the file `video`, encoded as `encoded`: its thumbnails taken from the file."""
+        video = Path(video)
+        times = encoded.segment_times
+        return cls(
+            **{name: getattr(encoded, name) for name in ENCODED_NAMES},
+            thumbnails=torch.from_numpy(segment_thumbnails(video, times.mean(1).tolist())),
+            video=video.name,
+            duration=float(times[-1, 1]),  # the last segment ends with the video
+            provenance=provenance,
+            video_settings=video_settings(processor),
+        )
 
     def check(self, expected: Provenance, path: str | Path = "index") -> None:
         """Raises `IndexMismatchError` naming both fingerprints of every field that differs."""
@@ -168,41 +201,44 @@ class SalovaVideoIndex:
         return index
 
 
-def encode_video(model, processor, video, progress: bool | None = False, **video_kwargs):
-    """`(frames, features)`: `video` decoded and segmented by the processor's video processor (`video_kwargs`,
-    e.g. `video_fps` or `segment_boundaries`, go to it), then the model's question-independent half run once
-    (`get_video_features`: `last_hidden_state` latents `(S, num_latents, width)`, `pooler_output` routing tokens
-    `(S, width)`)."""
-    frames = processor.video_processor(videos=[video], progress=progress, return_tensors="pt", **video_kwargs)
+def decode_video(processor, video, progress: bool | None = False, **video_kwargs):
+    """`video` (a path, decoded frames with `video_fps`, or an image) decoded, cut and segmented by the processor's
+    video processor (`video_kwargs`, e.g. `video_fps` or `segment_boundaries`, go to it): its
+    `pixel_values_videos`, `frames_per_segment` and `segment_times`."""
+    return processor.video_processor(videos=[video], progress=progress, return_tensors="pt", **video_kwargs)
+
+
+def encode_frames(model, frames, progress: bool | None = False) -> EncodedVideo:
+    """The model's question-independent half (`get_video_features`: vision tower and connector) run once over the
+    frames `decode_video` returned."""
     frames_per_segment = frames["frames_per_segment"]
     pixel_values = frames["pixel_values_videos"].to(model.device, model.dtype)
     with torch.no_grad(), _encoding_progress(model, len(pixel_values), len(frames_per_segment), progress):
         features = model.get_video_features(pixel_values, frames_per_segment.to(model.device))
-    return frames, features
+    return EncodedVideo(
+        latents=features.last_hidden_state.cpu(),
+        routing_tokens=features.pooler_output.cpu(),
+        frames_per_segment=frames_per_segment,
+        segment_times=frames["segment_times"],
+    )
+
+
+def encode_video(model, processor, video, progress: bool | None = False, **video_kwargs) -> EncodedVideo:
+    """`decode_video`, then `encode_frames`."""
+    return encode_frames(model, decode_video(processor, video, progress, **video_kwargs), progress)
 
 
 def build_index(
     model, processor, video: str | Path, progress: bool = True, provenance: Provenance | None = None
 ) -> SalovaVideoIndex:
-    """Decodes and segments `video` with the processor, encodes it with the model, and takes the thumbnails.
+    """The index of the file `video`, in its stages: `current_provenance` (the file's hash), `decode_video`,
+    `encode_frames`, then `SalovaVideoIndex.from_encoded` (the thumbnails).
 
     `provenance` saves hashing the file again when the caller has it.
     """
-    video = Path(video)
     provenance = provenance or current_provenance(model, processor, video)
-    frames, features = encode_video(model, processor, str(video), progress)
-    frames_per_segment, segment_times = frames["frames_per_segment"], frames["segment_times"]
-    return SalovaVideoIndex(
-        latents=features.last_hidden_state.cpu(),
-        routing_tokens=features.pooler_output.cpu(),
-        frames_per_segment=frames_per_segment,
-        segment_times=segment_times,
-        thumbnails=torch.from_numpy(segment_thumbnails(video, segment_times.mean(1).tolist())),
-        video=video.name,
-        duration=float(segment_times[-1, 1]),  # the last segment ends with the video
-        provenance=provenance,
-        video_settings=video_settings(processor),
-    )
+    encoded = encode_video(model, processor, str(video), progress)
+    return SalovaVideoIndex.from_encoded(encoded, video, provenance, processor)
 
 
 class IndexCache:
@@ -229,15 +265,31 @@ class IndexCache:
         progress: bool = True,
     ) -> tuple[SalovaVideoIndex, str, float]:
         """The index of `video` for this model: loaded (`"reused"`) or built and stored (`"built"`), with the
-        seconds it took. `index_file` names the file instead of the cache's; `reindex` rebuilds it."""
+        seconds it took. `index_file` names the file instead of the cache's; `reindex` rebuilds it.
+
+        Processes and threads sharing the folder build one video's index once: the first holds the index file's
+        lock while it builds, the others wait for it and load what it stored."""
         started = time.perf_counter()
         provenance = current_provenance(model, processor, video)
         path = Path(index_file) if index_file is not None else self.path_for(provenance)
-        if path.is_file() and not reindex:
-            return SalovaVideoIndex.load(path, provenance), "reused", time.perf_counter() - started
-        index = build_index(model, processor, video, progress, provenance)
-        index.save(path)
+        with _exclusive(path):
+            if path.is_file() and not reindex:
+                return SalovaVideoIndex.load(path, provenance), "reused", time.perf_counter() - started
+            index = build_index(model, processor, video, progress, provenance)
+            index.save(path)
         return index, "built", time.perf_counter() - started
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path):
+    """An exclusive `flock` on the lock file beside `path` (`.<name>.lock`), held inside the block."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def current_provenance(model, processor, video: str | Path) -> Provenance:

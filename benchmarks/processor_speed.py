@@ -1,4 +1,4 @@
-"""Processor wall time against a bare decode (the floor), by stage, with the fast modes, side by side in one run.
+"""Processor wall time against a bare decode (the floor), by stage, side by side in one run.
 
 For each video, interleaved `--repeats` times (median and spread reported, wall and CPU seconds):
 
@@ -9,25 +9,15 @@ For each video, interleaved `--repeats` times (median and spread reported, wall 
   AdaptiveDetector cuts, 1 FPS frames, segments, tensors);
 - `decode_detect`: `decode_video` with the AdaptiveDetector (the processor's decode: every frame, cuts, the 1 FPS
   frames); the processor adds segments, normalised tensors and tokens;
-- `processor_fast`: the processor with `scene_detection="fast"`;
-- `fast_detect`: `decode_video(..., detection_mode="fast")`, the decode with cuts from reference frames placed on
-  the exact frame (the processor's `scene_detection="fast"`), with its cuts matched against the exact mode's
-  (within one frame; missed, added) and the distance of its 1 FPS frames from the exact ones;
-- `reference_sampling`: `decode_video(..., sample_reference_frames_only=True)`, what a segmenter without cuts
-  (`fixed_windows`) needs, with the same distances and the number of frames decoded. Both sparse paths skip every
-  B-frame where the stream shows that no P-frame references one (x264 with `ref=1`, as here: its fast presets),
-  else only the non-reference frames;
-- `processor_helpers_not_lowered` (with `--priority-ablation`): the processor with its detection and resize threads
-  at the decoder's priority (`thread_priority.HELPER_THREAD_NICENESS = 0`), to show what lowering them gains;
 - `processor_one_pass` (with `--parts-ablation`): the processor decoding a file with closed key frames in one pass
-  (`video_decoding.MIN_EXACT_PART_SECONDS = inf`) instead of as parts side by side, to show what the parts gain;
+  (`decode_parts.MIN_PART_SECONDS = inf`) instead of as parts side by side, to show what the parts gain;
 - `two_pass` (with `--two-pass`): `scenedetect.detect(path, AdaptiveDetector())` and a second PyAV pass keeping
   one frame per second resized with PIL, what a user would write otherwise.
 
 After the timed repeats, `stage_profile` times each stage of the processor on its own (CPU seconds: the decode,
 the detector's downscale and colour conversion, its score and rule, the hand-off to its thread, the 1 FPS resize,
 segments + tensors + tokens), which says where the time above the floor goes better than differences of noisy
-wall times can. `exact_cpu_floor_over_bare_cpu` is the CPU the exact mode cannot do without (every frame decoded on
+wall times can. `exact_cpu_floor_over_bare_cpu` is the CPU the processor cannot do without (every frame decoded on
 one thread, and given its detection image and score) over the bare decode's CPU: when the machine lends less than
 its cores (other work, a busy host), the wall ratio tends to the CPU ratio, which cannot go below this floor.
 `--cores N` runs everything on N of the cores this process may use (its affinity, which the processor reads).
@@ -36,8 +26,8 @@ The long video is made here (default 10 min of 1280x720 at 24 FPS, a cut every 4
 with a moving object) and cached in `benchmarks/results/`; the real clips come from `shared/data/real-videos/`.
 CPU seconds (all threads) tell more than wall seconds when other work shares the machine.
 
-    python benchmarks/processor_speed.py [--minutes 10] [--repeats 5] [--two-pass] [--priority-ablation]
-                                         [--parts-ablation] [--real-clips-only] [--cores N]
+    python benchmarks/processor_speed.py [--minutes 10] [--repeats 5] [--two-pass] [--parts-ablation]
+                                         [--real-clips-only] [--cores N]
                                          [--output results/processor_speed.json]
 """
 
@@ -54,10 +44,11 @@ import numpy as np
 import scenedetect
 from PIL import Image
 from salova.hub_configs import build_tiny_tokenizer
-from salova.processing import SalovaProcessor, SalovaVideoProcessor, decode_video, thread_priority, video_decoding
+from salova.processing import SalovaProcessor, SalovaVideoProcessor, decode_parts, decode_video
 from salova.processing import video_processing_salova as video_processing_module
+from salova.processing.decode_parts import usable_cores
+from salova.processing.frame_sampling import FirstFrameSampler
 from salova.processing.scene_detection import DetectionThread, FrameStamp, content_score
-from salova.processing.video_decoding import next_sampling_instant, usable_cores
 
 from salova.video_writer import write_video
 
@@ -96,15 +87,14 @@ def bare_decode(path: Path, threads: int = 0) -> int:
 def two_pass(path: Path, size: int) -> int:
     """scenedetect's own detection, then a separate 1 FPS sampling pass resized with PIL."""
     scenedetect.detect(str(path), scenedetect.AdaptiveDetector(), backend="pyav")
-    kept, next_time = [], 0.0
+    kept, sampler = [], FirstFrameSampler(1.0)
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         for frame in container.decode(stream):
-            if frame.time + 1e-6 >= next_time:
+            if sampler.keeps(frame.time):
                 image = frame.to_image().resize((size, size), Image.Resampling.BICUBIC)
                 kept.append(np.asarray(image))
-                next_time = int(frame.time) + 1.0
     return len(kept)
 
 
@@ -119,8 +109,7 @@ def make_processor(size: int = 384) -> SalovaProcessor:
 
 # `--flag`: (variant name, module, setting, value) of an ablation, the processor with one module setting changed.
 ABLATIONS = {
-    "priority_ablation": ("processor_helpers_not_lowered", thread_priority, "HELPER_THREAD_NICENESS", 0),
-    "parts_ablation": ("processor_one_pass", video_decoding, "MIN_EXACT_PART_SECONDS", float("inf")),
+    "parts_ablation": ("processor_one_pass", decode_parts, "MIN_PART_SECONDS", float("inf")),
 }
 
 
@@ -144,12 +133,7 @@ def variants(path: Path, processor: SalovaProcessor, with_two_pass: bool, ablati
         "bare_decode": lambda: bare_decode(path),
         "bare_decode_one_thread": lambda: bare_decode(path, threads=1),
         "processor": lambda: processor(videos=str(path), text=QUESTION, progress=False),
-        "processor_fast": lambda: processor(videos=str(path), text=QUESTION, scene_detection="fast", progress=False),
         "decode_detect": lambda: decode_video(path, transform, cut_detector=detector(), progress=False),
-        "fast_detect": lambda: decode_video(
-            path, transform, cut_detector=detector(), detection_mode="fast", progress=False
-        ),
-        "reference_sampling": lambda: decode_video(path, transform, sample_reference_frames_only=True, progress=False),
     }
     for flag in ablations:
         name, module, setting, value = ABLATIONS[flag]
@@ -161,7 +145,7 @@ def variants(path: Path, processor: SalovaProcessor, with_two_pass: bool, ablati
     return calls
 
 
-# The stages of `stage_profile` that every frame of the exact mode goes through besides its decode.
+# The stages of `stage_profile` that every frame goes through besides its decode.
 DETECTION_STAGES = ("detection: downscale + YUV->BGR->HSV", "detection: score + adaptive rule")
 
 
@@ -174,7 +158,7 @@ def stage_profile(path: Path, processor: SalovaProcessor, decode_cpu_s: float) -
     video_processor = processor.video_processor
     detector, transform = video_processor.cut_detector(), video_processor.frame_transform()
     detection_image = score = resize = 0.0
-    count, sampled, next_time, previous = 0, 0, 0.0, None
+    count, sampled, previous, sampler = 0, 0, None, FirstFrameSampler(1.0)
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -187,11 +171,11 @@ def stage_profile(path: Path, processor: SalovaProcessor, decode_cpu_s: float) -
             detection_image += middle - start
             score += time.thread_time() - middle
             previous, count = hsv, count + 1
-            if frame.time + 1e-6 >= next_time:
+            if sampler.keeps(frame.time):
                 start = time.thread_time()
                 transform(frame, frame.rotation)
                 resize += time.thread_time() - start
-                next_time, sampled = next_sampling_instant(frame.time, 1.0), sampled + 1
+                sampled += 1
     hand_offs = 2000
     start = time.process_time()
     with DetectionThread(lambda item: None) as detection:
@@ -227,29 +211,6 @@ def _rest_of_processor(processor: SalovaProcessor, path: Path, decoded, repeats:
     finally:
         video_processing_module.decode_video = real_decode
     return statistics.median(times)
-
-
-def agreement(exact, other, with_cuts: bool = True) -> dict:
-    """Cuts of `other` matched within one frame to the exact mode's (`with_cuts`), and its 1 FPS frames' distance
-    in frames."""
-    frame = 1.0 / exact.frame_rate
-    exact_cuts, other_cuts = np.asarray(exact.cut_times), np.asarray(other.cut_times)
-
-    def near(cut, cuts):
-        return bool(len(cuts)) and np.abs(cuts - cut).min() <= frame + 1e-6
-
-    row = {"frames_decoded": other.num_decoded_frames}
-    if with_cuts:
-        row["cuts_matched"] = int(sum(near(cut, other_cuts) for cut in exact_cuts))
-        row["cuts_missed"] = int(sum(not near(cut, other_cuts) for cut in exact_cuts))
-        row["cuts_added"] = int(sum(not near(cut, exact_cuts) for cut in other_cuts))
-    if len(other.timestamps) == len(exact.timestamps):
-        distance = np.abs(other.timestamps - exact.timestamps) / frame
-        row["sample_distance_frames_max"] = round(float(distance.max()), 3)
-        row["sample_distance_frames_mean"] = round(float(distance.mean()), 3)
-    else:
-        row["sample_count_differs"] = [len(exact.timestamps), len(other.timestamps)]
-    return row
 
 
 def measure(path: Path, processor: SalovaProcessor, repeats: int, with_two_pass: bool, ablations: list[str]) -> dict:
@@ -299,8 +260,6 @@ def measure(path: Path, processor: SalovaProcessor, repeats: int, with_two_pass:
         "processor_realtime_factor": round(duration / median["processor"], 1),
         "processor_cpu_by_stage": cpu_by_stage,
         "exact_cpu_floor_over_bare_cpu": round((median_cpu["bare_decode_one_thread"] + detection_cpu) / bare_cpu, 3),
-        "fast_detect": agreement(outputs["decode_detect"], outputs["fast_detect"]),
-        "reference_sampling": agreement(outputs["decode_detect"], outputs["reference_sampling"], with_cuts=False),
     }
     return row
 
@@ -327,9 +286,6 @@ def main():
     parser.add_argument("--fps", type=int, default=24)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--two-pass", action="store_true", help="also time scenedetect + a second sampling pass")
-    parser.add_argument(
-        "--priority-ablation", action="store_true", help="also time the processor with its helper threads not lowered"
-    )
     parser.add_argument(
         "--parts-ablation", action="store_true", help="also time the processor decoding in one pass instead of parts"
     )
@@ -362,10 +318,7 @@ def main():
             f"bare {row['wall_s']['bare_decode']['median']:.2f} s  "
             f"processor {row['wall_s']['processor']['median']:.2f} s"
             f"  | processor/bare {ratios['processor']:.2f}x (repeats {min(spread):.2f}-{max(spread):.2f}, "
-            f"CPU {cpu_ratios['processor']:.2f}x, exact-mode CPU floor {row['exact_cpu_floor_over_bare_cpu']:.2f}x)  "
-            f"fast/bare {ratios['fast_detect']:.2f}x (CPU "
-            f"{cpu_ratios['fast_detect']:.2f}x)  reference sampling/bare {ratios['reference_sampling']:.2f}x (CPU "
-            f"{cpu_ratios['reference_sampling']:.2f}x)",
+            f"CPU {cpu_ratios['processor']:.2f}x, CPU floor {row['exact_cpu_floor_over_bare_cpu']:.2f}x)",
             flush=True,
         )
         for name, _, setting, value in ABLATIONS.values():
@@ -378,8 +331,6 @@ def main():
         print(f"    stages (s): {row['processor_stages_s']}", flush=True)
         cpu_stages = {name: stage["cpu_s"] for name, stage in row["processor_cpu_by_stage"].items()}
         print(f"    processor CPU by stage (s): {cpu_stages}", flush=True)
-        print(f"    fast detection: {row['fast_detect']}", flush=True)
-        print(f"    reference sampling: {row['reference_sampling']}", flush=True)
     args.output.write_text(json.dumps(rows, indent=2) + "\n")
 
 

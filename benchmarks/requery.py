@@ -6,9 +6,10 @@ cached in `benchmarks/results/`) and for the real clips:
 1. time to first answer, the whole path file -> processor -> model -> first token, split by stage:
    `hash` (the file's content hash for the index's provenance), `decode` (one decode pass: cuts, 1 FPS frames,
    segments), `encode` (vision tower + ST-Connector: `get_video_features`), `store` (thumbnails + the index file),
-   `route` (query encoder + router, timed on its own), `first_token` (prompt, routing, prefill and the first
-   streamed piece) and `answer` (the whole greedy answer); beside it, a bare PyAV decode of every frame of the file
-   (`processor_speed.bare_decode`, the floor) timed right before, so that `decode` reads as a ratio to the floor
+   each a stage of `build_index` called on its own, `route` (query encoder + router, timed on its own),
+   `first_token` (prompt, prefill with routing, and the first generated token) and `answer` (the whole greedy
+   answer); beside it, a bare PyAV decode of every frame of the file (`processor_speed.bare_decode`, the floor)
+   timed right before, so that `decode` reads as a ratio to the floor
    whatever the machine's speed that minute;
 2. a later question: the index loaded from disk (file hashed again) and the question answered from it;
 3. the ratios first / later, to the first token and to the whole answer;
@@ -29,7 +30,7 @@ import av
 import torch
 from processor_speed import REAL_VIDEOS, RESULTS, bare_decode, ensure_long_video
 from salova.assistant import IndexCache, SalovaVideoIndex, VideoAssistant
-from salova.assistant.index import current_provenance, segment_thumbnails, video_settings
+from salova.assistant.index import current_provenance, decode_video, encode_frames
 from salova.hub_configs import build_salova
 from salova.modeling import SalovaConfig
 
@@ -40,7 +41,8 @@ BYTES_7B = 2  # bfloat16
 
 
 def first_question(assistant: VideoAssistant, video: Path, max_new_tokens: int) -> tuple[dict, SalovaVideoIndex]:
-    """The whole path from the file, stage by stage; the index is stored as `ask` would store it."""
+    """The whole path from the file, `build_index`'s stages timed one by one; the index is stored as `ask` would
+    store it."""
     model, processor = assistant.model, assistant.processor
     stages = {}
     started = time.perf_counter()
@@ -48,41 +50,24 @@ def first_question(assistant: VideoAssistant, video: Path, max_new_tokens: int) 
     stages["hash"] = time.perf_counter() - started
 
     mark = time.perf_counter()
-    frames = processor.video_processor(videos=str(video), progress=False, return_tensors="pt")
-    frames_per_segment, segment_times = frames["frames_per_segment"], frames["segment_times"]
+    frames = decode_video(processor, str(video))
     stages["decode"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    with torch.no_grad():
-        features = model.get_video_features(frames["pixel_values_videos"].to(model.dtype), frames_per_segment)
+    encoded = encode_frames(model, frames)
     stages["encode"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    index = SalovaVideoIndex(
-        latents=features.last_hidden_state,
-        routing_tokens=features.pooler_output,
-        frames_per_segment=frames_per_segment,
-        segment_times=segment_times,
-        thumbnails=torch.from_numpy(segment_thumbnails(video, segment_times.mean(1).tolist())),
-        video=video.name,
-        duration=float(segment_times[-1, 1]),
-        provenance=provenance,
-        video_settings=video_settings(processor),
-    )
+    index = SalovaVideoIndex.from_encoded(encoded, video, provenance, processor)
     index.save(assistant.cache.path_for(provenance))
     stages["store"] = time.perf_counter() - mark
 
     messages = assistant.conversation(video, [QUESTIONS[0]], [])
-    query = processor.query_tokenizer([QUESTIONS[0]], return_tensors="pt")
+    inputs = assistant.inputs(index, messages)
+    routing = ("video_latents", "video_routing_tokens", "segments_per_video", "query_input_ids", "query_attention_mask")
     mark = time.perf_counter()
     with torch.no_grad():
-        model.route_segments(
-            index.latents,
-            index.routing_tokens,
-            torch.tensor([index.num_segments]),
-            query["input_ids"],
-            query["attention_mask"],
-        )
+        model.route_segments(*(inputs[name] for name in routing))
     stages["route"] = time.perf_counter() - mark
 
     before_answer = time.perf_counter() - started

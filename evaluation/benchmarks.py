@@ -12,7 +12,8 @@
   "Options:", "(A) ...") followed by lmms-eval's `mlvu_dev` post-prompt. Items without candidates (the open-ended
   tasks, which need an LLM judge) are skipped and counted.
 
-`run_benchmark` answers the questions grouped by video (each decoded and encoded once), appends one JSON line per
+`run_benchmark` answers the questions through the answering core (`salova.assistant.VideoAssistant`), grouped by
+video (each decoded and encoded once), the bare question as the router's query; it appends one JSON line per
 question to `answers.jsonl`, skipping questions a previous run already answered, and writes `summary.json` and
 `summary.md`: accuracy by duration bucket, by task type and overall. A missing video or a malformed row is counted
 and listed in the summary, never fatal.
@@ -188,13 +189,15 @@ def run_benchmark(
     benchmark: str,
     annotations: str | Path,
     videos: str | Path,
-    answerer,
+    assistant,
     output: str | Path,
     limit: int | None = None,
+    max_new_tokens: int = 16,
     progress: bool = True,
 ) -> dict:
-    """Answers the benchmark's questions (the first `limit`) with `answerer` (a `VideoAnswerer`) and writes
-    `answers.jsonl`, `summary.json` and `summary.md` into `output`. Returns the summary."""
+    """Answers the benchmark's questions (the first `limit`) with `assistant` (a `VideoAssistant`), greedy and at
+    most `max_new_tokens` each, and writes `answers.jsonl`, `summary.json` and `summary.md` into `output`. Returns
+    the summary."""
     if benchmark not in READERS:
         raise ValueError(f"Unknown benchmark {benchmark!r}; expected one of {BENCHMARKS}.")
     annotations, videos, output = Path(annotations), Path(videos), Path(output)
@@ -217,7 +220,7 @@ def run_benchmark(
         tqdm(total=len(todo), desc=benchmark, unit="question", disable=not progress) as bar,
     ):
         for video, video_questions in by_video.items():
-            for record in _answer_video(answerer, video, video_questions):
+            for record in _answer_video(assistant, video, video_questions, max_new_tokens):
                 answers.write(json.dumps(record) + "\n")
                 answers.flush()
                 records[record["question_id"]] = record
@@ -230,7 +233,7 @@ def run_benchmark(
     return summary
 
 
-def _answer_video(answerer, video: str, questions: list[BenchmarkQuestion]) -> Iterable[dict]:
+def _answer_video(assistant, video: str, questions: list[BenchmarkQuestion], max_new_tokens: int) -> Iterable[dict]:
     base = [{**asdict(question), "response": "", "prediction": "", "correct": False} for question in questions]
     if not Path(video).is_file():
         for record in base:
@@ -238,7 +241,7 @@ def _answer_video(answerer, video: str, questions: list[BenchmarkQuestion]) -> I
         return
     start = time.perf_counter()
     try:
-        encoded = answerer.encode(video)
+        encoded = assistant.encode(video)
     except (ValueError, OSError) as error:
         for record in base:
             yield {**record, "status": "unreadable_video", "error": _describe(error)}
@@ -246,7 +249,8 @@ def _answer_video(answerer, video: str, questions: list[BenchmarkQuestion]) -> I
     decode_seconds = time.perf_counter() - start
     for question, record in zip(questions, base, strict=True):
         try:
-            response = answerer.answer(encoded, question.prompt, query=question.question).text
+            messages = assistant.conversation(None, [question.prompt], [])
+            response = assistant.ask(encoded, messages, max_new_tokens=max_new_tokens, query=question.question).text
         except ValueError as error:  # e.g. a prompt longer than the LLM's positions: this question only
             yield {**record, "status": "unanswerable", "error": _describe(error)}
             continue

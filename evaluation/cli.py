@@ -45,18 +45,21 @@ def add_eval_parser(commands) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> dict:
-    from salova.evaluation.answering import VideoAnswerer
+    import torch
+    from salova.assistant import VideoAssistant
 
-    answerer = VideoAnswerer.from_pretrained(args.model, max_new_tokens=args.max_new_tokens)
+    assistant = VideoAssistant.from_pretrained(args.model, dtype=torch.float32)
     output = Path(args.output)
     if args.eval_task in BENCHMARKS:
         from salova.evaluation.benchmarks import markdown_table, run_benchmark
 
-        summary = run_benchmark(args.eval_task, args.annotations, args.videos, answerer, output, args.limit)
+        summary = run_benchmark(
+            args.eval_task, args.annotations, args.videos, assistant, output, args.limit, args.max_new_tokens
+        )
         print(markdown_table(summary, args.eval_task))
         return summary
     if args.eval_task == "retrieval":
-        return _retrieval(answerer, args.records, output)
+        return _retrieval(assistant, args.records, output, args.max_new_tokens)
 
     from salova.evaluation.niah import NiahCase, load_footage, needle_footage, run_niah
 
@@ -69,23 +72,24 @@ def run_eval(args: argparse.Namespace) -> dict:
         for colour in args.colours.split(","):
             case = write_niah_case(output / "videos" / colour, colour.strip(), args.haystack_scenes)
             sources.append((case["haystack"], case["needle"], case["question"], case["answer"]))
-    processor = answerer.processor
+    processor = assistant.processor
     cases = [
         NiahCase(load_footage(processor, haystack), needle_footage(processor, needle), question, answer)
         for haystack, needle, question, answer in sources
     ]
-    report = run_niah(answerer, cases, _numbers(args.lengths, int), _numbers(args.depths, float), output)
+    lengths, depths = _numbers(args.lengths, int), _numbers(args.depths, float)
+    report = run_niah(assistant, cases, lengths, depths, output, max_new_tokens=args.max_new_tokens)
     print(json.dumps(report["summary"], indent=2))
     print(f"wrote {output / 'niah.json'} and {output / 'niah.png'}")
     return report
 
 
-def _retrieval(answerer, records: str, output: Path) -> dict:
-    from salova.training.evaluation import evaluate, random_router, summarise
+def _retrieval(assistant, records: str, output: Path, max_new_tokens: int) -> dict:
+    from salova.evaluation.retrieval import evaluate, random_router, summarise
 
-    learned = evaluate(answerer.model, answerer.processor, records, answerer.max_new_tokens, progress=True)
-    with random_router(answerer.model):
-        ablation = evaluate(answerer.model, answerer.processor, records, answerer.max_new_tokens, progress=True)
+    learned = evaluate(assistant, records, max_new_tokens, progress=True)
+    with random_router(assistant.model):
+        ablation = evaluate(assistant, records, max_new_tokens, progress=True)
     report = {"learned": summarise(learned), "random_router": summarise(ablation)}
     output.mkdir(parents=True, exist_ok=True)
     (output / "retrieval.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

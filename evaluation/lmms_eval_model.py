@@ -1,22 +1,20 @@
 """`--model salova` for lmms-eval 0.7: `python -m lmms_eval --model salova --model_args pretrained=CKPT --tasks ...`.
 
 Requests are grouped by their visual (the video path, or the document for an in-memory image), so a task's
-questions about one video decode and encode it once (`salova.evaluation.answering.VideoAnswerer`). `generate_until`
-follows the task's `generation_kwargs` (greedy unless they sample); `loglikelihood` scores a continuation as the
-assistant's answer, for lmms-eval's multiple-choice tasks.
+questions about one video decode and encode it once, and every question is answered through the answering core
+(`salova.assistant.VideoAssistant`). `generate_until` follows the task's `generation_kwargs` (greedy unless they
+sample) and stops at its `until` strings; `loglikelihood` scores a continuation as the assistant's answer, for
+lmms-eval's multiple-choice tasks.
 """
 
 from collections import defaultdict
 
 from lmms_eval.api.instance import GenerationResult, Instance
 from lmms_eval.api.model import lmms
-from salova.evaluation.answering import VideoAnswerer
+from salova.assistant import VideoAssistant
 from tqdm.auto import tqdm
 
 from salova.cli import DTYPES
-
-# lmms-eval's generation_kwargs that `generate` takes as they are.
-GENERATION_KEYS = ("max_new_tokens", "temperature", "top_p", "num_beams", "do_sample")
 
 
 class Salova(lmms):
@@ -34,9 +32,10 @@ class Salova(lmms):
             )
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}.")
-        self.answerer = VideoAnswerer.from_pretrained(pretrained, int(max_new_tokens), DTYPES[dtype])
+        self.assistant = VideoAssistant.from_pretrained(pretrained, dtype=DTYPES[dtype])
+        self.max_new_tokens = int(max_new_tokens)
         if device not in (None, "", "cpu"):
-            self.answerer.model.to(device)
+            self.assistant.model.to(device)
         self.batch_size_per_gpu = int(batch_size)
 
     def generate_until(self, requests: list[Instance]) -> list[str]:
@@ -44,12 +43,8 @@ class Salova(lmms):
         with tqdm(total=len(requests), desc="salova: answering", disable=self.rank != 0) as bar:
             for encoded, members in self._by_visual(requests):
                 for index, (context, gen_kwargs) in members:
-                    options = {key: gen_kwargs[key] for key in GENERATION_KEYS if key in gen_kwargs}
-                    if not options.get("do_sample") and "temperature" in options:
-                        options.pop("temperature")  # greedy: a temperature of 0 means no sampling
-                    text = self.answerer.answer(encoded, context, **options).text
-                    for stop in _stop_strings(gen_kwargs):
-                        text = text.split(stop)[0]
+                    messages = self.assistant.conversation(None, [context], [])
+                    text = self.assistant.ask(encoded, messages, **self._generation_options(gen_kwargs)).text
                     results[index] = text
                     self.cache_hook.add_partial("generate_until", (context, gen_kwargs), text)
                     bar.update()
@@ -64,7 +59,8 @@ class Salova(lmms):
         with tqdm(total=len(requests), desc="salova: scoring", disable=self.rank != 0) as bar:
             for encoded, members in self._by_visual(requests):
                 for index, (context, continuation) in members:
-                    score = self.answerer.loglikelihood(encoded, context, continuation)
+                    messages = self.assistant.conversation(None, [context], [])
+                    score = self.assistant.score(encoded, messages, continuation)
                     scored = (-score.log_prob / score.num_tokens, score.is_greedy)
                     self.cache_hook.add_partial("loglikelihood", (context, continuation), scored)
                     results[index] = GenerationResult(text=scored)
@@ -73,6 +69,22 @@ class Salova(lmms):
 
     def generate_until_multi_round(self, requests) -> list[str]:
         raise NotImplementedError("salova answers single-turn questions; multi-round tasks are not supported.")
+
+    def _generation_options(self, gen_kwargs: dict) -> dict:
+        """`VideoAssistant.ask`'s options from a task's `generation_kwargs`: greedy unless `do_sample` with a
+        temperature above 0, `until` as stop strings."""
+        if int(gen_kwargs.get("num_beams", 1)) != 1:
+            raise ValueError(
+                f"salova decodes greedily or samples; num_beams={gen_kwargs['num_beams']} is not supported."
+            )
+        sampling = bool(gen_kwargs.get("do_sample")) and float(gen_kwargs.get("temperature") or 0) > 0
+        until = gen_kwargs.get("until") or []
+        return {
+            "max_new_tokens": int(gen_kwargs.get("max_new_tokens") or self.max_new_tokens),
+            "temperature": float(gen_kwargs["temperature"]) if sampling else 0.0,
+            "top_p": float(gen_kwargs.get("top_p") or 1.0) if sampling else 1.0,
+            "stop": [until] if isinstance(until, str) else [stop for stop in until if stop],
+        }
 
     def _by_visual(self, requests: list[Instance]):
         """Yields `(EncodedVideo, [(request index, (context, second argument))])` per distinct visual."""
@@ -89,9 +101,4 @@ class Salova(lmms):
             visuals[key] = visual[0]
             groups[key].append((index, (context, second)))
         for key, members in groups.items():
-            yield self.answerer.encode(visuals[key]), members
-
-
-def _stop_strings(gen_kwargs: dict) -> list[str]:
-    until = gen_kwargs.get("until") or []
-    return [until] if isinstance(until, str) else [stop for stop in until if stop]
+            yield self.assistant.encode(visuals[key]), members

@@ -11,7 +11,8 @@ neighbour; the grid point records k.
 
 Each grid point reports whether the router put the needle's segment in focus, its rank among the segments
 (recall@K for any K follows), and the greedy answer's exact match, for the learned router and for a random one
-(`salova.training.evaluation.random_router`) on the same inputs.
+(`salova.evaluation.retrieval.random_router`) on the same inputs, answered through the answering core
+(`salova.assistant.VideoAssistant`).
 """
 
 import json
@@ -21,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from salova.evaluation.answering import VideoAnswerer
+from salova.assistant import EncodedVideo, VideoAssistant
 from salova.evaluation.heatmap import draw_heatmaps
-from salova.training.evaluation import normalise_answer, random_router
+from salova.evaluation.retrieval import normalise_answer, random_router
 from tqdm.auto import tqdm
 
 DEFAULT_LENGTHS = (60, 300, 900, 1800, 3600)
@@ -102,24 +103,26 @@ def splice(haystack: Footage, needle: Footage, num_frames: int, depth: float, ma
 
 
 def run_niah(
-    answerer: VideoAnswerer,
+    assistant: VideoAssistant,
     cases: list[NiahCase],
     lengths=DEFAULT_LENGTHS,
     depths=DEFAULT_DEPTHS,
     output: str | Path | None = None,
     seed: int = 0,
     progress: bool = True,
+    max_new_tokens: int = 16,
 ) -> dict:
-    """Runs the grid for every case; writes `niah.json` and `niah.png` into `output` when given."""
-    processor = answerer.processor
+    """Runs the grid for every case (greedy answers of at most `max_new_tokens`); writes `niah.json` and
+    `niah.png` into `output` when given."""
+    processor = assistant.processor
     fps = processor.video_processor.fps
-    max_segments = min(processor.video_processor.max_segments, answerer.model.config.router_max_segments)
+    max_segments = min(processor.video_processor.max_segments, assistant.model.config.router_max_segments)
     points = []
     grid = [(length, depth, case) for length in lengths for depth in depths for case in cases]
     for index, (length, depth, case) in enumerate(tqdm(grid, desc="V-NIAH", disable=not progress)):
         video = splice(case.haystack, case.needle, round(length * fps), depth, max_segments)
         boundaries = [start / fps for start in video.scene_starts[1:]]
-        encoded = answerer.encode(video.frames, video_fps=fps, segment_boundaries=boundaries)
+        encoded = assistant.encode(video.frames, video_fps=fps, segment_boundaries=boundaries)
         if encoded.num_segments != len(video.scene_starts):
             raise RuntimeError(
                 f"The segment policy made {encoded.num_segments} segments of the {len(video.scene_starts)} given "
@@ -135,9 +138,10 @@ def run_niah(
             "needle_start_seconds": video.needle_start / fps,
             "coarsened_every": video.coarsened_every,
         }
-        point["learned"] = _probe(answerer, encoded, case, video.needle_segment, seed + index)
-        with random_router(answerer.model):
-            point["random_router"] = _probe(answerer, encoded, case, video.needle_segment, seed + index)
+        probe = (assistant, encoded, case, video.needle_segment, seed + index, max_new_tokens)
+        point["learned"] = _probe(*probe)
+        with random_router(assistant.model):
+            point["random_router"] = _probe(*probe)
         points.append(point)
     report = {"lengths": list(lengths), "depths": list(depths), "points": points, "summary": summarise_niah(points)}
     if output is not None:
@@ -159,8 +163,11 @@ def summarise_niah(points: list[dict]) -> dict:
     return summary
 
 
-def _probe(answerer: VideoAnswerer, encoded, case: NiahCase, needle_segment: int, seed: int) -> dict:
-    answer = answerer.answer(encoded, case.question, seed=seed)
+def _probe(
+    assistant: VideoAssistant, encoded: EncodedVideo, case: NiahCase, needle_segment: int, seed: int, max_new_tokens
+) -> dict:
+    messages = assistant.conversation(None, [case.question], [])
+    answer = assistant.ask(encoded, messages, max_new_tokens=max_new_tokens, seed=seed)
     scores = torch.tensor(answer.router_scores)
     rank = int((scores > scores[needle_segment]).sum()) + 1
     return {

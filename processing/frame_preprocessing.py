@@ -67,6 +67,22 @@ class FrameTransform:
         return np.ascontiguousarray(pixels)
 
 
+def display_thumbnail(frame: av.VideoFrame, height: int, scaler: VideoReformatter) -> np.ndarray:
+    """`frame` as displayed, `height` pixels high: `(height, width, 3)` uint8 RGB, its display rotation applied and
+    its aspect kept (an even width), scaled by `scaler` (one per thread)."""
+    quarter_turns = (frame.rotation // 90) % 4
+    if quarter_turns % 2:  # stored sideways: its width becomes the displayed height
+        stored_width, stored_height = height, _even(height * frame.height / frame.width)
+    else:
+        stored_width, stored_height = _even(height * frame.width / frame.height), height
+    pixels = scaler.reformat(frame, width=stored_width, height=stored_height, format="rgb24").to_ndarray()
+    return np.ascontiguousarray(np.rot90(pixels, k=quarter_turns))
+
+
+def _even(pixels: float) -> int:
+    return max(2, round(pixels / 2) * 2)
+
+
 def tower_video_settings(image_size: int, resize_mode: str, image_mean, image_std) -> dict:
     """`SalovaVideoProcessor` settings of a square `image_size` tower input resized the `resize_mode` way."""
     if resize_mode not in RESIZE_MODES:

@@ -12,30 +12,9 @@ from transformers import BatchFeature
 from transformers.processing_utils import ProcessingKwargs, ProcessorMixin, Unpack
 from transformers.video_processing_utils import VideoProcessorMixin
 
-from .frame_preprocessing import tower_video_settings
-from .video_processing_salova import SalovaVideoProcessor, SalovaVideoProcessorKwargs, make_video_list
+from .video_processing_salova import SalovaVideoProcessorKwargs, make_video_list
 
 VIDEO_ITEM_KEYS = ("video", "url", "path", "image")
-# Settings of processors saved before the video processor was a component of its own, by their new names.
-LEGACY_VIDEO_SETTINGS = {
-    "sampling_fps": "fps",
-    **{
-        name: name
-        for name in (
-            "segmenter",
-            "max_frames_per_segment",
-            "max_segments",
-            "window_seconds",
-            "split_uncut_videos",
-            "tiling_threshold_std",
-            "detector_threshold",
-            "detector_min_content",
-            "detector_min_scene_len",
-            "max_frame_pixels",
-        )
-    },
-}
-
 
 # Renders a message's content, a string or a list of items: a video (or image) item as its placeholder line, a
 # text item (or a plain string) as its text. Templates written for string content call it in place of
@@ -262,34 +241,6 @@ class SalovaProcessor(ProcessorMixin):
             first += count
         return descriptions
 
-    @classmethod
-    def from_args_and_dict(cls, args, processor_dict: dict, **kwargs):
-        if "video_processor" not in processor_dict and isinstance(processor_dict.get("chat_template"), str):
-            # Saved before the video processor was a component: its template expects string content, which the
-            # processor then flattened itself.
-            video_token = processor_dict.get("video_token", "<video>")
-            processor_dict = {
-                **processor_dict,
-                "chat_template": with_list_content(processor_dict["chat_template"], video_token),
-            }
-        return super().from_args_and_dict(args, processor_dict, **kwargs)
-
-    @classmethod
-    def _get_arguments_from_pretrained(cls, pretrained_model_name_or_path, processor_dict=None, **kwargs):
-        """The video processor from `processor_config.json` (or, for folders saved before it was a component,
-        from the flat settings there), the two tokenizers from their files."""
-        processor_dict = processor_dict or {}
-        subfolder = kwargs.pop("subfolder", "")
-        video_settings = processor_dict.get("video_processor")
-        if video_settings is None:
-            video_settings = legacy_video_settings(processor_dict)
-        video_settings = {k: v for k, v in video_settings.items() if k != "video_processor_type"}
-        tokenizers = [
-            cls._load_tokenizer_from_pretrained(name, pretrained_model_name_or_path, subfolder=subfolder, **kwargs)
-            for name in ("tokenizer", "query_tokenizer")
-        ]
-        return [SalovaVideoProcessor.from_dict(video_settings, **kwargs), *tokenizers]
-
     def to_dict(self) -> dict:
         # `auto_map` says where the remote code lives; save_pretrained writes it, but it is no setting of the
         # processor: a processor compares equal whether it was loaded, saved or built from components.
@@ -364,22 +315,6 @@ class SalovaProcessor(ProcessorMixin):
                 "(tokenizer.model_max_length); shorten the text, or give fewer segments or a smaller "
                 "num_focus_segments."
             )
-
-
-def legacy_video_settings(processor_dict: dict) -> dict:
-    """`SalovaVideoProcessor` settings from the flat `processor_config.json` of a processor saved before the video
-    processor was a component of its own (`image_size`, `resize_mode`, `sampling_fps`, ... next to the rest)."""
-    settings = {new: processor_dict[old] for old, new in LEGACY_VIDEO_SETTINGS.items() if old in processor_dict}
-    if "image_size" in processor_dict:
-        settings.update(
-            tower_video_settings(
-                processor_dict["image_size"],
-                processor_dict.get("resize_mode", "squash"),
-                processor_dict.get("image_mean", SalovaVideoProcessor.image_mean),
-                processor_dict.get("image_std", SalovaVideoProcessor.image_std),
-            )
-        )
-    return settings
 
 
 __all__ = ["SalovaProcessor", "SalovaProcessorKwargs", "format_timestamp", "with_list_content"]

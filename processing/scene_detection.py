@@ -12,10 +12,6 @@ computes channel by channel. The `AdaptiveDetector`'s rolling-ratio rule and `mi
 scores as `AdaptiveRatioRule` and `SceneLengthGate`: the same arithmetic, without building a `FrameTimecode` (and
 its exact fractions) for every frame, only for the frames that meet the threshold; the tests feed both the same
 scores.
-
-The fast mode (`SparseCutSearch`) scores only the frames a decoder skipping B-frames (or only the non-reference
-ones) returns, flags the gaps between two of them where a cut may lie, and asks for every frame of a short window
-around each flag; the cut is then placed with the same scores and the same rule as above, frame by frame.
 """
 
 import collections
@@ -32,8 +28,6 @@ from av.video.reformatter import VideoReformatter
 from scenedetect import ContentDetector, FrameTimecode
 from scenedetect.common import Timecode
 from scenedetect.scene_manager import compute_downscale_factor
-
-from .thread_priority import lower_current_thread_priority
 
 _PLANAR_420 = ("yuv420p", "yuvj420p")
 # OpenCV converts I420 rows whose width is a multiple of this several times faster; narrower detection images are
@@ -148,7 +142,7 @@ class SceneCutDetector:
         self.min_content_val = min_content_val
         self.min_scene_len = min_scene_len
         self.window_width = window_width
-        self._rule = self.adaptive_rule()
+        self._rule = AdaptiveRatioRule(adaptive_threshold, min_content_val, window_width)
         self._gate: SceneLengthGate | None = None
         self._cuts: list[float] = []
         self._detection_size: tuple[int, int] | None = None
@@ -161,10 +155,6 @@ class SceneCutDetector:
         """A detector with the same settings and nothing seen yet (one per thread: each keeps its own scaler)."""
         return SceneCutDetector(self.adaptive_threshold, self.min_content_val, self.min_scene_len, self.window_width)
 
-    def adaptive_rule(self) -> AdaptiveRatioRule:
-        """A fresh threshold rule with this detector's settings."""
-        return AdaptiveRatioRule(self.adaptive_threshold, self.min_content_val, self.window_width)
-
     def process(self, frame: av.VideoFrame, stamp: FrameStamp) -> None:
         self.process_score(stamp, self.score(frame))
 
@@ -174,11 +164,6 @@ class SceneCutDetector:
         score = content_score(self._last_hsv, hsv)
         self._last_hsv = hsv
         return score
-
-    @property
-    def last_image(self) -> np.ndarray | None:
-        """The detection image of the frame scored last (see `detection_image`)."""
-        return self._last_hsv
 
     def process_score(self, stamp: FrameStamp, score: float) -> None:
         """The next frame's content score (what `process` computes from the frame)."""
@@ -221,118 +206,10 @@ class SceneCutDetector:
         return cv2.cvtColor(packed, cv2.COLOR_YUV2BGR_I420)[:, :width]
 
 
-class SparseCutSearch:
-    """The fast mode of a `SceneCutDetector`: candidate cuts from sparse frames, placed exactly on full windows.
-
-    1. `process` scores each frame of a decode that skips the non-reference frames against the frame decoded
-       before it. A gap between two decoded frames is a candidate when its score passes `candidate_fraction` of
-       the detector's `min_content_val` and its ratio to the neighbouring gaps' scores passes that fraction of
-       `adaptive_threshold` (the gaps span several frames of motion, so their ratios run lower than adjacent
-       frames' do).
-    2. `windows` gives, for each candidate, the span of frames whose scores the adaptive rule needs to judge
-       every frame of the gap: `window_width` frames on either side and one more before (its first score).
-    3. `add_window` takes every frame of such a span; `finish` applies the adaptive rule to their exact scores and
-       then `min_scene_len` across all windows in time order, as the detector does in one pass.
-    """
-
-    def __init__(self, detector: SceneCutDetector, candidate_fraction: float = 0.5):
-        self.detector = detector
-        self.candidate_fraction = candidate_fraction
-        self._times: list[float] = []
-        self._scores: list[float] = []
-        self._first: FrameStamp | None = None
-        self._threshold_met: list[FrameStamp] = []
-        self._kept: list[tuple[FrameStamp, np.ndarray]] = []
-
-    @classmethod
-    def joined(cls, searches: list["SparseCutSearch"]) -> "SparseCutSearch":
-        """One search over the frames of `searches`, those of consecutive parts of one video, in order."""
-        joined = cls(searches[0].detector, searches[0].candidate_fraction)
-        joined._first = searches[0]._first
-        for search in searches:
-            joined._scores += search._scores
-            joined._times += search._times
-            joined._kept += search._kept
-        return joined
-
-    def anchor_span(self, frame_duration: float) -> tuple[float, float]:
-        """`(before, after)` seconds around an anchor (a key frame, or a frame starting a scene without one) that
-        hold the window of a cut placed on it."""
-        return (self.detector.window_width + 3) * frame_duration, (self.detector.window_width + 2) * frame_duration
-
-    def process(self, frame: av.VideoFrame, stamp: FrameStamp, keep_image: bool = False, scored: bool = True) -> None:
-        """Scores the next decoded frame; `keep_image` keeps its detection image for `judge_kept_window` (frames
-        that were decoded in full runs, around anchors). `scored=False`: the frame only serves as the next one's
-        predecessor (a part of the video starting at a frame the part before scored)."""
-        score = self.detector.score(frame)
-        if not scored:
-            return
-        if self._first is None:
-            self._first = stamp
-        self._scores.append(score)
-        self._times.append(stamp.seconds)
-        if keep_image:
-            self._kept.append((stamp, self.detector.last_image))
-
-    def windows(self, frame_duration: float) -> list[tuple[float, float]]:
-        """`(start, end)` seconds, merged where they overlap, of the frames to decode around each candidate."""
-        width = self.detector.window_width
-        scores = np.asarray(self._scores)
-        spans = []
-        for index in range(1, len(scores)):
-            neighbours = np.r_[scores[max(1, index - width) : index], scores[index + 1 : index + 1 + width]]
-            average = neighbours.mean() if len(neighbours) else 0.0
-            fraction = self.candidate_fraction
-            content_met = scores[index] >= fraction * self.detector.min_content_val
-            ratio_met = average < 1e-5 or scores[index] >= fraction * self.detector.adaptive_threshold * average
-            if content_met and ratio_met:
-                start = self._times[index - 1] - (width + 1.5) * frame_duration
-                end = self._times[index] + (width + 0.5) * frame_duration
-                if spans and start <= spans[-1][1]:
-                    spans[-1] = (spans[-1][0], end)
-                else:
-                    spans.append((start, end))
-        return spans
-
-    def judge_kept_window(self, start: float, end: float) -> bool:
-        """Judges the window from kept images when they cover it without a gap; returns whether they did."""
-        inside = [(stamp, hsv) for stamp, hsv in self._kept if start <= stamp.seconds <= end]
-        times = [stamp.seconds for stamp, _ in inside]
-        frame_duration = 1.0 / float(self._first.frame_rate)
-        covered = (
-            len(inside) > 0
-            and times[0] - start < frame_duration
-            and end - times[-1] < frame_duration
-            and all(later - earlier < 1.5 * frame_duration for earlier, later in zip(times, times[1:], strict=False))
-        )
-        if covered:
-            self._judge(inside)
-        return covered
-
-    def add_window(self, frames: list[tuple[av.VideoFrame, FrameStamp]]) -> None:
-        """Every decoded frame of one window, in order: records the frames that meet the adaptive rule."""
-        self._judge([(stamp, self.detector.detection_image(frame)) for frame, stamp in frames])
-
-    def _judge(self, images: list[tuple[FrameStamp, np.ndarray]]) -> None:
-        rule = self.detector.adaptive_rule()
-        for (_, previous), (stamp, hsv) in zip(images, images[1:], strict=False):
-            # The window's first frame only serves as the second one's predecessor.
-            met = rule.judge(stamp, content_score(previous, hsv))
-            if met is not None:
-                self._threshold_met.append(met)
-
-    def finish(self) -> list[float]:
-        """Cut times in seconds, with `min_scene_len` counted from the first frame and from each kept cut."""
-        gate = SceneLengthGate(self._first, self.detector.min_scene_len)
-        met = {stamp.seconds: stamp for stamp in self._threshold_met}  # overlapping windows repeat some
-        return [stamp.timecode().seconds for _, stamp in sorted(met.items()) if gate.admit(stamp)]
-
-
 class DetectionThread:
-    """Runs a detector's per-frame step (`SceneCutDetector.process` or `SparseCutSearch.process`) on its own
-    thread, fed through a bounded queue, so that detection overlaps decoding (FFmpeg and OpenCV release the GIL),
-    at a lower priority than the decoder's threads (see `thread_priority`). Use as a context manager; `submit` each
-    frame's arguments in order.
+    """Runs a detector's per-frame step (`SceneCutDetector.process`) on its own thread, fed through a bounded
+    queue, so that detection overlaps decoding (FFmpeg and OpenCV release the GIL). Use as a context manager;
+    `submit` each frame's arguments in order.
 
     An error in the step stops detection but not the drain of the queue (so the decoder never blocks on a full
     queue); it is raised from `submit` or on exit.
@@ -362,7 +239,6 @@ class DetectionThread:
             raise self._error
 
     def _run(self) -> None:
-        lower_current_thread_priority()
         while (item := self._queue.get()) is not self._DONE:
             if self._error is None:
                 try:

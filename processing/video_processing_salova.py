@@ -29,7 +29,8 @@ from transformers.video_utils import VideoMetadata
 from .frame_preprocessing import FrameTransform
 from .scene_detection import SceneCutDetector
 from .segmentation import Segment, SegmentationPolicy, plan_segments
-from .video_decoding import DEFAULT_MAX_FRAME_PIXELS, DETECTION_MODES, DecodedVideo, decode_video
+from .video_decoding import DecodedVideo, decode_video
+from .video_frames import DEFAULT_MAX_FRAME_PIXELS
 
 # PyAV's scaler names for the PIL resampling filters `resample` may hold.
 PYAV_INTERPOLATION = {
@@ -51,11 +52,10 @@ class SalovaVideoProcessorKwargs(VideosKwargs, total=False):
     split_uncut_videos (`bool`): cut a video without scene cut into windows.
     tiling_threshold_std (`float`): depth threshold of `"scene_tiling"` in standard deviations.
     detector_threshold, detector_min_content, detector_min_scene_len: PySceneDetect AdaptiveDetector settings.
-    scene_detection (`str`): `"exact"` decodes every frame; `"fast"` decodes only the reference frames, finds
-        cuts on them and places each on its exact frame, and takes each sampled frame from the nearest decoded one
-        (see `decode_video`); with no cut to find (fixed windows, given boundaries) it decodes only those frames.
     max_frame_pixels (`int`): videos with larger frames are refused before decoding.
     progress (`bool`): show a decoding progress bar (`None`: for long videos only).
+    thumbnail_height (`int`): also return `segment_thumbnails`, the sampled frame at the middle of each segment as
+        displayed, this many pixels high, taken in the decode pass (`None`: not).
     """
 
     segmenter: str
@@ -67,9 +67,9 @@ class SalovaVideoProcessorKwargs(VideosKwargs, total=False):
     detector_threshold: int | float
     detector_min_content: int | float
     detector_min_scene_len: int
-    scene_detection: str
     max_frame_pixels: int
     progress: bool | None
+    thumbnail_height: int | None
 
 
 class SalovaVideoProcessor(VideoProcessorMixin, PilBackend):
@@ -108,9 +108,9 @@ class SalovaVideoProcessor(VideoProcessorMixin, PilBackend):
     detector_threshold = _DETECTOR_DEFAULTS["adaptive_threshold"].default
     detector_min_content = _DETECTOR_DEFAULTS["min_content_val"].default
     detector_min_scene_len = _DETECTOR_DEFAULTS["min_scene_len"].default
-    scene_detection = "exact"
     max_frame_pixels = DEFAULT_MAX_FRAME_PIXELS
     progress = None
+    thumbnail_height = None
     valid_kwargs = SalovaVideoProcessorKwargs
     model_input_names = ["pixel_values_videos", "frames_per_segment", "segments_per_video", "segment_times"]
 
@@ -120,14 +120,12 @@ class SalovaVideoProcessor(VideoProcessorMixin, PilBackend):
 
     def _validate_preprocess_kwargs(self, **kwargs):
         super()._validate_preprocess_kwargs(**kwargs)
-        if kwargs.get("scene_detection") not in DETECTION_MODES:
-            raise ValueError(
-                f"scene_detection must be one of {DETECTION_MODES}, got {kwargs.get('scene_detection')!r}."
-            )
         self.frame_transform(**kwargs)
         self.segmentation_policy(**kwargs)
         if kwargs.get("fps") is None or kwargs["fps"] <= 0:
             raise ValueError(f"fps (frames sampled per second) must be positive, got {kwargs.get('fps')}.")
+        if kwargs.get("thumbnail_height") is not None and kwargs["thumbnail_height"] < 2:
+            raise ValueError(f"thumbnail_height must be at least 2 pixels, got {kwargs['thumbnail_height']}.")
 
     def frame_transform(self, size=None, do_resize=None, do_center_crop=None, crop_size=None, resample=None, **_):
         """The per-frame resize of these settings (the instance's where not given)."""
@@ -186,17 +184,15 @@ class SalovaVideoProcessor(VideoProcessorMixin, PilBackend):
             )
         policy = self.segmentation_policy(**kwargs)
         detect = segment_boundaries is None and policy.segmenter == "scenes"
-        scene_detection = self._setting("scene_detection", kwargs.get("scene_detection"))
         decoded = decode_video(
             video,
             self.frame_transform(**kwargs),
             fps,
             cut_detector=self.cut_detector(**kwargs) if detect else None,
-            detection_mode=scene_detection,
-            sample_reference_frames_only=scene_detection == "fast" and not detect,
             video_fps=video_fps,
             max_frame_pixels=self._setting("max_frame_pixels", kwargs.get("max_frame_pixels")),
             progress=self._setting("progress", kwargs.get("progress")),
+            thumbnail_height=self._setting("thumbnail_height", kwargs.get("thumbnail_height")),
         )
         segments = plan_segments(
             decoded.timestamps,
@@ -256,6 +252,9 @@ class SalovaVideoProcessor(VideoProcessorMixin, PilBackend):
             segment_times += [(segment.start, segment.end) for segment in segments]
             segments_per_video.append(len(segments))
         frames = np.concatenate(frames)
+        thumbnails = {}
+        if settings["thumbnail_height"] is not None:
+            thumbnails["segment_thumbnails"] = torch.from_numpy(_segment_thumbnails(processed))
         # One table lookup per pixel instead of three passes over the float frames; the table is those passes
         # applied to the 256 byte values, so the floats are the same to the bit.
         values = cv2.LUT(frames.reshape(-1, frames.shape[2], 3), self._value_table(settings).numpy()[:, None])
@@ -264,6 +263,7 @@ class SalovaVideoProcessor(VideoProcessorMixin, PilBackend):
             "frames_per_segment": torch.tensor(frames_per_segment, dtype=torch.long),
             "segments_per_video": torch.tensor(segments_per_video, dtype=torch.long),
             "segment_times": torch.tensor(segment_times, dtype=torch.float64),
+            **thumbnails,
         }
 
     @staticmethod
@@ -279,6 +279,21 @@ class SalovaVideoProcessor(VideoProcessorMixin, PilBackend):
 
     def _setting(self, name: str, value):
         return getattr(self, name) if value is None else value
+
+
+def _segment_thumbnails(processed: list[tuple[DecodedVideo, list[Segment]]]) -> np.ndarray:
+    """`(S, height, width, 3)` uint8: the thumbnail of the sampled frame at the middle of each segment."""
+    thumbnails = [
+        decoded.thumbnails[segment.first_frame + segment.num_frames // 2]
+        for decoded, segments in processed
+        for segment in segments
+    ]
+    if len({thumbnail.shape for thumbnail in thumbnails}) > 1:
+        raise ValueError(
+            "thumbnail_height: the videos are displayed at different aspects, so their thumbnails differ in width; "
+            "ask for the thumbnails of one video at a time."
+        )
+    return np.stack(thumbnails)
 
 
 def make_video_list(videos, video_fps=None) -> list:

@@ -15,6 +15,8 @@ LMMS_EVAL_CORE=(
   "accelerate" "datasets" "evaluate" "httpx" "jsonlines" "loguru" "numpy" "pandas" "pillow" "pytablewriter"
   "pyyaml" "sacrebleu" "scikit-learn" "sqlitedict" "tenacity" "tqdm" "transformers" "zstandard" "Jinja2"
   "openpyxl" "pydantic" "packaging" "python-dotenv" "sympy" "mpmath" "dill" "tqdm-multiprocess" "numexpr"
+  # Its evaluator imports filelock._api, a module filelock 4 no longer has (the run then logs the error and exits 0).
+  "filelock<4"
 )
 venv=.cache/lmms-eval/venv
 stamp=$venv/.salova-lmms-eval-installed

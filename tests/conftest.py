@@ -1,3 +1,4 @@
+import dataclasses
 import functools
 import os
 import subprocess
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from salova.hub_configs import build_salova
-from salova.processing import video_decoding as video_decoding_module
+from salova.processing import decode_parts, video_decoding
 
 from salova.video_writer import write_video
 
@@ -114,18 +115,15 @@ def concatenated_real_video(tmp_path_factory) -> Path:
 
 
 def misplace_first_frame(monkeypatch) -> None:
-    """Makes the parts' probe take the first frame to lie one tick after the stream's first packet, as it would for
+    """Makes the parts' plan take the first frame to lie one tick after the stream's first packet, as it would for
     a file whose first packet is not the first frame its decoder returns (the first part then finds it is not)."""
-    frames_class = video_decoding_module._FileFrames
-    real = frames_class._part_starts
+    real = decode_parts.plan_parts
 
-    def misplaced(self, *args, **kwargs):
-        starts = real(self, *args, **kwargs)
-        if starts:
-            self._first_pts += 1
-        return starts
+    def misplaced(frames):
+        plan = real(frames)
+        return None if plan is None else dataclasses.replace(plan, origin=plan.origin + 1)
 
-    monkeypatch.setattr(frames_class, "_part_starts", misplaced)
+    monkeypatch.setattr(video_decoding, "plan_parts", misplaced)
 
 
 def record_calls(monkeypatch, owner, name: str) -> list[tuple]:

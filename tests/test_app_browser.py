@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import real_video
 
+pytestmark = pytest.mark.integration
+
 CHROMIUM = Path("/usr/bin/chromium")
 # Set to a PNG path to keep the screenshot (the README's comes from here).
 SCREENSHOT_VARIABLE = "SALOVA_APP_SCREENSHOT"

@@ -9,6 +9,8 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,7 @@ from salova.assistant import (
     IndexMismatchError,
     SalovaVideoIndex,
     VideoAssistant,
+    answering,
     ask_with_index,
 )
 from salova.assistant import index as index_module
@@ -104,7 +107,33 @@ def test_second_open_reuses_the_stored_index(assistant, scene_video):
     rebuilt, forced, _ = assistant.open(scene_video, reindex=True)
     assert (status, again, forced) == ("built", "reused", "built")
     assert torch.equal(first.latents, second.latents) and torch.equal(first.latents, rebuilt.latents)
-    assert [path.suffix for path in assistant.cache.folder.iterdir()] == [".safetensors"]
+    assert [path.suffix for path in assistant.cache.folder.iterdir() if not path.name.startswith(".")] == [
+        ".safetensors"
+    ]
+
+
+def test_concurrent_first_questions_build_the_index_once(assistant, scene_video, monkeypatch):
+    built, started = [], threading.Barrier(2)
+    original = index_module.build_index
+
+    def slow_build(*args, **kwargs):
+        built.append(1)
+        time.sleep(0.5)  # the other caller arrives while this one builds
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(index_module, "build_index", slow_build)
+    statuses = []
+
+    def first_question():
+        started.wait()
+        statuses.append(assistant.open(scene_video, progress=False)[1])
+
+    workers = [threading.Thread(target=first_question) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert len(built) == 1 and sorted(statuses) == ["built", "reused"]
 
 
 def test_save_keeps_the_dtype_and_is_atomic(assistant, scene_video, tmp_path, monkeypatch):
@@ -237,6 +266,84 @@ def test_ask_streams_pieces_as_they_are_generated(assistant, scene_video):
     answer = assistant.ask(index, assistant.conversation(scene_video, [QUESTION], []), 2, 40, pieces.append)
     assert len([piece for piece in pieces if piece]) > 1
     assert "".join(pieces).strip() == answer.text
+
+
+def test_ask_routes_once_in_the_prefill_and_continues_from_its_cache(assistant, scene_video):
+    """One router pass per question, and one prompt pass: generation starts from the prefill's KV cache."""
+    index, _, _ = assistant.open(scene_video)
+    routed, prompt_lengths = [], []
+    hooks = [
+        assistant.model.model.router.register_forward_hook(lambda *args: routed.append(1)),
+        assistant.model.model.language_model.register_forward_hook(
+            lambda module, args, kwargs, output: prompt_lengths.append(kwargs["inputs_embeds"].shape[1]),
+            with_kwargs=True,
+        ),
+    ]
+    try:
+        answer = assistant.ask(index, assistant.conversation(scene_video, [QUESTION], []), 2, 5)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert len(routed) == 1
+    assert prompt_lengths[0] == answer.usage.prompt_tokens - 1 and set(prompt_lengths[1:]) == {1}
+    assert len(prompt_lengths) == 1 + len(answer.token_ids)
+
+
+def test_ask_reports_usage_and_finish_reason_and_stops_at_stop_strings(assistant, scene_video):
+    index, _, _ = assistant.open(scene_video)
+    messages = assistant.conversation(scene_video, [QUESTION], [])
+    full = assistant.ask(index, messages, 2, 12)
+    prompt = assistant.inputs(index, messages, top_k=2)["input_ids"]
+    assert full.finish_reason == "length" and full.usage.completion_tokens == len(full.token_ids) == 12
+    assert full.usage.prompt_tokens == prompt.shape[1] and full.usage.total_tokens == prompt.shape[1] + 12
+
+    text = assistant.processor.tokenizer.decode(full.token_ids, skip_special_tokens=True)
+    stop = re.search(r"[A-Za-z]{2}", text[2:]).group()
+    pieces = []
+    stopped = assistant.ask(index, messages, 2, 12, pieces.append, stop=["@@never@@", stop])
+    assert stopped.text == text[: text.find(stop)].strip() and stopped.finish_reason == "stop"
+    assert "".join(pieces) == text[: text.find(stop)] and len(stopped.token_ids) <= 12
+    assert stopped.token_ids == full.token_ids[: len(stopped.token_ids)]
+
+
+def test_ask_samples_reproducibly_with_a_seed_and_stops_when_cancelled(assistant, scene_video):
+    index, _, _ = assistant.open(scene_video)
+    messages = assistant.conversation(scene_video, [QUESTION], [])
+    sampled = [assistant.ask(index, messages, 2, 10, temperature=1.5, top_p=0.95, seed=seed) for seed in (1, 1, 2)]
+    assert sampled[0].token_ids == sampled[1].token_ids != sampled[2].token_ids
+    assert (
+        assistant.ask(index, messages, 2, 10, temperature=0.0, seed=1).token_ids
+        == assistant.ask(index, messages, 2, 10).token_ids
+    )
+
+    cancel = threading.Event()
+    cancelled = assistant.ask(index, messages, 2, 40, lambda piece: cancel.set(), cancel=cancel)
+    assert cancelled.finish_reason == "cancelled" and len(cancelled.token_ids) < 40
+    for bad, message in (
+        ({"temperature": -1.0}, "temperature"),
+        ({"top_p": 0.0}, "top_p"),
+        ({"max_new_tokens": 0}, "max_new_tokens"),
+        ({"stop": [""]}, "stop strings"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            assistant.ask(index, messages, **bad)
+
+
+def test_text_that_may_begin_a_stop_string_is_held_back():
+    assert answering._before_stop("the end. And", ("END", "And so"), final=False) == "the end. "
+    assert answering._before_stop("the end. An", ("And so",), final=False) == "the end. "
+    assert answering._before_stop("the end. An", ("And so",), final=True) == "the end. An"
+    assert answering._before_stop("ab STOP cd STOP", ("STOP",), final=False) == "ab "
+
+
+def test_query_is_the_processors_stripped_last_user_turn(assistant, scene_video):
+    """The router reads the text the processor extracts from the conversation, surrounding spaces stripped."""
+    index, _, _ = assistant.open(scene_video)
+    padded = assistant.ask(index, assistant.conversation(scene_video, [f"  {QUESTION}\n"], []), 2, 1)
+    plain = assistant.ask(index, assistant.conversation(scene_video, [QUESTION], []), 2, 1)
+    assert [s.score for s in padded.scenes] == [s.score for s in plain.scenes]
+    query = assistant.inputs(index, assistant.conversation(scene_video, [f"  {QUESTION}\n"], []))["query_input_ids"]
+    assert query.tolist() == assistant.processor.query_tokenizer([QUESTION])["input_ids"]
 
 
 def test_chat_keeps_history_through_standard_input(checkpoint, scene_video, tmp_path):

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.integration
+
 
 def _salova(*args, timeout=900):
     result = subprocess.run(

@@ -9,13 +9,17 @@ import pyarrow
 import pyarrow.parquet
 import pytest
 from conftest import colour_scenes
+from salova.assistant import VideoAssistant
 from salova.evaluation.benchmarks import extract_choice, run_benchmark
 
 from salova.video_writer import write_video
 
 
 class ScriptedAnswerer:
-    """Answers each question (the router query) with a scripted response; counts the videos it encodes."""
+    """`VideoAssistant`'s `encode` and `ask`: answers each question (the router query) with a scripted response;
+    counts the videos it encodes."""
+
+    conversation = staticmethod(VideoAssistant.conversation)
 
     def __init__(self, responses: dict[str, str]):
         self.responses = responses
@@ -26,8 +30,8 @@ class ScriptedAnswerer:
         self.encoded.append(video)
         return video
 
-    def answer(self, encoded, prompt, query=None):
-        self.prompts[query] = prompt
+    def ask(self, encoded, messages, max_new_tokens=64, query=None):
+        self.prompts[query] = messages[-1]["content"][-1]["text"]
         if isinstance(self.responses[query], Exception):
             raise self.responses[query]
         return type("Answer", (), {"text": self.responses[query]})()

@@ -13,6 +13,8 @@ from salova.hub_configs import build_salova
 
 from salova.video_writer import write_video
 
+pytestmark = pytest.mark.integration
+
 TASK_UTILS = """
 def doc_to_visual(doc):
     return [doc["video"]]

@@ -9,7 +9,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from conftest import BLOCK_REPO_IMPORTS, REPO, colour_scenes, real_video
+from conftest import BLOCK_REPO_IMPORTS, colour_scenes, real_video
 from PIL import Image
 from salova.hub_configs import load_chat_template
 from salova.processing import SalovaProcessor, SalovaVideoProcessor, format_timestamp
@@ -275,6 +275,10 @@ def test_model_and_processor_load_with_remote_code_in_a_fresh_process(tiny, tmp_
         "processing_salova.py",
         "video_processing_salova.py",
         "video_decoding.py",
+        "video_frames.py",
+        "frame_loop.py",
+        "frame_sampling.py",
+        "decode_parts.py",
         "scene_detection.py",
         "segmentation.py",
     }
@@ -352,9 +356,6 @@ def test_decoded_arrays_without_frame_rate_or_channels_first(tiny):
 
 def test_video_settings_are_checked(tiny):
     _, processor = tiny
-    assert SalovaVideoProcessor(scene_detection="fast").scene_detection == "fast"
-    with pytest.raises(ValueError, match="scene_detection must be one of"):
-        SalovaVideoProcessor(scene_detection="quick")
     with pytest.raises(ValueError, match="segmenter must be one of"):
         processor.video_processor(np.zeros((2, 8, 8, 3), np.uint8), segmenter="shots")
     with pytest.raises(ValueError, match="size must be a square"):
@@ -407,42 +408,6 @@ def test_batched_greedy_generation_equals_each_row_alone(tiny, scene_video):
             assert (together[row, len(alone) :] == pad).all()
 
 
-V0_FIXTURE = REPO / "tests" / "fixtures" / "processor_v0"
-
-
-def test_processor_saved_before_the_video_processor_component_still_loads(tiny, tmp_path):
-    """`processor_v0` is the processor folder `salova build --variant tiny` wrote before the video processor was a
-    component (flat settings in processor_config.json); `expected_outputs.json` holds that code's outputs."""
-    _, processor = tiny
-    old = SalovaProcessor.from_pretrained(V0_FIXTURE)
-    assert "video_processor" not in json.loads((V0_FIXTURE / "processor_config.json").read_text())
-    expected = json.loads((V0_FIXTURE / "expected_outputs.json").read_text())
-    frames = np.stack(list(colour_scenes([(220, 40, 40), (40, 200, 60), (40, 70, 220)], 3.0, fps=10)))
-    inputs = old(videos=frames, video_fps=10, text=QUESTION)
-    assert inputs["input_ids"].tolist() == expected["input_ids"]
-    assert inputs["query_input_ids"].tolist() == expected["query_input_ids"]
-    assert inputs["frames_per_segment"].tolist() == expected["frames_per_segment"]
-    assert inputs["segment_times"].tolist() == expected["segment_times"]
-    pixels = inputs["pixel_values_videos"].double()
-    assert list(pixels.shape) == expected["pixel_shape"]
-    np.testing.assert_allclose(pixels.mean(dim=(1, 2, 3)), expected["pixel_frame_means"], rtol=0, atol=1e-6)
-    assert float((pixels**2).sum()) == pytest.approx(expected["pixel_sum_of_squares"], rel=1e-6)
-    # The same settings as a processor built now, and saved again in the new layout.
-    new = processor(videos=frames, video_fps=10, text=QUESTION)
-    for name in new:
-        assert torch.equal(inputs[name], new[name]), name
-    # Its chat template was written for string content (the old processor flattened messages itself).
-    conversation = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": QUESTION}]}]
-    rendered = old.apply_chat_template(conversation, add_generation_prompt=True)
-    assert f"<|im_start|>user\n<video>\n{QUESTION}<|im_end|>" in rendered
-    assert rendered == processor.apply_chat_template(conversation, add_generation_prompt=True)
-    old.save_pretrained(tmp_path)
-    assert "video_processor" in json.loads((tmp_path / "processor_config.json").read_text())
-    again = SalovaProcessor.from_pretrained(tmp_path)(videos=frames, video_fps=10, text=QUESTION)
-    for name in new:
-        assert torch.equal(again[name], new[name]), name
-
-
 def test_saved_processor_keeps_types_auto_map_and_input_names(tiny, tmp_path):
     _, processor = tiny
     processor.save_pretrained(tmp_path)
@@ -472,3 +437,15 @@ def test_prompt_longer_than_the_llm_positions_is_refused(tiny):
     long_question = "what colour is the " * 5000
     with pytest.raises(ValueError, match=r"Row 0: the prompt is \d+ tokens, more than the LLM's 16384 positions"):
         processor(text=long_question, segments_per_video=[3])
+
+
+def test_segment_thumbnails_come_from_the_decode_pass(tiny, scene_video):
+    video_processor = tiny[1].video_processor
+    outputs = video_processor(videos=[str(scene_video)], thumbnail_height=24, return_tensors="pt")
+    decoded, segments = video_processor.process_video(str(scene_video), thumbnail_height=24)
+    middles = [segment.first_frame + segment.num_frames // 2 for segment in segments]
+    assert outputs["segment_thumbnails"].shape == (len(segments), 24, 32, 3) == (5, 24, 32, 3)
+    np.testing.assert_array_equal(outputs["segment_thumbnails"].numpy(), decoded.thumbnails[middles])
+    assert "segment_thumbnails" not in video_processor(videos=[str(scene_video)], return_tensors="pt")
+    with pytest.raises(ValueError, match="thumbnail_height must be at least 2 pixels"):
+        video_processor(videos=[str(scene_video)], thumbnail_height=0)

@@ -10,7 +10,7 @@ import pytest
 import scenedetect
 from conftest import real_video
 from salova.processing import SceneCutDetector
-from salova.processing.scene_detection import FrameStamp
+from salova.processing.scene_detection import FrameStamp, content_score
 from scenedetect.common import Timecode
 
 
@@ -113,3 +113,17 @@ def test_detection_image_is_the_plain_i420_conversion_of_the_sampled_planes(name
         expected = cv2.cvtColor(cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420), cv2.COLOR_BGR2HSV)
         np.testing.assert_array_equal(hsv, expected)
     assert (width, height) == size
+
+
+def test_content_score_is_pyscenedetects_to_the_bit():
+    detector = scenedetect.ContentDetector()
+    ours = SceneCutDetector()
+    with av.open(str(real_video("bikes.mp4"))) as container:
+        frames = [frame for _, frame in zip(range(40), container.decode(video=0), strict=False)]
+    previous = None
+    for index, frame in enumerate(frames):
+        bgr = ours._downscaled_bgr(frame)
+        hsv = ours.detection_image(frame)
+        reference = detector._calculate_frame_score(scenedetect.FrameTimecode(index, fps=25.0), bgr)
+        assert content_score(previous, hsv) == reference
+        previous = hsv

@@ -111,6 +111,7 @@ def _trainer(model, processor, output_dir, rows):
         use_cpu=True,
         max_length=None,
         save_strategy="no",
+        activation_checkpointing=False,  # TRL's default sets the deprecated `gradient_checkpointing` otherwise
     )
     trainer = SalovaTrainer(
         model=model,

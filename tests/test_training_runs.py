@@ -17,6 +17,8 @@ from salova.training.data_check import check_data
 from salova.training.synthetic_corpus import CorpusSettings, generate_corpus
 from transformers import AutoProcessor
 
+pytestmark = pytest.mark.integration
+
 TRAINING_ARGS = {
     "use_cpu": True,
     "bf16": False,

@@ -10,10 +10,14 @@ import av
 import numpy as np
 import pytest
 import scenedetect
+from av.video.frame import PictureType
 from conftest import colour_scenes, misplace_first_frame, real_video, record_calls
 from PIL import Image
-from salova.processing import FrameTransform, SceneCutDetector, decode_video
-from salova.processing import video_decoding as video_decoding_module
+from salova.assistant.index import segment_thumbnails
+from salova.processing import FrameTransform, SceneCutDetector, decode_parts, decode_video, video_decoding
+from salova.processing.decode_parts import PartPlan, plan_parts
+from salova.processing.video_frames import FileFrames
+from salova.training.data_check import probe_video
 
 from salova.video_writer import write_video
 
@@ -81,10 +85,10 @@ def test_every_frame_is_decoded_and_judged_once_in_order(monkeypatch, in_parts):
         judged.append(stamp)
         return real_process_score(self, stamp, score)
 
-    monkeypatch.setattr(video_decoding_module, "usable_cores", lambda: 2)
+    monkeypatch.setattr(decode_parts, "usable_cores", lambda: 2)
     if not in_parts:
-        monkeypatch.setattr(video_decoding_module, "MIN_EXACT_PART_SECONDS", math.inf)
-    monkeypatch.setattr(video_decoding_module.av, "open", counting_open)
+        monkeypatch.setattr(decode_parts, "MIN_PART_SECONDS", math.inf)
+    monkeypatch.setattr(av, "open", counting_open)
     monkeypatch.setattr(SceneCutDetector, "score", recorded_score)
     monkeypatch.setattr(SceneCutDetector, "process_score", recorded_process_score)
     decoded = _decode(real_video("bikes.mp4"))
@@ -174,7 +178,7 @@ SCENE_COLOURS = [(220, 40, 40), (40, 200, 60), (40, 70, 220), (230, 220, 40), (1
 
 def _one_pass(path, monkeypatch, **kwargs):
     with monkeypatch.context() as patch:
-        patch.setattr(video_decoding_module, "MIN_EXACT_PART_SECONDS", math.inf)
+        patch.setattr(decode_parts, "MIN_PART_SECONDS", math.inf)
         return _decode(path, **kwargs)
 
 
@@ -194,8 +198,8 @@ def _scenes_in_parts(tmp_path, monkeypatch, x264_params: str, cores: int) -> Pat
         fps=24,
         encoder_options={"x264-params": x264_params},
     )
-    monkeypatch.setattr(video_decoding_module, "usable_cores", lambda: cores)
-    monkeypatch.setattr(video_decoding_module, "MIN_EXACT_PART_SECONDS", 3.0)
+    monkeypatch.setattr(decode_parts, "usable_cores", lambda: cores)
+    monkeypatch.setattr(decode_parts, "MIN_PART_SECONDS", 3.0)
     return path
 
 
@@ -204,7 +208,7 @@ def test_parts_side_by_side_give_the_result_of_one_pass(tmp_path, monkeypatch, f
     # Key frames at the scene cuts and every second, B-frames in a pyramid: parts cut at key frames in a scene and
     # at cuts, so that a part's first score and first sampled frame depend on the part before.
     path = _scenes_in_parts(tmp_path, monkeypatch, "bframes=3:b-pyramid=normal:keyint=24", cores=4)
-    parts = record_calls(monkeypatch, video_decoding_module, "_full_part")
+    parts = record_calls(monkeypatch, FileFrames, "reopened")
     decoded = decode_video(path, TRANSFORM, fps, cut_detector=SceneCutDetector())
     assert len(parts) == 4  # 15 s: parts of at least 3 s, one per core
     np.testing.assert_allclose(decoded.cut_times, np.arange(1, 6) * 2.5, atol=1e-6)
@@ -214,7 +218,7 @@ def test_parts_side_by_side_give_the_result_of_one_pass(tmp_path, monkeypatch, f
 
 def test_parts_share_the_cores_out_between_their_decoders(tmp_path, monkeypatch):
     path = _scenes_in_parts(tmp_path, monkeypatch, "bframes=3:keyint=24", cores=16)
-    reopened = record_calls(monkeypatch, video_decoding_module._FileFrames, "reopened")
+    reopened = record_calls(monkeypatch, FileFrames, "reopened")
     decoded = _decode(path)
     assert [args[1:] for args in reopened] == [(3,)] * 5  # 15 s: 5 parts of 3 s or more, 16 cores // 5 each
     _assert_same_result(decoded, _one_pass(path, monkeypatch))
@@ -229,21 +233,22 @@ def test_open_gop_key_frames_are_not_cut_at(tmp_path, monkeypatch):
         key for index, (key, is_key) in enumerate(packets) if is_key and any(pts < key for pts, _ in packets[index:])
     ]
     assert len(leading) >= 10
-    with video_decoding_module._FileFrames(str(path), "open") as frames:
-        assert frames.exact_part_starts() == []
+    with FileFrames(str(path), "open") as frames:
+        assert plan_parts(frames) is None
     _assert_same_result(_decode(path), _one_pass(path, monkeypatch))
 
 
 @pytest.mark.parametrize("misaligned", ["part-start-no-packet-has", "first-frame-not-the-first-packet"])
 def test_a_part_off_its_key_frame_falls_back_to_one_pass(tmp_path, monkeypatch, misaligned):
     path = _scenes_in_parts(tmp_path, monkeypatch, "bframes=3:keyint=24", cores=2)
-    with video_decoding_module._FileFrames(str(path), "scenes") as frames:
-        (key,) = frames.exact_part_starts()
+    with FileFrames(str(path), "scenes") as frames:
+        plan = plan_parts(frames)
+    (key,) = plan.starts
     reference = _one_pass(path, monkeypatch)
-    one_passes = record_calls(monkeypatch, video_decoding_module, "_decode_pass")
+    one_passes = record_calls(monkeypatch, video_decoding, "decode_in_one_pass")
     if misaligned == "part-start-no-packet-has":
         # The first part never reaches it, the second never starts.
-        monkeypatch.setattr(video_decoding_module._FileFrames, "exact_part_starts", lambda self: [key + 1])
+        monkeypatch.setattr(video_decoding, "plan_parts", lambda frames: PartPlan([key + 1], plan.origin))
     else:
         misplace_first_frame(monkeypatch)
     # The very result of one pass: its times count from the first frame decoded, not from the parts' first packet.
@@ -383,12 +388,13 @@ def test_bad_in_memory_frames():
 @pytest.mark.parametrize("cores", [1, 2])
 def test_parts_follow_the_cores_the_process_may_run_on(monkeypatch, scene_video, cores):
     # A container or `taskset` narrows the process's affinity below the machine's core count.
-    monkeypatch.setattr(video_decoding_module.os, "cpu_count", lambda: 8)
-    monkeypatch.setattr(video_decoding_module.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
-    monkeypatch.setattr(video_decoding_module, "MIN_EXACT_PART_SECONDS", 3.0)
-    assert video_decoding_module.usable_cores() == cores
-    with video_decoding_module._FileFrames(str(scene_video), "scenes") as frames:
-        assert len(frames.exact_part_starts()) == cores - 1
+    monkeypatch.setattr(decode_parts.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(decode_parts.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    monkeypatch.setattr(decode_parts, "MIN_PART_SECONDS", 3.0)
+    assert decode_parts.usable_cores() == cores
+    with FileFrames(str(scene_video), "scenes") as frames:
+        plan = plan_parts(frames)
+    assert (len(plan.starts) if plan else 0) == cores - 1
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="this system has no CPU affinity to narrow")
@@ -396,10 +402,10 @@ def test_usable_cores_reads_the_affinity_the_system_sets():
     kept = os.sched_getaffinity(0)
     try:
         os.sched_setaffinity(0, {min(kept)})
-        assert video_decoding_module.usable_cores() == 1
+        assert decode_parts.usable_cores() == 1
     finally:
         os.sched_setaffinity(0, kept)
-    assert video_decoding_module.usable_cores() == len(kept)
+    assert decode_parts.usable_cores() == len(kept)
 
 
 @pytest.mark.parametrize("in_parts", [False, True], ids=["one-pass", "parts-side-by-side"])
@@ -407,10 +413,95 @@ def test_a_detector_error_surfaces_without_hanging_the_decoder(monkeypatch, scen
     def broken(self, frame):
         raise RuntimeError("detector exploded")
 
-    monkeypatch.setattr(video_decoding_module, "usable_cores", lambda: 2)
-    monkeypatch.setattr(video_decoding_module, "MIN_EXACT_PART_SECONDS", 3.0 if in_parts else math.inf)
-    with video_decoding_module._FileFrames(str(scene_video), "scenes") as frames:
-        assert len(frames.exact_part_starts()) == in_parts
+    monkeypatch.setattr(decode_parts, "usable_cores", lambda: 2)
+    monkeypatch.setattr(decode_parts, "MIN_PART_SECONDS", 3.0 if in_parts else math.inf)
+    with FileFrames(str(scene_video), "scenes") as frames:
+        assert (plan_parts(frames) is not None) == in_parts
     monkeypatch.setattr(SceneCutDetector, "score", broken)
     with pytest.raises(RuntimeError, match="detector exploded"):
         _decode(scene_video)
+
+
+def _textured_scenes(scene_lengths, fps, size=(72, 96), seed=0):
+    """Scenes of smooth random texture panning sideways (frames of real motion), one texture per scene."""
+    rng = np.random.default_rng(seed)
+    height, width = size
+    for length in scene_lengths:
+        coarse = rng.integers(0, 256, (6, 16, 3), dtype=np.uint8)
+        canvas = np.asarray(
+            av.VideoFrame.from_ndarray(coarse, format="rgb24")
+            .reformat(width=2 * width, height=height, format="rgb24", interpolation="BICUBIC")
+            .to_ndarray()
+        )
+        for index in range(length):
+            yield np.ascontiguousarray(canvas[:, index : index + width])
+
+
+def _cut_without_re_encoding(source, target, frames: int):
+    """`source` from its `frames`-th frame on, its packets copied as a cut without re-encoding copies them: from the
+    key frame before the cut, with an edit list (written for the negative timestamps) that starts the stream at it."""
+    with av.open(str(source)) as whole, av.open(str(target), "w") as cut:
+        stream = whole.streams.video[0]
+        copy = cut.add_stream_from_template(stream)
+        shift = round(frames / stream.average_rate / stream.time_base)
+        for packet in whole.demux(stream):
+            if packet.dts is None:
+                continue
+            packet.pts, packet.dts, packet.stream = packet.pts - shift, packet.dts - shift, copy
+            cut.mux(packet)
+    return target
+
+
+@pytest.fixture(scope="module")
+def cut_video(tmp_path_factory):
+    """A file cut without re-encoding 5 frames into a B-pyramid video (24 FPS, 15 s, key frames every 30 frames)."""
+    folder = tmp_path_factory.mktemp("cut")
+    options = {"x264-params": "ref=1:bframes=3:b-pyramid=normal:keyint=30:scenecut=0"}
+    whole = write_video(folder / "whole.mp4", _textured_scenes([130, 110, 120], 24), fps=24, encoder_options=options)
+    return _cut_without_re_encoding(whole, folder / "cut.mp4", frames=5)
+
+
+def test_a_file_cut_without_re_encoding_keeps_its_times_and_frames(cut_video, monkeypatch):
+    with av.open(str(cut_video)) as container, av.open(str(cut_video)) as packets:
+        stream = container.streams.video[0]
+        first_packet = next(packets.demux(video=0))
+        first_frame = next(container.decode(stream))
+        # The cut's key frame is not shown, and the first frame shown is a B-frame.
+        assert first_packet.is_discard and first_packet.pts < stream.start_time == first_frame.pts
+        assert first_frame.pict_type == PictureType.B and stream.frames == 360
+    monkeypatch.setattr(decode_parts, "usable_cores", lambda: 2)
+    monkeypatch.setattr(decode_parts, "MIN_PART_SECONDS", 3.0)
+    one_passes = record_calls(monkeypatch, video_decoding, "decode_in_one_pass")
+    in_parts = _decode(cut_video)  # not taken for a truncated file: the stream shows 355 of its 360 frames
+    assert in_parts.num_decoded_frames == 355 and not one_passes  # in parts, none of which fell back to one pass
+    np.testing.assert_allclose(in_parts.cut_times, [125 / 24, 235 / 24], atol=1e-6)
+    assert in_parts.duration == 355 / 24
+    _assert_same_result(in_parts, _one_pass(cut_video, monkeypatch))
+
+
+@pytest.mark.parametrize("fps", [1.0, 2.0])
+def test_the_data_checks_probe_predicts_the_decoders_frames(cut_video, fps):
+    # Times from the first frame shown, of a file cut without re-encoding too, whose first packets are never shown.
+    for path in (real_video("bikes.mp4"), cut_video):
+        probe = probe_video(str(path), fps)
+        decoded = decode_video(path, TRANSFORM, fps)
+        assert probe["error"] is None
+        assert probe["timestamps"] == decoded.timestamps.tolist()
+        assert probe["duration"] == decoded.duration and probe["num_frames"] == decoded.num_decoded_frames
+
+
+@pytest.mark.parametrize("in_parts", [False, True], ids=["one-pass", "parts-side-by-side"])
+def test_thumbnails_from_the_decode_pass_are_the_seeking_pass_frames(tmp_path, monkeypatch, in_parts):
+    frame = np.zeros((48, 96, 3), np.uint8)
+    frame[:, :24] = 255
+    rotated = write_video(tmp_path / "rotated.mp4", [frame] * 30, fps=10, rotation=90)
+    monkeypatch.setattr(decode_parts, "usable_cores", lambda: 2)
+    monkeypatch.setattr(decode_parts, "MIN_PART_SECONDS", 3.0 if in_parts else math.inf)
+    for path, shape in ((real_video("bikes.mp4"), (10, 120, 282, 3)), (rotated, (3, 120, 60, 3))):
+        decoded = decode_video(path, TRANSFORM, thumbnail_height=120)
+        assert decoded.thumbnails.shape == shape and decoded.thumbnails.dtype == np.uint8
+        # The frames the index's seeking pass takes at the sampled times, pixel for pixel.
+        np.testing.assert_array_equal(decoded.thumbnails, segment_thumbnails(path, decoded.timestamps.tolist()))
+    assert decode_video(rotated, TRANSFORM).thumbnails is None
+    # Rotated 90 degrees counter-clockwise for display, the left band becomes the bottom rows.
+    assert decoded.thumbnails[0][-10:].mean() > 200 and decoded.thumbnails[0][:10].mean() < 60

@@ -4,8 +4,8 @@
 segments), `data_check` (probe, repair or skip, report), `adapters` (LLaVA JSON and SceneWalk rows), `collator`
 (videos decoded per batch, response-only LM labels), `trainer` (`L_ar + w · L_sim` in the optimised loss, tower and
 non-tower learning rates, whole periodic pushes), `recipe` (stage config files, freezing), `run` and `cli`
-(`salova-train`), `evaluation` (recall@k and exact-match against a random router), `synthetic_corpus` and
-`end_to_end` (the tiny proof that the three stages learn to retrieve).
+(`salova-train`), `synthetic_corpus` and `end_to_end` (the tiny proof that the three stages learn to retrieve,
+scored by `salova.evaluation.retrieval`).
 """
 
 from .collator import SalovaCollator

@@ -22,8 +22,14 @@ from pathlib import Path
 
 import av
 import datasets
-import numpy as np
-from salova.processing.video_decoding import MISSING_FRAMES_TOLERANCE, next_sampling_instant
+from salova.processing.frame_sampling import sampled_times
+from salova.processing.video_frames import (
+    is_truncated,
+    presented_frames,
+    pts_seconds,
+    stream_frame_rate,
+    time_origin,
+)
 from salova.training.data import RecordError, RowSettings, media_path, parse_record, record_row
 from salova.training.reading import read_records
 
@@ -153,45 +159,51 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+_PROBE_FAILURE = {"duration": 0.0, "num_frames": 0, "timestamps": []}
+
+
 @functools.lru_cache(maxsize=64)
 def probe_video(path: str, sampling_fps: float) -> dict:
     """Opens the video, reads its packet index and decodes its first frame.
 
     Returns `{"error", "reason", "duration", "num_frames", "timestamps"}`: `timestamps` are the times of the frames
-    the processor samples at `sampling_fps` (the first frame at or after each `k / fps`), `error` a message for an
-    unreadable video (None otherwise).
+    the processor samples at `sampling_fps`, counted from the first frame shown as the decoder counts them,
+    `error` a message for an unreadable video (None otherwise).
     """
-    failure = {"duration": 0.0, "num_frames": 0, "timestamps": []}
     try:
         with av.open(path) as container:
             if not container.streams.video:
-                return {**failure, "error": f"{path}: no video stream", "reason": "no video stream"}
-            stream = container.streams.video[0]
-            declared = stream.frames or None
-            rate = Fraction(stream.average_rate or stream.guessed_rate or 25)
-            times, decoded_first = [], False
-            for packet in container.demux(stream):
-                if packet.size == 0:
-                    continue
-                if not decoded_first:
-                    decoded_first = bool(packet.decode())
-                if packet.pts is not None:
-                    times.append(float(packet.pts * packet.time_base))
+                return {**_PROBE_FAILURE, "error": f"{path}: no video stream", "reason": "no video stream"}
+            return _probe_stream(path, container, container.streams.video[0], sampling_fps)
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as error:
-        return {**failure, "error": f"{path}: not a readable video ({error})", "reason": "unreadable video"}
-    if not times or not decoded_first:
-        return {**failure, "error": f"{path}: no decodable frame", "reason": "unreadable video"}
-    if declared and len(times) < declared * (1 - MISSING_FRAMES_TOLERANCE) - 1:
+        return {**_PROBE_FAILURE, "error": f"{path}: not a readable video ({error})", "reason": "unreadable video"}
+
+
+def _probe_stream(path: str, container, stream, sampling_fps: float) -> dict:
+    presented, first_frame = [], None
+    for packet in container.demux(stream):
+        if packet.size == 0:
+            continue
+        if first_frame is None:
+            first_frame = next(iter(packet.decode()), None)
+        # A packet an edit list leaves out is decoded for the frames after it, never shown.
+        if packet.pts is not None and not packet.is_discard:
+            presented.append(packet.pts)
+    if not presented or first_frame is None:
+        return {**_PROBE_FAILURE, "error": f"{path}: no decodable frame", "reason": "unreadable video"}
+    expected = presented_frames(stream)
+    if is_truncated(len(presented), expected):
         return {
-            **failure,
-            "error": f"{path}: {len(times)} of the {declared} frames the file declares; truncated or corrupt",
+            **_PROBE_FAILURE,
+            "error": f"{path}: {len(presented)} of the {expected} frames the file shows; truncated or corrupt",
             "reason": "truncated video",
         }
-    times = np.sort(np.asarray(times)) - min(times)
-    sampled, next_time = [], 0.0
-    for seconds in times.tolist():
-        if seconds + 1e-6 >= next_time:
-            sampled.append(seconds)
-            next_time = next_sampling_instant(seconds, sampling_fps)
-    duration = float(times[-1] + 1.0 / float(rate))
-    return {"error": None, "reason": None, "duration": duration, "num_frames": len(times), "timestamps": sampled}
+    origin, time_base = time_origin(stream, first_frame), Fraction(stream.time_base)
+    times = [pts_seconds(pts - origin, time_base) for pts in sorted(presented)]
+    return {
+        "error": None,
+        "reason": None,
+        "duration": times[-1] + 1.0 / float(stream_frame_rate(stream)),
+        "num_frames": len(times),
+        "timestamps": sampled_times(times, sampling_fps),
+    }

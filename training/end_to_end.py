@@ -16,11 +16,10 @@ from pathlib import Path
 
 import torch
 import transformers
-from salova.assistant import ask_with_index
+from salova.assistant import VideoAssistant, ask_with_index
+from salova.evaluation.retrieval import evaluate, random_router, summarise
 from salova.hub_configs import build_salova
-from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from .evaluation import evaluate, random_router, summarise
 from .recipe import StageRecipe, load_recipe
 from .run import train_stage
 from .synthetic_corpus import CorpusSettings, generate_corpus
@@ -128,11 +127,10 @@ def run_end_to_end(
         timings[f"stage {stage}"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    model = AutoModelForImageTextToText.from_pretrained(checkpoint)
-    processor = AutoProcessor.from_pretrained(checkpoint)
-    learned = evaluate(model, processor, corpus["eval"], seed=settings.seed, progress=progress)
-    with random_router(model):
-        ablation = evaluate(model, processor, corpus["eval"], seed=settings.seed, progress=progress)
+    assistant = VideoAssistant.from_pretrained(checkpoint)
+    learned = evaluate(assistant, corpus["eval"], seed=settings.seed, progress=progress)
+    with random_router(assistant.model):
+        ablation = evaluate(assistant, corpus["eval"], seed=settings.seed, progress=progress)
     timings["evaluation"] = time.perf_counter() - start
     report = {
         "learned": summarise(learned),
@@ -169,6 +167,6 @@ def _print_report(report: dict, results) -> None:
         if not result.id.startswith(video):
             continue
         print(f"\nQ: {result.question}\nA: {result.answer!r} (reference {result.reference!r})")
-        for index, segment in enumerate(result.segments):
-            marks = ("focus " if segment["selected"] else "") + ("<- asked" if index in result.asked_scenes else "")
-            print(f"  scene {index:2d} {segment['start']}-{segment['end']}  score {segment['score']:+.2f}  {marks}")
+        for scene in result.scenes:
+            marks = ("focus " if scene.focus else "") + ("<- asked" if scene.index in result.asked_scenes else "")
+            print(f"  scene {scene.index:2d} {scene.span}  score {scene.score:+.2f}  {marks}")
