@@ -2,27 +2,24 @@
 
 Every request that needs the model takes a `Ticket` first; when `workers + max_queue` tickets are out the next
 request is refused at once (503 with `Retry-After`, from the recent jobs' times). A worker runs one job at a time
-(open an index, or answer a question), so it never holds more than one decoded video. Opening an index holds an
-exclusive lock file beside it in the index folder, across threads and across server processes sharing the folder:
-the first question about a video builds its index while the others wait, then load it. The last few indexes opened
+(open an index, or answer a question), so it never holds more than one decoded video. The index cache locks each
+index file while it loads or builds it, across threads and across server processes sharing the folder: the first
+question about a video builds its index while the others wait, then load it. The last few indexes opened
 stay in memory, keyed by their file's identity (device, inode, size, modification time), so a later question about
 the same file neither hashes it nor reads its index again.
 """
 
 import asyncio
-import fcntl
 import logging
 import math
-import os
 import statistics
 import threading
 import time
 from collections import Counter, OrderedDict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
-from salova.assistant.index import CorruptIndexError, current_provenance
+from salova.assistant.index import CorruptIndexError
 from salova.assistant.serve_protocol import ApiError
 
 logger = logging.getLogger("salova.serve")
@@ -111,19 +108,14 @@ class Scheduler:
                 self._opened.move_to_end(identity)
                 self.counts["reused"] += 1
                 return index, "reused", time.perf_counter() - started
-        assistant = self.assistant
-        key = current_provenance(assistant.model, assistant.processor, path).key
-        with _exclusive(assistant.cache.folder / f".{key}.lock"):
+        try:
             try:
-                try:
-                    index, status, seconds = assistant.open(path, progress=False)
-                except CorruptIndexError as error:
-                    logger.warning("rebuilding a damaged index: %s", error)
-                    index, status, seconds = assistant.open(path, reindex=True, progress=False)
-            except (ValueError, FileNotFoundError) as error:  # the video, not the server, is at fault
-                raise ApiError(
-                    400, f"'{param}': {name} could not be indexed: {error}", param, "invalid_video"
-                ) from error
+                index, status, seconds = self.assistant.open(path, progress=False)
+            except CorruptIndexError as error:
+                logger.warning("rebuilding a damaged index: %s", error)
+                index, status, seconds = self.assistant.open(path, reindex=True, progress=False)
+        except (ValueError, FileNotFoundError) as error:  # the video, not the server, is at fault
+            raise ApiError(400, f"'{param}': {name} could not be indexed: {error}", param, "invalid_video") from error
         with self._lock:
             self.counts[status] += 1
             if self.indexes_in_memory:
@@ -159,15 +151,3 @@ class Scheduler:
 def _file_identity(path: Path) -> tuple[int, int, int, int]:
     stat = path.stat()
     return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
-
-
-@contextmanager
-def _exclusive(lock_path: Path):
-    """Holds an exclusive `flock` on `lock_path` (created if missing): one holder across threads and processes."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(descriptor)  # closing releases the lock
