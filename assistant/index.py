@@ -25,8 +25,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import av
-import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -107,7 +105,8 @@ class EncodedVideo:
 class SalovaVideoIndex(EncodedVideo):
     """
     An `EncodedVideo` of a video file, with what it takes to show it and to store it:
-    thumbnails (`(S, h, w, 3)` uint8): the source frame at the middle of each segment, `THUMBNAIL_HEIGHT` high.
+    thumbnails (`(S, h, w, 3)` uint8): the sampled frame at the middle of each segment as displayed (rotation
+        applied, aspect kept), `THUMBNAIL_HEIGHT` high, taken in the decode pass.
     video: the video's file name. duration: its length in seconds. provenance: see `Provenance`.
     video_settings: the processor's video settings, as recorded (their fingerprint is in `provenance`).
     """
@@ -120,14 +119,14 @@ class SalovaVideoIndex(EncodedVideo):
 
     @classmethod
     def from_encoded(
-        cls, encoded: EncodedVideo, video: str | Path, provenance: Provenance, processor
+        cls, encoded: EncodedVideo, thumbnails: torch.Tensor, video: str | Path, provenance: Provenance, processor
     ) -> "SalovaVideoIndex":
-        """The index of the file `video`, encoded as `encoded`: its thumbnails taken from the file."""
+        """The index of the file `video`, encoded as `encoded`, with the `segment_thumbnails` of its decode."""
         video = Path(video)
         times = encoded.segment_times
         return cls(
             **{name: getattr(encoded, name) for name in ENCODED_NAMES},
-            thumbnails=torch.from_numpy(segment_thumbnails(video, times.mean(1).tolist())),
+            thumbnails=thumbnails,
             video=video.name,
             duration=float(times[-1, 1]),  # the last segment ends with the video
             provenance=provenance,
@@ -231,14 +230,15 @@ def encode_video(model, processor, video, progress: bool | None = False, **video
 def build_index(
     model, processor, video: str | Path, progress: bool = True, provenance: Provenance | None = None
 ) -> SalovaVideoIndex:
-    """The index of the file `video`, in its stages: `current_provenance` (the file's hash), `decode_video`,
-    `encode_frames`, then `SalovaVideoIndex.from_encoded` (the thumbnails).
+    """The index of the file `video`, in its stages: `current_provenance` (the file's hash), `decode_video` (with
+    the thumbnails), `encode_frames`, then `SalovaVideoIndex.from_encoded`.
 
     `provenance` saves hashing the file again when the caller has it.
     """
     provenance = provenance or current_provenance(model, processor, video)
-    encoded = encode_video(model, processor, str(video), progress)
-    return SalovaVideoIndex.from_encoded(encoded, video, provenance, processor)
+    frames = decode_video(processor, str(video), progress, thumbnail_height=THUMBNAIL_HEIGHT)
+    encoded = encode_frames(model, frames, progress)
+    return SalovaVideoIndex.from_encoded(encoded, frames["segment_thumbnails"], video, provenance, processor)
 
 
 class IndexCache:
@@ -304,7 +304,8 @@ def current_provenance(model, processor, video: str | Path) -> Provenance:
 def video_settings(processor) -> dict:
     """The settings of the processor's `SalovaVideoProcessor`, which decide the frames the tower sees (JSON-ready)."""
     settings = processor.video_processor.to_dict()
-    settings.pop("progress", None)  # shows a bar, changes no frame
+    for display_only in ("progress", "thumbnail_height"):  # a bar, a picture for people: no frame the tower sees
+        settings.pop(display_only, None)
     return json.loads(json.dumps(settings, sort_keys=True, default=str))
 
 
@@ -335,36 +336,6 @@ def weights_fingerprint(model) -> str:
             digest.update(data.flatten().view(torch.uint8).numpy().tobytes())
     model._salova_index_fingerprint = digest.hexdigest()[:32]
     return model._salova_index_fingerprint
-
-
-def _even(pixels: float) -> int:
-    return max(2, round(pixels / 2) * 2)
-
-
-def segment_thumbnails(video: str | Path, times: list[float], height: int = THUMBNAIL_HEIGHT) -> np.ndarray:
-    """`(len(times), height, width, 3)` uint8: the first frame at or after each time, from the source file by
-    seeking (the sampled frames are already squashed to the tower's size). Width keeps the display aspect, and
-    the display rotation is applied, as the processor does."""
-    thumbnails = []
-    with av.open(str(video)) as container:
-        stream = container.streams.video[0]
-        context = stream.codec_context
-        for seconds in times:
-            container.seek(int(seconds / stream.time_base) + (stream.start_time or 0), stream=stream)
-            frame = None
-            for frame in container.decode(stream):
-                if frame.time is None or frame.time + 1e-6 >= seconds + (stream.start_time or 0) * stream.time_base:
-                    break
-            if frame is None:
-                raise ValueError(f"{video}: no frame could be decoded at {seconds:.3f} s for its thumbnail.")
-            quarter_turns = (frame.rotation // 90) % 4
-            if quarter_turns % 2:  # stored sideways: its width becomes the displayed height
-                stored_width, stored_height = height, _even(height * context.height / context.width)
-            else:
-                stored_width, stored_height = _even(height * context.width / context.height), height
-            pixels = frame.reformat(width=stored_width, height=stored_height, format="rgb24").to_ndarray()
-            thumbnails.append(np.ascontiguousarray(np.rot90(pixels, k=quarter_turns)))
-    return np.stack(thumbnails)
 
 
 def _encoding_progress(model, num_frames: int, num_segments: int, enabled: bool):

@@ -30,7 +30,7 @@ import av
 import torch
 from processor_speed import REAL_VIDEOS, RESULTS, bare_decode, ensure_long_video
 from salova.assistant import IndexCache, SalovaVideoIndex, VideoAssistant
-from salova.assistant.index import current_provenance, decode_video, encode_frames
+from salova.assistant.index import THUMBNAIL_HEIGHT, current_provenance, decode_video, encode_frames
 from salova.hub_configs import build_salova
 from salova.modeling import SalovaConfig
 
@@ -50,7 +50,7 @@ def first_question(assistant: VideoAssistant, video: Path, max_new_tokens: int) 
     stages["hash"] = time.perf_counter() - started
 
     mark = time.perf_counter()
-    frames = decode_video(processor, str(video))
+    frames = decode_video(processor, str(video), thumbnail_height=THUMBNAIL_HEIGHT)
     stages["decode"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
@@ -58,7 +58,7 @@ def first_question(assistant: VideoAssistant, video: Path, max_new_tokens: int) 
     stages["encode"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    index = SalovaVideoIndex.from_encoded(encoded, video, provenance, processor)
+    index = SalovaVideoIndex.from_encoded(encoded, frames["segment_thumbnails"], video, provenance, processor)
     index.save(assistant.cache.path_for(provenance))
     stages["store"] = time.perf_counter() - mark
 

@@ -29,7 +29,6 @@ from salova.assistant import (
     ask_with_index,
 )
 from salova.assistant import index as index_module
-from salova.assistant.index import segment_thumbnails
 from salova.assistant.timeline import FOCUS_COLOUR, draw_timeline
 
 from salova.cli import main
@@ -419,12 +418,15 @@ def test_bad_arguments_are_named(checkpoint, scene_video, tmp_path):
         )
 
 
-def test_thumbnails_are_shown_as_displayed(tmp_path):
-    """A video stored sideways with a display rotation gets upright thumbnails, as the processor's frames are."""
+def test_index_thumbnails_are_shown_as_displayed(assistant, tmp_path):
+    """A video stored sideways with a display rotation gets upright thumbnails in its index, as the processor's
+    frames are (taken in the decode pass, `THUMBNAIL_HEIGHT` high)."""
     frame = np.zeros((32, 64, 3), np.uint8)
     frame[:, :16] = 255  # a white band on the left of the stored frame
     rotated = write_video(tmp_path / "rotated.mp4", [frame] * 3, fps=3, rotation=90)
-    (thumbnail,) = segment_thumbnails(rotated, [0.0], height=64)
-    assert thumbnail.shape[:2] == (64, 32)  # 64 wide, 32 tall stored: 32 wide, 64 tall displayed
+    index = index_module.build_index(assistant.model, assistant.processor, rotated, progress=False)
+    (thumbnail,) = index.thumbnails.numpy()
+    height = index_module.THUMBNAIL_HEIGHT
+    assert thumbnail.shape[:2] == (height, height // 2)  # 64 wide, 32 tall stored: 32 wide, 64 tall displayed
     # Rotated 90 degrees counter-clockwise for display, the left band becomes the bottom rows.
     assert thumbnail[-8:].mean() > 200 and thumbnail[:8].mean() < 60

@@ -33,5 +33,6 @@ def test_readme_answering_core_snippet_runs(tiny_checkpoint, scene_video, tmp_pa
     exec(compile(code, "README.md", "exec"), namespace)
     answer = namespace["answer"]
     assert answer.finish_reason in ("stop", "length") and answer.usage.completion_tokens >= 1
-    assert capsys.readouterr().out.replace("\n", "").strip() == answer.text
+    *streamed, summary = capsys.readouterr().out.rstrip("\n").split("\n")
+    assert "".join(streamed).strip() == answer.text and answer.finish_reason in summary
     assert namespace["status"] == "built" and len(answer.scenes) == namespace["index"].num_segments == 5

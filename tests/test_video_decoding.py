@@ -13,7 +13,6 @@ import scenedetect
 from av.video.frame import PictureType
 from conftest import colour_scenes, misplace_first_frame, real_video, record_calls
 from PIL import Image
-from salova.assistant.index import segment_thumbnails
 from salova.processing import FrameTransform, SceneCutDetector, decode_parts, decode_video, video_decoding
 from salova.processing.decode_parts import PartPlan, plan_parts
 from salova.processing.video_frames import FileFrames
@@ -501,7 +500,36 @@ def test_thumbnails_from_the_decode_pass_are_the_seeking_pass_frames(tmp_path, m
         decoded = decode_video(path, TRANSFORM, thumbnail_height=120)
         assert decoded.thumbnails.shape == shape and decoded.thumbnails.dtype == np.uint8
         # The frames the index's seeking pass takes at the sampled times, pixel for pixel.
-        np.testing.assert_array_equal(decoded.thumbnails, segment_thumbnails(path, decoded.timestamps.tolist()))
+        np.testing.assert_array_equal(decoded.thumbnails, _thumbnails_by_seeking(path, decoded.timestamps.tolist()))
     assert decode_video(rotated, TRANSFORM).thumbnails is None
     # Rotated 90 degrees counter-clockwise for display, the left band becomes the bottom rows.
     assert decoded.thumbnails[0][-10:].mean() > 200 and decoded.thumbnails[0][:10].mean() < 60
+
+
+def _even(pixels: float) -> int:
+    return max(2, round(pixels / 2) * 2)
+
+
+def _thumbnails_by_seeking(video, times: list[float], height: int = 120) -> np.ndarray:
+    """The reference the decode pass's thumbnails are checked against: `(len(times), height, width, 3)` uint8, the
+    first frame at or after each time, found by seeking the file, display aspect kept and rotation applied."""
+    thumbnails = []
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        context = stream.codec_context
+        for seconds in times:
+            container.seek(int(seconds / stream.time_base) + (stream.start_time or 0), stream=stream)
+            frame = None
+            for frame in container.decode(stream):
+                if frame.time is None or frame.time + 1e-6 >= seconds + (stream.start_time or 0) * stream.time_base:
+                    break
+            if frame is None:
+                raise ValueError(f"{video}: no frame could be decoded at {seconds:.3f} s for its thumbnail.")
+            quarter_turns = (frame.rotation // 90) % 4
+            if quarter_turns % 2:  # stored sideways: its width becomes the displayed height
+                stored_width, stored_height = height, _even(height * context.height / context.width)
+            else:
+                stored_width, stored_height = _even(height * context.width / context.height), height
+            pixels = frame.reformat(width=stored_width, height=stored_height, format="rgb24").to_ndarray()
+            thumbnails.append(np.ascontiguousarray(np.rot90(pixels, k=quarter_turns)))
+    return np.stack(thumbnails)

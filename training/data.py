@@ -97,11 +97,6 @@ class RowSettings:
     def for_processor(cls, stage: str, processor, **settings) -> "RowSettings":
         """The rows `processor` will produce: its video processor's sampling rate and segment policy."""
         video_processor = processor.video_processor
-        if video_processor.scene_detection != "exact":
-            raise ValueError(
-                f"The processor's scene_detection is {video_processor.scene_detection!r}: training data is checked "
-                'and segmented on the exact 1 FPS frames, so train with scene_detection="exact".'
-            )
         return cls(stage, sampling_fps=video_processor.fps, policy=video_processor.segmentation_policy(), **settings)
 
     def __post_init__(self):
