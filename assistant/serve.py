@@ -147,7 +147,7 @@ def build_app(assistant, settings: ServeSettings) -> FastAPI:
             video = await media.resolve(chat.video.url, chat.video.param)
             try:
                 index, status, seconds = await scheduler.run(
-                    scheduler.open_index, video.path, video.name, chat.video.param
+                    scheduler.open_index, video.path, video.name, chat.video.param, not video.temporary
                 )
             finally:
                 video.release()  # the index holds what the answer needs

@@ -99,11 +99,13 @@ class Scheduler:
             running = min(self.admitted, self.workers)
             return {"running": running, "queued": self.admitted - running, "capacity": self.workers + self.max_queue}
 
-    def open_index(self, path: Path, name: str, param: str):
-        """`(index, "built" | "reused", seconds)` of the video at `path`, built once across threads and processes."""
+    def open_index(self, path: Path, name: str, param: str, remember: bool = True):
+        """`(index, "built" | "reused", seconds)` of the video at `path`, built once across threads and processes.
+        `remember`: keep the index in memory for this file (not for a temporary file, whose inode a later one
+        may take)."""
         started, identity = time.perf_counter(), _file_identity(path)
         with self._lock:
-            index = self._opened.get(identity)
+            index = self._opened.get(identity) if remember else None
             if index is not None:
                 self._opened.move_to_end(identity)
                 self.counts["reused"] += 1
@@ -118,7 +120,7 @@ class Scheduler:
             raise ApiError(400, f"'{param}': {name} could not be indexed: {error}", param, "invalid_video") from error
         with self._lock:
             self.counts[status] += 1
-            if self.indexes_in_memory:
+            if remember and self.indexes_in_memory:
                 self._opened[identity] = index
                 while len(self._opened) > self.indexes_in_memory:
                     self._opened.popitem(last=False)

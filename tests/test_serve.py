@@ -27,7 +27,7 @@ import openai
 import pytest
 import uvicorn
 from conftest import real_video, record_calls
-from salova.assistant import IndexCache, SalovaVideoIndex, VideoAssistant
+from salova.assistant import IndexCache, SalovaVideoIndex, VideoAssistant, serve_jobs
 from salova.assistant import serve as serve_module
 from salova.assistant.serve import ServeSettings, build_app
 from salova.assistant.serve_media import MEBIBYTE, MediaPolicy
@@ -229,7 +229,7 @@ def test_uploaded_file_is_referenced_by_id(server, client, media):
         ask(client, uploaded.id)
 
 
-def test_data_url_video(client, server, media):
+def test_data_url_video(client, server, media, monkeypatch):
     video = media / "carphone_pristine.mp4"
     data_url = "data:video/mp4;base64," + base64.b64encode(video.read_bytes()).decode()
     assert (
@@ -237,6 +237,12 @@ def test_data_url_video(client, server, media):
         == ask(client, str(video), max_tokens=12).choices[0].message.content
     )
     assert list(server[1].state.media.folder.iterdir()) == []  # its temporary file is removed
+    # A later temporary file may take a deleted one's inode: its index is found by content, never kept in memory.
+    monkeypatch.setattr(serve_jobs, "_file_identity", lambda path: (1, 1, 1, 1))
+    opened = record_calls(monkeypatch, server[1].state.scheduler.assistant, "open")
+    ask(client, data_url, max_tokens=2)
+    ask(client, data_url, max_tokens=2)
+    assert len(opened) == 2
 
 
 class _ClipHandler(http.server.SimpleHTTPRequestHandler):
