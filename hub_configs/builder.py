@@ -51,7 +51,7 @@ def load_chat_template(name: str) -> str:
     """
     if name not in CHAT_TEMPLATES:
         raise ValueError(f"Unknown chat template {name!r}; choose one of {CHAT_TEMPLATES}.")
-    return with_list_content((Path(__file__).parent / "chat_templates" / f"{name}.jinja").read_text(), VIDEO_TOKEN)
+    return with_list_content(_template_file(name), VIDEO_TOKEN)
 
 
 def build_processor(
@@ -220,8 +220,8 @@ def assemble(
 
     tokenizer = llm.tokenizer
     own_template = tokenizer.chat_template if llm.source is not None else None
-    ensure_pad_token(tokenizer)
     _check_fits(tokenizer, llm.config.vocab_size, llm.name, "tokenizer")
+    ensure_pad_token(tokenizer)
     if VIDEO_TOKEN not in tokenizer.get_vocab():
         tokenizer.add_special_tokens({"additional_special_tokens": [VIDEO_TOKEN]})
     try:
@@ -302,6 +302,7 @@ def _set_generation_tokens(model, tokenizer: PreTrainedTokenizerBase, llm: Compo
 
 
 def _template_file(name: str) -> str:
+    """A shipped template as written, for string message content."""
     return (Path(__file__).parent / "chat_templates" / f"{name}.jinja").read_text()
 
 
