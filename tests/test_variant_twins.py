@@ -15,9 +15,13 @@ import sys
 import textwrap
 
 import pytest
+import torch
 from conftest import BLOCK_REPO_IMPORTS, real_video
-from salova.hub_configs import assemble, load_component, load_variant, random_llm, random_tower
+from salova.hub_configs import assemble, load_chat_template, load_component, load_variant, random_llm, random_tower
 from salova.hub_configs.builder import _config
+from salova.training.collator import SalovaCollator
+from salova.training.data import RowSettings
+from salova.training.data_check import check_data
 from salova.training.recipe import load_recipe
 from salova.training.run import train_stage
 from salova.training.synthetic_corpus import CorpusSettings, generate_corpus
@@ -76,6 +80,12 @@ def test_twin_trains_every_stage_and_answers_in_a_fresh_process(variant, corpus,
     assert processor.tokenizer.pad_token_id != processor.query_tokenizer.pad_token_id
     if variant != "3.8b":
         assert processor.tokenizer.pad_token_id >= model.config.query_encoder_config.vocab_size
+    first, second = check_data(corpus["stage1"], RowSettings("1"), num_proc=1, show=False)[0].select([0, 1])
+    second = {**second, "queries": [second["queries"][0] + " seen from far away"]}  # queries of different lengths
+    batch = SalovaCollator(processor, load_chat_template("plain"))([first, second])
+    assert (batch["query_attention_mask"] == 0).any()
+    with torch.no_grad():  # the padded queries reach the query encoder's embedding table
+        model.model.encode_query(batch["query_input_ids"], batch["query_attention_mask"])
     checkpoint = tmp_path / "stage0"
     model.save_pretrained(checkpoint)
     processor.save_pretrained(checkpoint)
