@@ -53,9 +53,8 @@ class _Clock:
 
 
 def measure(variant: str, clip: str, new_tokens: int, device: str) -> dict:
-    from transformers import LogitsProcessorList
-
     from salova.hub_configs import build_salova
+    from transformers import LogitsProcessorList
 
     started = time.perf_counter()
     model, processor = build_salova(variant, random_weights=True, dtype=torch.bfloat16)

@@ -240,7 +240,7 @@ def assemble(
     else:
         model = _with_pretrained_parts(config, tower, llm, dtype, query_positions)
     if config.video_token_id >= model.get_input_embeddings().num_embeddings:
-        # New rows drawn like the others: the mean-and-covariance start of a pretrained table costs minutes at 128k rows.
+        # New rows drawn like the others: a start from the table's mean and covariance costs minutes at 128k rows.
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     _set_generation_tokens(model, tokenizer, llm)
     processor = build_processor(config, tokenizer, tower.tokenizer, own_template or chat_template)

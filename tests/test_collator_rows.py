@@ -29,14 +29,17 @@ def corpus(tmp_path_factory):
     for index, colour in enumerate(COLOURS[:2]):
         write_video(root / f"clip{index}.mp4", colour_scenes([colour], 2.0, fps=4, size=(64, 64)), fps=4)
     (root / "broken.mp4").write_bytes(b"not a video")
-    conversation = [{"role": role, "content": text} for turn in TURNS for role, text in zip(("user", "assistant"), turn)]
+    conversation = [
+        {"role": role, "content": text}
+        for turn in TURNS
+        for role, text in zip(("user", "assistant"), turn, strict=True)
+    ]
     v2t = [[0.9 if scene == turn else 0.01 for scene in range(4)] for turn in range(3)]
     stage2 = {"id": "three", "video": "v.mp4", "scenes": [{"start": 3.0 * i} for i in range(4)]}
     (root / "stage2.jsonl").write_text(json.dumps({**stage2, "conversations": conversation, "v2t": v2t}) + "\n")
     captions = ["a red clip", "a green clip that is described at some length"]
-    (root / "stage1.jsonl").write_text(
-        "".join(json.dumps({"id": f"c{i}", "video": f"clip{i}.mp4", "caption": c}) + "\n" for i, c in enumerate(captions))
-    )
+    records = [{"id": f"c{index}", "video": f"clip{index}.mp4", "caption": text} for index, text in enumerate(captions)]
+    (root / "stage1.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
     return root
 
 

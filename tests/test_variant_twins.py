@@ -50,13 +50,14 @@ ANSWER = BLOCK_REPO_IMPORTS + textwrap.dedent(
     folder, clip = sys.argv[1], sys.argv[2]
     model = AutoModelForImageTextToText.from_pretrained(folder, trust_remote_code=True).eval()
     processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
-    conversation = [{"role": "user", "content": [{"type": "video", "path": clip}, {"type": "text", "text": "Who rides?"}]}]
+    content = [{"type": "video", "path": clip}, {"type": "text", "text": "Who rides?"}]
+    conversation = [{"role": "user", "content": content}]
     prompt = processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
     inputs = processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=True, return_dict=True)
     with torch.no_grad():
         output = model.generate(**inputs, max_new_tokens=4, do_sample=False)
     print("prompt", repr(prompt.replace(processor.video_token, "")))
-    print("segments", int(inputs["segments_per_video"][0]), "new_tokens", output.shape[1] - inputs["input_ids"].shape[1])
+    print("new_tokens", output.shape[1] - inputs["input_ids"].shape[1])
     """
 )
 
@@ -76,7 +77,7 @@ def test_twin_trains_every_stage_and_answers_in_a_fresh_process(variant, corpus,
     head = {"head_dim": LLM_WIDTH["hidden_size"] // LLM_WIDTH["num_attention_heads"]} if "head_dim" in published else {}
     llm.config = _config({**published, **LLM_WIDTH, **head}, depth=2)
     model, processor = assemble(random_tower(spec, depth=2), llm, spec["settings"], chat_template=spec["chat_template"])
-    # The tiny variant pads both with id 0; here the pads differ, and Llama-3's and Qwen2.5's lie past the query vocabulary.
+    # The tiny variant pads both with id 0; here they differ, and Llama-3's and Qwen2.5's lie past the query vocabulary.
     assert processor.tokenizer.pad_token_id != processor.query_tokenizer.pad_token_id
     if variant != "3.8b":
         assert processor.tokenizer.pad_token_id >= model.config.query_encoder_config.vocab_size

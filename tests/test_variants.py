@@ -1,6 +1,7 @@
 """The published variants' shapes, offline: component architectures and tokenizer layouts as published, full-depth
 parameter counts, pad tokens, and components from local folders, each alone or both."""
 
+import json
 import subprocess
 import sys
 
@@ -153,12 +154,30 @@ def test_components_that_cannot_fit_are_refused_by_folder_and_number(tmp_path):
     with pytest.raises(ValueError, match=rf"LLM {small_llm}: its tokenizer has 600 tokens but .* only 512 rows"):
         build_salova("tiny", llm=str(small_llm))
     small_tower = _tower_folder(tmp_path / "b", vocab_size=256)
-    with pytest.raises(ValueError, match=rf"vision tower {small_tower}: its query tokenizer has 484 tokens .* 256 rows"):
+    refusal = rf"vision tower {small_tower}: its query tokenizer has 484 tokens .* 256 rows"
+    with pytest.raises(ValueError, match=refusal):
         build_salova("tiny", vision_tower=str(small_tower))
     folder = tmp_path / "c" / "tower"
     SiglipModel(
-        SiglipConfig(vision_config={**SMALL, "image_size": 28, "patch_size": 7}, text_config={**SMALL, "projection_size": 16})
+        SiglipConfig(
+            vision_config={**SMALL, "image_size": 28, "patch_size": 7}, text_config={**SMALL, "projection_size": 16}
+        )
     ).save_pretrained(folder)
     build_tiny_tokenizer(with_video_token=False).save_pretrained(folder)
     with pytest.raises(ValueError, match=rf"vision tower {folder} .*projection_size must equal its hidden_size \(32\)"):
         build_salova("tiny", vision_tower=str(folder))
+
+
+@pytest.mark.integration
+def test_cli_builds_a_random_twin_offline(tmp_path):
+    out = tmp_path / "twin"
+    command = ["build", "--variant", "3.8b", "--random-weights", "--depth", "1", "--dtype", "bfloat16"]
+    command += ["--out", str(out)]
+    result = subprocess.run([sys.executable, "-m", "salova.cli", *command], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    processor = AutoProcessor.from_pretrained(out, trust_remote_code=True)
+    assert len(processor.tokenizer) == 32012 and processor.tokenizer.pad_token == "<|endoftext|>"  # 32011 + <video>
+    assert processor.query_tokenizer.convert_tokens_to_ids("<|endoftext|>") == 49407
+    config = json.loads((out / "config.json").read_text())
+    assert config["text_config"]["hidden_size"] == 3072 and config["text_config"]["num_hidden_layers"] == 1
+    assert config["tower_config"]["vision_config"]["image_size"] == 336
