@@ -1,12 +1,13 @@
-"""A small byte-level BPE tokenizer trained on the spot, for the tiny variant (no download needed).
+"""Tokenizers made on the spot: the tiny variant's small byte-level BPE, and the twins' (published layouts).
 
 Byte-level, so any text tokenizes; its merges are learned from a vocabulary of colours, shapes, motions,
 numbers and question words, the words the synthetic videos and questions of this package use.
 """
 
 import itertools
+import json
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 VIDEO_TOKEN = "<video>"
@@ -53,4 +54,37 @@ def build_tiny_tokenizer(vocab_size: int = 512, with_video_token: bool = True) -
         pad_token="<|endoftext|>",
         additional_special_tokens=special_tokens[1:],
         chat_template=CHAT_TEMPLATE,
+    )
+
+
+def build_layout_tokenizer(layout: dict, chat_template: str | None = None) -> PreTrainedTokenizerFast:
+    """A tokenizer with a published tokenizer's layout (`hub_configs/components/*.json`, key `tokenizer`): its length,
+    its special tokens at their ids, its bos/eos/pad/unk tokens and its length limit.
+
+    The merges are the tiny tokenizer's (byte level, so any text tokenizes); the other ordinary ids are fillers that
+    text never produces. `reserved_special_tokens` (`first_id`, `last_id`, a `name` with `{}`) numbers the special
+    ids a layout reserves without naming them one by one.
+    """
+    special = dict(layout["special_tokens"])
+    reserved = layout.get("reserved_special_tokens")
+    if reserved:
+        free = [i for i in range(reserved["first_id"], reserved["last_id"] + 1) if i not in special.values()]
+        special.update({reserved["name"].format(index): token_id for index, token_id in enumerate(free)})
+    trained = json.loads(build_tiny_tokenizer(with_video_token=False).backend_tokenizer.to_str())["model"]
+    ordinary = [token for token, _ in sorted(trained["vocab"].items(), key=lambda item: item[1])]
+    ordinary = [token for token in ordinary if token not in special]
+    by_id = {token_id: token for token, token_id in special.items()}
+    vocab, next_ordinary = {}, iter(ordinary)
+    for token_id in range(layout["vocab_size"]):
+        vocab[by_id.get(token_id) or next(next_ordinary, f"<|filler_{token_id}|>")] = token_id
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[tuple(merge) for merge in trained["merges"]]))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.add_special_tokens([AddedToken(token, special=True, normalized=False) for token in special])
+    named = {key: layout.get(key) for key in ("bos_token", "eos_token", "pad_token", "unk_token") if layout.get(key)}
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        model_max_length=layout["model_max_length"],
+        chat_template=chat_template,
+        **named,
     )

@@ -22,6 +22,13 @@ def main(argv: list[str] | None = None) -> None:
     build.add_argument("--variant", required=True, choices=["tiny", "3b", "3.8b", "7b"])
     build.add_argument("--vision-tower", help="SigLIP/CLIP checkpoint (Hub id or folder); default: the variant's")
     build.add_argument("--llm", help="causal-LM checkpoint (Hub id or folder); default: the variant's")
+    build.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="the variant's published architectures with random weights and tokenizers of the published layouts, "
+        "built offline (components given with --vision-tower/--llm still load)",
+    )
+    build.add_argument("--depth", type=int, help="layers kept in each random stack (towers and LLM), for tests")
     build.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
     build.add_argument("--out", required=True, help="folder to write the Hub-format checkpoint to")
 
@@ -40,7 +47,16 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "build":
         from salova.hub_configs import build_salova
 
-        model, processor = build_salova(args.variant, args.vision_tower, args.llm, dtype=DTYPES[args.dtype])
+        if args.depth is not None and args.depth < 1:
+            parser.error(f"--depth must be at least 1, got {args.depth}")
+        model, processor = build_salova(
+            args.variant,
+            args.vision_tower,
+            args.llm,
+            dtype=DTYPES[args.dtype],
+            random_weights=args.random_weights,
+            depth=args.depth,
+        )
         model.save_pretrained(args.out)
         processor.save_pretrained(args.out)
         print(f"wrote SALOVA-{args.variant} ({sum(p.numel() for p in model.parameters()):,} parameters) to {args.out}")

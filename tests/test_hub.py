@@ -109,7 +109,8 @@ def test_builder_copies_components_and_extends_positions(tmp_path, tower):
     assert processor.video_processor.do_center_crop == (tower == "clip")  # CLIP: shortest edge, centre crop
     assert processor.num_latents == model.config.connector_num_latents
     assert processor.video_token_id == model.config.video_token_id
-    assert processor.chat_template.startswith("{{- bos_token -}}")  # Llama-3.2 family
+    # The LLM folder brings its own template (the tiny tokenizer's), which wins over the variant's Llama-3.2 one.
+    assert "<|im_start|>" in processor.chat_template and "start_header_id" not in processor.chat_template
 
     # 7x7 SigLIP patches pool to 4x4; CLIP's 5x5 patches (+ class token, dropped) pool to 3x3.
     assert model.config.tokens_per_frame == {"siglip": 16, "clip": 9}[tower]
@@ -190,13 +191,3 @@ def test_cli_builds_the_tiny_variant(tmp_path):
     assert "wrote SALOVA-tiny" in result.stdout
     written = {p.name for p in out.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "processor_config.json", "query_tokenizer"} <= written
-
-
-def test_cli_rejects_half_a_component_pair(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "salova.cli", "build", "--variant", "tiny", "--llm", "some/llm", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode != 0 and "pass both --vision-tower and --llm" in result.stderr

@@ -85,7 +85,7 @@ def test_killed_run_resumes_with_the_same_losses(stage2_config, tmp_path):
 
 
 def test_two_cpu_processes_under_accelerate_launch_step_over_a_video_broken_after_the_check(stage2_config, tmp_path):
-    """A video the data check read well is damaged before training: its rows are replaced in their batches on
+    """A video the data check read well is damaged before training: its rows are left out of their batches on
     whichever process draws them, and both processes take the same steps to the end."""
     config = json.loads(stage2_config.read_text())
     corpus = Path(config["train_data"])
@@ -130,6 +130,6 @@ def test_two_cpu_processes_under_accelerate_launch_step_over_a_video_broken_afte
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("stage 2: wrote") == 1 and "trained on 2 processes" in result.stdout
     assert (output_dir / "model.safetensors").is_file()
-    assert f"{train_data}:1: row replaced in its batch" in result.stderr
+    assert f"{train_data}:1: row left out of its batch" in result.stderr
     replaced = json.loads((output_dir / "data_check.json").read_text())["training"]["replaced_rows"]
     assert replaced >= 2 and f"'replaced_rows': {replaced}" in result.stdout

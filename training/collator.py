@@ -3,15 +3,17 @@
 Videos are decoded here (in the data-loader workers), through the processor, with the row's segment starts (from
 the data check) as the segment boundaries, so each retrieval label stays on its segment.
 
-Length: a row longer than `max_length` tokens loses whole exchanges (a user turn and its answer), the oldest first
-after the first exchange, which carries the video and stays; a row whose first exchange alone does not fit is
-replaced (below). Video placeholders are never cut.
+Length: a row longer than `max_length` tokens loses whole exchanges (a user turn and its answers), the oldest first
+after the first exchange, which carries the video and stays; a row whose first exchange alone does not fit fails
+(below). Video placeholders are never cut. A dropped exchange takes its router query with it: its retrieval labels
+leave the `L_sim` targets and the focus labels become the maximum over the turns kept.
 
 A row that fails here (a video that decodes badly past the data check, segments that differ from the check's, a
-row over `max_length`) is replaced by a copy of a good row of the batch with every label masked, or, when no row
-of the batch is good, by masked copies of the first row of `fallback_rows` that assembles: the batch keeps its size
-and every process of a distributed run takes the same steps. The reasons are logged and counted in the batch
-(`data_replaced_rows`, `data_trimmed_rows`), which the trainer sums into its logs.
+row over `max_length`) is left out of its batch: a copy of another row would be that row's negative in stage 1's
+in-batch retrieval targets. When no row of the batch assembles, the batch is one copy of the first row of
+`fallback_rows` that does, with every label masked, so every process of a distributed run still takes the same
+steps. The reasons are logged and counted in the batch (`data_replaced_rows`, `data_trimmed_rows`), which the
+trainer sums into its logs.
 """
 
 import json
@@ -33,7 +35,7 @@ COUNT_KEYS = ("data_replaced_rows", "data_trimmed_rows")
 class SalovaCollator:
     """`processor`: a `SalovaProcessor`; `chat_template`: the stage's template (e.g. the `plain` one), or None for
     the processor's own; `max_length`: LLM tokens per row (None: unbounded); `fallback_rows`: rows to draw a
-    replacement from when a whole batch fails (the training dataset)."""
+    stand-in from when a whole batch fails (the training dataset)."""
 
     processor: object
     chat_template: str | None = None
@@ -41,13 +43,19 @@ class SalovaCollator:
     fallback_rows: object = None
     failures: Counter = field(default_factory=Counter)
 
+    def __post_init__(self):
+        for name in ("tokenizer", "query_tokenizer"):
+            tokenizer = getattr(self.processor, name)
+            if tokenizer.pad_token_id is None:
+                raise ValueError(
+                    f"The processor's {name} has no pad token, and batches are padded: give it one (salova build "
+                    "sets the LLM's; see hub_configs.builder.ensure_pad_token)."
+                )
+
     def __call__(self, rows: list[dict]) -> dict:
-        assembled = [self._try_assemble(row) for row in rows]
-        good = [part for part in assembled if part is not None]
-        if not good:
-            good = [self._fallback()]
-        replaced = sum(part is None for part in assembled)
-        parts = [part if part is not None else _masked(good[0]) for part in assembled]
+        parts = [part for part in map(self._try_assemble, rows) if part is not None]
+        replaced = len(rows) - len(parts)
+        parts = parts or [self._fallback()]
         batch = self._batch(parts)
         batch["data_replaced_rows"] = torch.tensor(replaced)
         batch["data_trimmed_rows"] = torch.tensor(sum(part["trimmed"] for part in parts))
@@ -59,7 +67,7 @@ class SalovaCollator:
         except (RecordError, ValueError, RuntimeError, OSError) as error:
             reason = getattr(error, "reason", type(error).__name__)
             self.failures[reason] += 1
-            logger.warning("%s: row replaced in its batch: %s", row.get("origin", row["id"]), error)
+            logger.warning("%s: row left out of its batch: %s", row.get("origin", row["id"]), error)
             return None
 
     def _fallback(self) -> dict:
@@ -90,27 +98,37 @@ class SalovaCollator:
             )
         pieces = self._pieces(messages)
         prompt_ids = encoded["input_ids"][0][encoded["attention_mask"][0].bool()]
-        trimmed = False
-        while self.max_length is not None and len(prompt_ids) + sum(len(ids) for ids, _ in pieces) > self.max_length:
-            if len(pieces) < 3:
+        exchanges = sorted({exchange for _, _, exchange in pieces})
+        kept = list(exchanges)
+        length = len(prompt_ids) + sum(len(ids) for ids, _, _ in pieces)
+        while self.max_length is not None and length > self.max_length:
+            if len(kept) < 2:
                 raise RecordError(
-                    f"{len(prompt_ids) + sum(len(ids) for ids, _ in pieces)} tokens with its first exchange alone, "
-                    f"over max_length={self.max_length}",
+                    f"{length} tokens with its first exchange alone, over max_length={self.max_length}",
                     "row over max_length",
                 )
-            pieces = pieces[:1] + pieces[3:]
-            trimmed = True
+            oldest = kept.pop(1)
+            length -= sum(len(ids) for ids, _, exchange in pieces if exchange == oldest)
+            pieces = [piece for piece in pieces if piece[2] != oldest]
+        dropped = set(exchanges) - set(kept)
+        queries = row["queries"]
+        if dropped:
+            # In a conversation, query i is user turn i's: the queries of dropped exchanges go with them.
+            queries = [query for index, query in enumerate(queries) if index not in dropped]
+            if query_labels is not None:
+                query_labels = [labels for index, labels in enumerate(query_labels) if index not in dropped]
+                focus_labels = [max(column) for column in zip(*query_labels, strict=True)]
         return {
             "encoded": encoded,
-            "input_ids": torch.cat([prompt_ids, *[ids for ids, _ in pieces]]),
+            "input_ids": torch.cat([prompt_ids, *[ids for ids, _, _ in pieces]]),
             "supervised": torch.cat(
                 [torch.zeros(len(prompt_ids), dtype=torch.bool)]
-                + [torch.full((len(ids),), labelled) for ids, labelled in pieces]
+                + [torch.full((len(ids),), labelled) for ids, labelled, _ in pieces]
             ),
-            "queries": row["queries"],
+            "queries": queries,
             "query_labels": query_labels,
             "focus_labels": focus_labels,
-            "trimmed": trimmed,
+            "trimmed": bool(dropped),
         }
 
     def _render(self, messages: list[dict], generation_prompt: bool = False) -> str:
@@ -118,11 +136,13 @@ class SalovaCollator:
             messages, chat_template=self.chat_template, add_generation_prompt=generation_prompt
         )
 
-    def _pieces(self, messages: list[dict]) -> list[tuple[torch.Tensor, bool]]:
+    def _pieces(self, messages: list[dict]) -> list[tuple[torch.Tensor, bool, int]]:
         """Token pieces after the first prompt: `[answer 1, (prompt 2, answer 2), ...]`, answers supervised, each
-        the difference between renderings of the conversation up to and after it."""
+        the difference between renderings of the conversation up to and after it, with its exchange: the index of
+        the user turn it belongs to (0 for the first)."""
         tokenizer = self.processor.tokenizer
         pieces, rendered = [], self._render(messages[:1], generation_prompt=True)
+        user_turns = [message["role"] == "user" for message in messages]
         for end in range(1, len(messages)):
             if messages[end]["role"] == "assistant":
                 text = self._render(messages[: end + 1])
@@ -136,7 +156,8 @@ class SalovaCollator:
                     "chat template not prefix-stable",
                 )
             ids = tokenizer(text[len(rendered) :], add_special_tokens=False)["input_ids"]
-            pieces.append((torch.tensor(ids, dtype=torch.long), messages[end]["role"] == "assistant"))
+            exchange = sum(user_turns[: end + 1]) - 1
+            pieces.append((torch.tensor(ids, dtype=torch.long), messages[end]["role"] == "assistant", exchange))
             rendered = text
         return pieces
 
@@ -156,7 +177,9 @@ class SalovaCollator:
             "input_ids": input_ids,
             "attention_mask": attention_mask,
             "labels": labels,
-            "query_input_ids": _pad([e["query_input_ids"][0] for e in encodings], tokenizer.pad_token_id),
+            "query_input_ids": _pad(
+                [e["query_input_ids"][0] for e in encodings], self.processor.query_tokenizer.pad_token_id
+            ),
             "query_attention_mask": _pad([e["query_attention_mask"][0] for e in encodings], 0),
         }
         for key in ("pixel_values_videos", "frames_per_segment", "segments_per_video", "segment_times"):
@@ -201,7 +224,7 @@ class SalovaCollator:
 
 
 def _masked(part: dict) -> dict:
-    """A replacement row: the same inputs, nothing supervised, no router target."""
+    """A stand-in row: the same inputs, nothing supervised, no router target."""
     return {**part, "supervised": torch.zeros_like(part["supervised"]), "query_labels": None, "trimmed": False}
 
 
