@@ -48,7 +48,7 @@ setup(
         "train": ["deepspeed>=0.16"],
         "gpu": ["flash-attn>=2.6"],
         "app": ["gradio>=6.0"],
-        "dev": ["pytest>=8.0", "parameterized>=0.9", "gradio>=6.0", "playwright>=1.40"],
+        "dev": ["pytest>=8.0", "parameterized>=0.9", "gradio>=6.0", "playwright>=1.40", "deepspeed>=0.16"],
     },
     entry_points={
         "console_scripts": ["salova=salova.cli:main", "salova-train=salova.training.cli:main"],
