@@ -137,7 +137,7 @@ def launch(
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        kill_tree(process)
         stdout, stderr = process.communicate()
         pytest.fail(
             f"{engine or 'one process'} did not finish in {timeout} s (a process left waiting?):\n{stderr[-3000:]}"
@@ -145,6 +145,14 @@ def launch(
     seconds = time.monotonic() - started
     print(f"{engine or 'one process'} {' '.join(arguments[:2])}: {seconds:.1f} s")
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr), seconds
+
+
+def kill_tree(process: subprocess.Popen) -> None:
+    """SIGKILL to a launcher and every process under it: torch's elastic agent starts each worker in a session of
+    its own, out of reach of the launcher's process group, and a worker left alive keeps the output pipes open."""
+    for child in psutil.Process(process.pid).children(recursive=True):
+        child.kill()
+    os.killpg(process.pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +220,7 @@ def _trained(runs, stage, engine) -> subprocess.CompletedProcess:
     whatever the DDP setting."""
     if (stage, engine) not in runs["results"]:
         extra = ["--set", "training_args.ddp_find_unused_parameters=false"] if engine == "ddp" else []
-        result, seconds = launch(_arguments(runs, stage, engine, *extra), 300, None if engine == "single" else engine)
+        result, _ = launch(_arguments(runs, stage, engine, *extra), 180, None if engine == "single" else engine)
         assert result.returncode == 0, result.stderr[-4000:]
         runs["results"][stage, engine] = result
     return runs["results"][stage, engine]
@@ -332,7 +340,7 @@ def test_a_run_with_a_process_killed_resumes_from_its_last_complete_checkpoint(r
         launcher.wait(timeout=120)
     finally:
         if launcher.poll() is None:
-            os.killpg(launcher.pid, signal.SIGKILL)
+            kill_tree(launcher)
             launcher.wait()
     assert launcher.returncode != 0
     assert (
