@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -191,7 +192,7 @@ def runs(tmp_path_factory):
             seed=0,
             max_sampled_frames=recipe.max_sampled_frames,
         )
-        for name in (*ENGINES, "single", *(f"{engine}-resumed" for engine in ENGINES)):
+        for name in (*ENGINES, "single", "zero2-two-machines", *(f"{engine}-resumed" for engine in ENGINES)):
             outputs[stage, name] = root / f"stage{stage}-{name}"
             _, report = check_data(train_data, settings, cache_dir=outputs[stage, name], num_proc=1, show=False)
             assert report["kept"] == len(records)
@@ -355,4 +356,43 @@ def test_a_run_with_a_process_killed_resumes_from_its_last_complete_checkpoint(r
     assert f"--resume: from {output / 'checkpoint-1'}, passing over the incomplete checkpoint-2" in resumed.stdout
     _trained(runs, "2", engine)
     whole, weights = _weights(runs["outputs"]["2", engine]), _weights(output)
+    assert max((weights[name] - whole[name]).abs().max().item() for name in whole) <= WEIGHT_ATOL
+
+
+@pytest.mark.integration
+def test_zero2_on_two_machines_with_a_static_rendezvous_on_loopback(runs):
+    """The README's multi-node launch, one process per machine: two `accelerate launch --num_machines 2
+    --machine_rank R` on 127.0.0.1 (the config's static rendezvous), ending where the 2-process run ends."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    output = runs["outputs"]["2", "zero2-two-machines"]
+    machines = []
+    for rank in range(2):
+        command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file"]
+        command += [str(ACCELERATE_CONFIGS / "zero2.yaml"), "--num_machines", "2", "--num_processes", "2"]
+        command += ["--machine_rank", str(rank), "--main_process_ip", "127.0.0.1", "--main_process_port", str(port)]
+        command += ["-m", "salova.training.cli", *_arguments(runs, "2", "zero2-two-machines")]
+        machines.append(
+            subprocess.Popen(
+                command,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+                env={**os.environ, "OMP_NUM_THREADS": "1"},
+            )
+        )
+    try:
+        outputs = [machine.communicate(timeout=180) for machine in machines]
+    finally:
+        for machine in machines:
+            if machine.poll() is None:
+                kill_tree(machine)
+                machine.communicate()
+    for machine, (_, stderr) in zip(machines, outputs, strict=True):
+        assert machine.returncode == 0, stderr[-4000:]
+    assert sum(stdout.count("stage 2: wrote") for stdout, _ in outputs) == 1
+    _trained(runs, "2", "zero2")
+    whole, weights = _weights(runs["outputs"]["2", "zero2"]), _weights(output)
     assert max((weights[name] - whole[name]).abs().max().item() for name in whole) <= WEIGHT_ATOL
