@@ -6,12 +6,21 @@ layers cross-attend to the projected query text (no attention among segments, so
 depend on the other segments). Each updated routing token is compared with the
 projected pooled text by a scaled cosine: `s_i = cos(R'_i, t) * exp(min(logit_scale, router_logit_scale_max))`,
 the temperature bounded as in CLIP.
+
+The logit scale is a `(1,)` parameter: engines that move parameters as flat bytes (DeepSpeed's start-up broadcast
+views each one as uint8) cannot take a 0-dim one. Checkpoints written while it was 0-dim load through
+`LogitScaleAsVector`, from `from_pretrained` (a conversion registered for the `salova` model type) and from
+`load_state_dict` (a pre-hook of the router).
 """
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.conversion_mapping import register_checkpoint_conversion_mapping
+from transformers.core_model_loading import ConversionOps, WeightConverter
 from transformers.modeling_layers import GradientCheckpointingLayer
+
+LOGIT_SCALE_KEY = "router.logit_scale"
 
 
 class Attention(nn.Module):
@@ -70,8 +79,9 @@ class SegmentRetrievalRouter(nn.Module):
             RouterLayer(dim, config.router_num_heads, dim, config.router_dropout)
             for _ in range(config.router_num_layers)
         )
-        self.logit_scale = nn.Parameter(torch.tensor(float(config.router_logit_scale_init)))
+        self.logit_scale = nn.Parameter(torch.full((1,), float(config.router_logit_scale_init)))
         self.logit_scale_max = config.router_logit_scale_max
+        self.register_load_state_dict_pre_hook(_logit_scale_as_vector)
 
     def forward(
         self,
@@ -108,6 +118,31 @@ class SegmentRetrievalRouter(nn.Module):
         similarity = F.cosine_similarity(segments, text_states[:, :1], dim=-1)
         scores = similarity * self.logit_scale.clamp(max=self.logit_scale_max).exp()
         return scores.masked_fill(~segment_mask, float("-inf"))
+
+
+class LogitScaleAsVector(ConversionOps):
+    """Loads a 0-dim logit scale (checkpoints written before it became `(1,)`) as shape `(1,)`; saving keeps `(1,)`."""
+
+    def convert(self, input_dict, source_patterns, target_patterns, **kwargs) -> dict[str, torch.Tensor]:
+        tensors = next(iter(input_dict.values()))
+        tensor = tensors[0] if isinstance(tensors, list) else tensors
+        return {target_patterns[0]: tensor.reshape(1)}
+
+    @property
+    def reverse_op(self) -> ConversionOps:
+        return self
+
+
+# Registered again (overwrite) when the remote-code copy of this file is imported beside the package's own.
+register_checkpoint_conversion_mapping(
+    "salova", [WeightConverter(LOGIT_SCALE_KEY, LOGIT_SCALE_KEY, operations=[LogitScaleAsVector()])], overwrite=True
+)
+
+
+def _logit_scale_as_vector(module, state_dict, prefix, *args) -> None:
+    key = prefix + "logit_scale"
+    if key in state_dict and state_dict[key].dim() == 0:
+        state_dict[key] = state_dict[key].reshape(1)
 
 
 def select_focus_segments(

@@ -251,3 +251,15 @@ def test_resume_names_its_checkpoint_and_a_finished_run_does_nothing(stage0, cor
     output = capsys.readouterr().out
     assert f"--resume: from {tmp_path / 'checkpoint-2'}, passing over the incomplete checkpoint-4" in output
     assert json.loads((tmp_path / "training_finished.json").read_text())["global_step"] == 4
+
+
+def test_without_cuda_a_launch_trains_in_float32_on_cpu(monkeypatch, capsys):
+    """The shipped accelerate configs ask for bf16 and name no CPU: without CUDA each process would train alone
+    (no process group) and autocast in bf16."""
+    recipe = load_recipe("2", {"model": "m", "train_data": "d.jsonl", "output_dir": "out"})
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")  # what `accelerate launch` of ddp.yaml sets
+    config = recipe.sft_config(world_size=2)
+    assert not torch.cuda.is_available() and config.use_cpu and config.mixed_precision == "no" and not config.bf16
+    output = capsys.readouterr().out
+    assert "the 2 processes train on CPU (gloo)" in output and "bf16 mixed precision switched off" in output
+    assert not recipe.sft_config(world_size=1).use_cpu

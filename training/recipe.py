@@ -24,8 +24,10 @@ Keys:
 - `global_batch_size`: the paper's batch per optimizer step; unless `training_args` sets
   `gradient_accumulation_steps`, accumulation is `global_batch_size / (world size x per-device batch)`.
 - `training_args`: any `trl.SFTConfig` field (batch size, accumulation, epochs, schedule, saving, `push_to_hub`,
-  `hub_model_id`, `hub_strategy`, `bf16`, `gradient_checkpointing`, ...). `bf16` is switched off, with a line
-  saying so, on a machine without CUDA; `dataloader_num_workers` defaults to the cores left beside the main one.
+  `hub_model_id`, `hub_strategy`, `bf16`, `gradient_checkpointing`, ...). `bf16` and an accelerate config's mixed
+  precision are switched off, with a line saying so, on a machine without CUDA, where the processes of a
+  multi-process launch train on CPU (`use_cpu`, with gloo): the shipped accelerate configs run there as they are;
+  `dataloader_num_workers` defaults to the cores left beside the main one.
 """
 
 import difflib
@@ -87,7 +89,8 @@ class StageRecipe:
 
     def sft_config(self, world_size: int | None = None, **overrides) -> SFTConfig:
         """The stage's `SFTConfig`: `training_args` and `overrides`, the recipe's fixed fields, accumulation
-        derived from `global_batch_size`, bf16 off without CUDA and data-loader workers by default."""
+        derived from `global_batch_size`, bf16 and the launch's mixed precision off without CUDA, the processes
+        of a launch without CUDA on CPU (`use_cpu`) and data-loader workers by default."""
         args = {**self.training_args, **overrides}
         fixed = sorted(key for key in args if key in FIXED_TRAINING_ARGS)
         if fixed:
@@ -97,15 +100,28 @@ class StageRecipe:
                 close = difflib.get_close_matches(key, SFT_FIELDS, n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else " (see trl.SFTConfig)"
                 raise ValueError(f"training_args: unknown key {key!r}{hint}")
+        world_size = world_size or int(os.environ.get("WORLD_SIZE", "1"))
         if args.get("bf16") and not torch.cuda.is_available():
             print(f"stage {self.stage}: no CUDA device, bf16 switched off (training in float32).")
             args["bf16"] = False
+        if world_size > 1 and not torch.cuda.is_available() and "use_cpu" not in args:
+            # Without it, each process of a launch without CUDA would train a model of its own.
+            print(f"stage {self.stage}: no CUDA device, the {world_size} processes train on CPU (gloo).")
+            args["use_cpu"] = True
         args.setdefault("dataloader_num_workers", min(MAX_DATALOADER_WORKERS, max(0, (os.cpu_count() or 1) - 1)))
         if "gradient_accumulation_steps" not in args and self.global_batch_size is not None:
             args["gradient_accumulation_steps"] = self.accumulation_steps(
-                world_size or int(os.environ.get("WORLD_SIZE", "1")), args.get("per_device_train_batch_size", 8)
+                world_size, args.get("per_device_train_batch_size", 8)
             )
-        return SFTConfig(output_dir=self.output_dir, learning_rate=self.learning_rate, **FIXED_TRAINING_ARGS, **args)
+        config = SFTConfig(output_dir=self.output_dir, learning_rate=self.learning_rate, **FIXED_TRAINING_ARGS, **args)
+        if not torch.cuda.is_available() and config.mixed_precision != "no":
+            # An accelerate config's mixed precision (ACCELERATE_MIXED_PRECISION) would autocast on CPU.
+            print(
+                f"stage {self.stage}: no CUDA device, the launch's {config.mixed_precision} mixed precision "
+                "switched off (training in float32)."
+            )
+            config.mixed_precision = "no"
+        return config
 
     def accumulation_steps(self, world_size: int, per_device_batch_size: int) -> int:
         """`global_batch_size / (world_size x per_device_batch_size)`, which must be a whole number."""

@@ -76,8 +76,10 @@ class SalovaTrainer(SFTTrainer):
         next_token_labels = labels[:, 1:]
         positions = (next_token_labels != -100).any(dim=0).nonzero().squeeze(1)
         video_features = None
-        if targets and "pixel_values_videos" in inputs:
-            # One encoding of each video serves the LLM row's query (in the forward) and the extra queries.
+        if "pixel_values_videos" in inputs:
+            # One encoding of each video serves the LLM row's query (in the forward) and the extra queries. It is
+            # made here for every micro-batch, labelled or not, so that each builds its graph in the same order:
+            # ZeRO fills its gradient buckets in the order gradients become ready, which must match across processes.
             video_features = self.accelerator.unwrap_model(model).model.get_video_features(
                 inputs.pop("pixel_values_videos"), inputs.pop("frames_per_segment")
             )
@@ -96,6 +98,11 @@ class SalovaTrainer(SFTTrainer):
         retrieval_loss = outputs.similarity_loss
         if targets:
             retrieval_loss = self._query_similarity_loss(model, inputs, outputs, video_features, targets)
+        if retrieval_loss is None and outputs.router_scores is not None:
+            # No router label in this micro-batch: the routing path (query encoder, router) joins the loss with zero
+            # weight, so every process reduces the same gradients, as DDP without an unused-parameter search,
+            # FSDP and ZeRO need (a process without them would leave the others waiting).
+            loss = loss + outputs.router_scores[outputs.router_scores.isfinite()].sum() * 0.0
         if retrieval_loss is not None:
             weight = self.model.config.similarity_loss_weight
             steps = self.current_gradient_accumulation_steps if num_items_in_batch is not None else 1
@@ -109,8 +116,8 @@ class SalovaTrainer(SFTTrainer):
 
     def _query_similarity_loss(self, model, inputs, outputs, video_features, targets) -> torch.Tensor:
         """`L_sim` over the labelled queries of the batch: each row's first query (routed by the forward) and its
-        extra queries (routed against the same encoding); rows without labels take no part. Zero (with a graph)
-        when no query of the batch is labelled, so every process runs the same backward."""
+        extra queries (routed against the same encoding); rows without labels take no part. None when no query of
+        the batch is labelled."""
         row_mask = targets["query_label_mask"].to(outputs.router_scores.device)
         scores = [outputs.router_scores[row_mask]]
         labels = [targets["query_labels"].to(scores[0])[row_mask]]
@@ -125,7 +132,7 @@ class SalovaTrainer(SFTTrainer):
             torch.cat([mask.to(scores[0].device) for mask in masks]),
         )
         if len(scores) == 0:
-            return outputs.router_scores.sum() * 0.0
+            return None
         config = self.model.config
         return similarity_loss(
             scores, labels, masks, margin=config.similarity_margin, use_margin=config.similarity_margin_loss
