@@ -109,6 +109,19 @@ DAMAGED_ROW = {"2": 12, "1.5": 2}
 WEIGHT_ATOL = 1e-6
 
 
+def _start(command: list[str]) -> subprocess.Popen:
+    """A training process in a session of its own (so that `kill_tree` reaches every worker it starts), its output
+    piped, one OpenMP thread per process."""
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+
+
 def launch(
     arguments: list[str], timeout: float, engine: str | None = None
 ) -> tuple[subprocess.CompletedProcess, float]:
@@ -127,14 +140,7 @@ def launch(
             *command[1:],
         ]
     started = time.monotonic()
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
+    process = _start(command)
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -373,16 +379,7 @@ def test_zero2_on_two_machines_with_a_static_rendezvous_on_loopback(runs):
         command += [str(ACCELERATE_CONFIGS / "zero2.yaml"), "--num_machines", "2", "--num_processes", "2"]
         command += ["--machine_rank", str(rank), "--main_process_ip", "127.0.0.1", "--main_process_port", str(port)]
         command += ["-m", "salova.training.cli", *_arguments(runs, "2", "zero2-two-machines")]
-        machines.append(
-            subprocess.Popen(
-                command,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                start_new_session=True,
-                env={**os.environ, "OMP_NUM_THREADS": "1"},
-            )
-        )
+        machines.append(_start(command))
     try:
         outputs = [machine.communicate(timeout=180) for machine in machines]
     finally:
