@@ -691,6 +691,7 @@ class SalovaForConditionalGeneration(SalovaPreTrainedModel, GenerationMixin):
         cache: Cache | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
         labels: torch.LongTensor | None = None,
+        shift_labels: torch.LongTensor | None = None,
         query_labels: torch.Tensor | None = None,
         query_label_mask: torch.BoolTensor | None = None,
         extra_query_input_ids: torch.LongTensor | None = None,
@@ -706,6 +707,9 @@ class SalovaForConditionalGeneration(SalovaPreTrainedModel, GenerationMixin):
         r"""
         labels (`torch.LongTensor` of shape `(B, L)`, *optional*):
             LM targets, -100 outside the response. segment_labels (`(S,)`): retrieval targets (see module docstring).
+        shift_labels (`torch.LongTensor` of shape `(B, L)`, *optional*):
+            The LM targets already shifted (position i's is the token after i), in place of `labels`, as sequence
+            parallelism gives them.
         query_labels, query_label_mask, extra_query_input_ids, extra_query_attention_mask, extra_query_rows,
         extra_query_labels: the router's targets for each labelled query (see module docstring).
         num_items_in_batch (`int` or `torch.Tensor`, *optional*):
@@ -745,8 +749,10 @@ class SalovaForConditionalGeneration(SalovaPreTrainedModel, GenerationMixin):
         logits = self.lm_head(hidden_states[:, slice_indices, :])
 
         parts, lm_loss = [], None
-        if labels is not None:
-            next_token_labels = F.pad(labels, (0, 1), value=-100)[:, 1:][:, slice_indices].to(logits.device)
+        if labels is not None or shift_labels is not None:
+            if shift_labels is None:
+                shift_labels = F.pad(labels, (0, 1), value=-100)[:, 1:]
+            next_token_labels = shift_labels[:, slice_indices].to(logits.device)
             token_loss_sum = F.cross_entropy(
                 logits.float().flatten(0, 1), next_token_labels.flatten(), ignore_index=-100, reduction="sum"
             )
@@ -817,9 +823,7 @@ class SalovaForConditionalGeneration(SalovaPreTrainedModel, GenerationMixin):
             query_labels[segment_mask] = segment_labels.to(query_labels)
         scores, targets, masks = [], [], []
         if query_labels is not None:
-            labelled = (
-                torch.ones(len(segment_mask), dtype=torch.bool) if query_label_mask is None else query_label_mask.bool()
-            ).to(segment_mask.device)
+            labelled = slice(None) if query_label_mask is None else query_label_mask.to(segment_mask.device, torch.bool)
             scores.append(outputs.router_scores[labelled])
             targets.append(query_labels.to(outputs.router_scores)[labelled])
             masks.append(segment_mask[labelled])
