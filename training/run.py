@@ -91,16 +91,20 @@ def train_stage(recipe: StageRecipe, resume: bool | str = False, **training_over
     if trainer.is_world_process_zero():
         (Path(recipe.output_dir) / FINISHED_FILE).unlink(missing_ok=True)
     trainer.train(resume_from_checkpoint=checkpoint)
-    trainer.save_model(recipe.output_dir)
-    if trainer.args.push_to_hub:
-        trainer.push_to_hub(commit_message=f"SALOVA stage {recipe.stage}")
     # Rows replaced or trimmed on every process, summed (every process takes part).
     totals = torch.tensor([trainer.data_counts[key] for key in COUNT_KEYS], device=trainer.accelerator.device)
     totals = trainer.accelerator.reduce(totals, reduction="sum").tolist()
+    counts = {key.removeprefix("data_"): int(total) for key, total in zip(COUNT_KEYS, totals, strict=True)}
     if trainer.is_world_process_zero():
-        counts = {key.removeprefix("data_"): int(total) for key, total in zip(COUNT_KEYS, totals, strict=True)}
         report = {**trainer.data_report, "training": counts}
         (Path(recipe.output_dir) / "data_check.json").write_text(json.dumps(report, indent=2))
+    # The folder is complete before it is saved and pushed: `push_to_hub` saves the model, then uploads the folder
+    # once (`save_model` would upload it too).
+    if trainer.args.push_to_hub:
+        trainer.push_to_hub(commit_message=f"SALOVA stage {recipe.stage}")
+    else:
+        trainer.save_model(recipe.output_dir)
+    if trainer.is_world_process_zero():
         (Path(recipe.output_dir) / FINISHED_FILE).write_text(json.dumps({"global_step": trainer.state.global_step}))
         print(f"stage {recipe.stage}: rows replaced or trimmed during training: {counts}")
         print(f"stage {recipe.stage}: wrote {recipe.output_dir} (trained on {trainer.args.world_size} processes)")
