@@ -178,11 +178,11 @@ def conversation_rows(tmp_path_factory) -> list[dict]:
     return _rows(path)
 
 
-def _old_objective(model, batch, num_items_in_batch, accumulation_steps):
-    """SALOVA's objective composed by hand from the model's public pieces, as the trainer composed it before the
-    model computed it: `(loss, per-token LM loss, L_sim)`. The video is encoded once; each row's first query is routed
-    by the forward, each extra query against the routing tokens of its row's video; `L_sim` averages over every
-    labelled query."""
+def _hand_composed_objective(model, batch, num_items_in_batch, accumulation_steps):
+    """SALOVA's objective for one of `accumulation_steps` micro-batches, composed by hand from the model's public
+    pieces: `(loss, per-token LM loss, L_sim)`. The video is encoded once; each row's first query is routed by the
+    forward, each extra query against the routing tokens of its row's video; `L_sim` averages over every labelled
+    query."""
     core = model.model
     features = core.get_video_features(batch["pixel_values_videos"], batch["frames_per_segment"])
     outputs = model(
@@ -236,7 +236,7 @@ def test_the_trainer_optimises_the_objective_of_every_labelled_query(tiny, conve
         return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
 
     torch.manual_seed(0)  # the router's dropout draws the same masks on both paths
-    expected, lm_loss, retrieval = _old_objective(model, batch, num_items_in_batch, 2)
+    expected, lm_loss, retrieval = _hand_composed_objective(model, batch, num_items_in_batch, 2)
     expected_gradients = gradients(expected)
     torch.manual_seed(0)
     loss = trainer.compute_loss(model, dict(batch), num_items_in_batch=torch.tensor(num_items_in_batch))
