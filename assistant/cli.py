@@ -91,8 +91,21 @@ def _add_model_arguments(parser: argparse.ArgumentParser, reindex: bool = True) 
         parser.add_argument("--reindex", action="store_true", help="rebuild the index even when one is stored")
 
 
+class _DeprecatedOption(argparse.Action):
+    """An option's old name: stores into the current option's destination and says which name to use."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"{parser.prog}: {option_string} is deprecated; use --{self.dest.replace('_', '-')}.", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
 def _add_answer_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--top-k", type=int, help="focus scenes fed to the LLM (default: the model's K)")
+    parser.add_argument(
+        "--num-focus-segments", type=int, help="K: focus scenes fed to the LLM (default: the model config's)"
+    )
+    parser.add_argument(
+        "--top-k", dest="num_focus_segments", type=int, action=_DeprecatedOption, help=argparse.SUPPRESS
+    )
     parser.add_argument("--max-new-tokens", type=int, default=64)
 
 
@@ -123,7 +136,7 @@ def run_ask(args) -> None:
     index, status, seconds = assistant.open(args.video, args.reindex, args.index_file)
     stream = None if args.json else _print_piece
     messages = assistant.conversation(args.video, [args.question], [])
-    answer = assistant.ask(index, messages, args.top_k, args.max_new_tokens, stream, status, seconds)
+    answer = assistant.ask(index, messages, args.num_focus_segments, args.max_new_tokens, stream, status, seconds)
     if args.timeline:
         from salova.assistant.timeline import draw_timeline
 
@@ -156,7 +169,9 @@ def run_chat(args) -> None:
         questions.append(line.strip())
         print("salova> ", end="", flush=True)
         messages = assistant.conversation(args.video, questions, answers)
-        answer = assistant.ask(index, messages, args.top_k, args.max_new_tokens, _print_piece, status, seconds)
+        answer = assistant.ask(
+            index, messages, args.num_focus_segments, args.max_new_tokens, _print_piece, status, seconds
+        )
         print()
         _print_summary(answer)
         answers.append(answer.text)

@@ -9,6 +9,7 @@ import torch
 
 from salova.assistant.cli import add_commands as add_assistant_commands
 from salova.evaluation.cli import add_eval_parser
+from salova.hub_configs.builder import VARIANTS
 from salova.training.commands import add_data_commands
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -19,7 +20,7 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
 
     build = commands.add_parser("build", help="assemble a stage-1 model from pretrained components")
-    build.add_argument("--variant", required=True, choices=["tiny", "3b", "3.8b", "7b"])
+    build.add_argument("--variant", required=True, choices=VARIANTS)
     build.add_argument("--vision-tower", help="SigLIP/CLIP checkpoint (Hub id or folder); default: the variant's")
     build.add_argument("--llm", help="causal-LM checkpoint (Hub id or folder); default: the variant's")
     build.add_argument(

@@ -167,7 +167,7 @@ def messy(tmp_path_factory):
     (root / "messy2.jsonl").write_text("\n".join(_stage2_lines(good2, root)) + "\n")
     model, processor = build_salova("tiny", seed=0)
     processor.video_processor.max_frames_per_segment = MAX_FRAMES_PER_SEGMENT
-    processor.video_processor.max_segments = MAX_SEGMENTS
+    processor.video_processor.router_max_segments = MAX_SEGMENTS
     model.save_pretrained(root / "model")
     processor.save_pretrained(root / "model")
     return root
@@ -175,7 +175,7 @@ def messy(tmp_path_factory):
 
 def _settings(root, stage: str, **kwargs) -> RowSettings:
     processor = AutoProcessor.from_pretrained(root / "model")
-    return RowSettings.for_processor(stage, processor, **kwargs)
+    return RowSettings(stage, processor.video_processor, **kwargs)
 
 
 def _counts(report: dict, status: str) -> dict:

@@ -190,9 +190,9 @@ def runs(tmp_path_factory):
         configs[stage] = root / f"stage{stage}.json"
         configs[stage].write_text(json.dumps(config))
         recipe = load_recipe(stage, config, output_dir="unused")
-        settings = RowSettings.for_processor(
+        settings = RowSettings(
             stage,
-            processor,
+            processor.video_processor,
             thresholds=THRESHOLDS[recipe.label_thresholds],
             max_queries_per_video=recipe.max_queries_per_video,
             seed=0,

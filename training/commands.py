@@ -6,7 +6,7 @@ import json
 from functools import partial
 from pathlib import Path
 
-from salova.training.data import STAGES, THRESHOLDS, RowSettings
+from salova.training.data import MAX_QUERIES_PER_VIDEO, STAGES, THRESHOLDS, RowSettings
 
 STATUSES = ("kept", "repaired", "skipped")
 
@@ -15,7 +15,7 @@ def add_data_commands(commands) -> None:
     """Adds `convert` and `data` to the `salova` sub-command parser."""
     convert = commands.add_parser("convert", help="LLaVA JSON or SceneWalk rows -> this package's records")
     convert.add_argument("--from", dest="source_format", required=True, choices=["llava", "scenewalk"])
-    convert.add_argument("--stage", choices=["1", "1.5", "2"], help="LLaVA only: the stage the records are for")
+    convert.add_argument("--stage", choices=STAGES, help="LLaVA only: the stage the records are for")
     convert.add_argument("--video-dir", default=".", help="SceneWalk only: folder of the <video id>.mp4 files")
     convert.add_argument("input", help="JSON list, JSONL, parquet, save_to_disk folder or Hub dataset id")
     convert.add_argument("output", help="file to write: parquet for *.parquet, JSON Lines otherwise")
@@ -31,7 +31,7 @@ def add_data_commands(commands) -> None:
     check.add_argument("--video-dir", help="folder relative video paths resolve against (default: the file's)")
     check.add_argument("--report-dir", default=".", help="where data_check.json (and the cached result) go")
     check.add_argument("--label-thresholds", default="code", choices=sorted(THRESHOLDS))
-    check.add_argument("--max-queries-per-video", type=int, default=16)
+    check.add_argument("--max-queries-per-video", type=int, default=MAX_QUERIES_PER_VIDEO)
     check.add_argument("--max-sampled-frames", type=int, help="skip videos with more sampled frames (authors: 1800)")
     check.add_argument("--num-proc", type=int, help="parallel workers (default: the machine's cores)")
     check.add_argument("--seed", type=int, default=0, help="seed of the stage-1.5 query sampling")
@@ -70,9 +70,9 @@ def check_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     from transformers import AutoProcessor
 
     processor = AutoProcessor.from_pretrained(args.model)
-    settings = RowSettings.for_processor(
+    settings = RowSettings(
         args.stage,
-        processor,
+        processor.video_processor,
         thresholds=THRESHOLDS[args.label_thresholds],
         max_queries_per_video=args.max_queries_per_video,
         seed=args.seed,

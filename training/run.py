@@ -37,13 +37,12 @@ def build_trainer(recipe: StageRecipe, **training_overrides) -> SalovaTrainer:
     model = AutoModelForImageTextToText.from_pretrained(recipe.model)
     processor = AutoProcessor.from_pretrained(recipe.model)
     recipe.apply_model_settings(model)
-    if recipe.num_focus_segments is not None:
-        processor.num_focus_segments = recipe.num_focus_segments
+    processor.follow_model_config(model.config)
     counts = freeze_for_stage(model, recipe)
     logger.info("stage %s: %s trainable and %s frozen parameters", recipe.stage, counts["trainable"], counts["frozen"])
-    settings = RowSettings.for_processor(
+    settings = RowSettings(
         recipe.stage,
-        processor,
+        processor.video_processor,
         thresholds=THRESHOLDS[recipe.label_thresholds],
         max_queries_per_video=recipe.max_queries_per_video,
         seed=args.seed,
