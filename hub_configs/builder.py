@@ -70,7 +70,9 @@ def build_processor(
     if chat_template in CHAT_TEMPLATES:
         chat_template = load_chat_template(chat_template)
     video_processor = SalovaVideoProcessor(
-        **tower_video_settings(config.vision_config.image_size, **TOWER_PRESETS[config.tower_config.model_type])
+        **tower_video_settings(config.vision_config.image_size, **TOWER_PRESETS[config.tower_config.model_type]),
+        router_max_segments=config.router_max_segments,
+        max_frames_per_segment=config.max_frames_per_segment,
     )
     tokenizer.model_max_length = config.text_config.max_position_embeddings
     processor = SalovaProcessor(

@@ -5,8 +5,9 @@ scene cuts, segments, frames), the LLM `tokenizer` (it holds the `<video>` place
 the SigLIP/CLIP text tokenizer of the router's query encoder. Each video's `<video>` placeholder is expanded to
 `connector_num_latents · min(K, N_v) + N_v` tokens, the FocusFast layout of the model.
 
-The settings the processor shares with the model (`MODEL_SETTINGS`) go by the model config's names and follow it
-(`follow_model_config`); loading a checkpoint checks them against its `config.json`.
+The settings the processor shares with the model go by the model config's names: K and the latents per segment
+equal the model's, the segment limits and the query length stay within its tables. `follow_model_config` makes them
+so, and loading a checkpoint checks them against its `config.json`.
 """
 
 import json
@@ -19,8 +20,10 @@ from transformers.video_processing_utils import VideoProcessorMixin
 from .video_processing_salova import SalovaVideoProcessorKwargs, current_names, make_video_list
 
 VIDEO_ITEM_KEYS = ("video", "url", "path", "image")
-# Settings the processor (first) and its video processor (second) share with the model config, by the config's name.
-MODEL_SETTINGS = (("connector_num_latents", "num_focus_segments"), ("router_max_segments", "max_frames_per_segment"))
+# Processor settings that equal the model config's, by its names.
+MODEL_SETTINGS = ("connector_num_latents", "num_focus_segments")
+# Video processor limits that stay within the model's tables (the router's segment positions, the connector's frames).
+MODEL_LIMITS = ("router_max_segments", "max_frames_per_segment")
 # Old setting names a saved processor_config.json may carry -> their current names.
 RENAMED_SETTINGS = {"num_latents": "connector_num_latents"}
 # What `from_pretrained` passes on to find and read the model config beside the processor's files.
@@ -74,8 +77,7 @@ class SalovaProcessor(ProcessorMixin):
         chat_template: the LLM family's template (Qwen2.5, Llama-3.2, Phi-3.5) or the "plain" one of stages 1/1.5.
         video_token: the placeholder of a video in the text.
         connector_num_latents, num_focus_segments: latents per segment and K, the model config's.
-        query_max_length: router query tokens kept (SALOVA: 1024); at most what the model's router and query
-            encoder take (`follow_model_config` caps it).
+        query_max_length: router query tokens kept (SALOVA: 1024), within the model's router and query encoder.
     """
 
     valid_processor_kwargs = SalovaProcessorKwargs
@@ -123,30 +125,38 @@ class SalovaProcessor(ProcessorMixin):
         return processor
 
     def follow_model_config(self, config) -> None:
-        """Takes the settings shared with the model (`MODEL_SETTINGS`) from its config, and caps `query_max_length`
-        to the query tokens its router and query encoder take."""
-        for owner, names in zip((self, self.video_processor), MODEL_SETTINGS, strict=True):
-            for name in names:
-                setattr(owner, name, getattr(config, name))
-        self.query_max_length = min(self.query_max_length, _query_tokens_limit(config))
+        """Takes `MODEL_SETTINGS` from the model's config and brings the segment limits and `query_max_length`
+        within its tables."""
+        for name in MODEL_SETTINGS:
+            setattr(self, name, getattr(config, name))
+        for owner, name, limit in self._model_limits(config):
+            setattr(owner, name, min(getattr(owner, name), limit))
 
     def check_model_config(self, config, where: str = "the processor") -> None:
-        """Raises a `ValueError` naming both values where a setting shared with the model differs from `config`'s,
-        or where `query_max_length` is over what the model's router and query encoder take."""
+        """Raises a `ValueError` naming both values where one of `MODEL_SETTINGS` differs from `config`'s, or a
+        segment limit or `query_max_length` is over the model's table."""
         differing = [
-            f"{name}={getattr(owner, name)!r} (model config: {getattr(config, name)!r})"
-            for owner, names in zip((self, self.video_processor), MODEL_SETTINGS, strict=True)
-            for name in names
-            if getattr(owner, name) != getattr(config, name)
+            f"{name}={getattr(self, name)!r} (model config: {getattr(config, name)!r})"
+            for name in MODEL_SETTINGS
+            if getattr(self, name) != getattr(config, name)
         ]
-        limit = _query_tokens_limit(config)
-        if self.query_max_length > limit:
-            differing.append(f"query_max_length={self.query_max_length} (model config: at most {limit})")
+        differing += [
+            f"{name}={getattr(owner, name)!r} (model config: at most {limit})"
+            for owner, name, limit in self._model_limits(config)
+            if getattr(owner, name) > limit
+        ]
         if differing:
             raise ValueError(
                 f"{where}: the processor's settings differ from its model config's: {', '.join(differing)}. Save the "
                 "processor with its model, or call processor.follow_model_config(model.config) first."
             )
+
+    def _model_limits(self, config) -> list[tuple[object, str, int]]:
+        """(owner, setting, the model's limit) of each setting bounded by a table of the model: the router's text
+        table holds the pooled state besides the query tokens, and the query encoder has its own position table."""
+        query_limit = min(config.router_max_query_tokens - 1, config.tower_config.text_config.max_position_embeddings)
+        limits = [(self.video_processor, name, getattr(config, name)) for name in MODEL_LIMITS]
+        return [*limits, (self, "query_max_length", query_limit)]
 
     def check_argument_for_proper_class(self, argument_name, argument):
         # transformers looks `VideoProcessorMixin` up through its video processor mapping, a torchvision-only
@@ -371,12 +381,6 @@ class SalovaProcessor(ProcessorMixin):
                 "(tokenizer.model_max_length); shorten the text, or give fewer segments or a smaller "
                 "num_focus_segments."
             )
-
-
-def _query_tokens_limit(config) -> int:
-    """Router query tokens a model takes: its router's text table holds the pooled state too, and the query
-    encoder has its own position table."""
-    return min(config.router_max_query_tokens - 1, config.tower_config.text_config.max_position_embeddings)
 
 
 __all__ = ["SalovaProcessor", "SalovaProcessorKwargs", "format_timestamp", "with_list_content"]

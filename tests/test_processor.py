@@ -497,18 +497,25 @@ def test_loading_beside_a_model_config_with_another_k_names_both_values(tiny, tm
 
 
 def test_video_limits_and_query_length_are_checked_on_load(tiny, tmp_path):
+    """Segment limits and the query length may be under the model's tables (a processor that merges more), not over."""
     model, processor = tiny
-    video = copy.deepcopy(processor.video_processor)
-    video.router_max_segments = model.config.router_max_segments - 1
     changed = copy.deepcopy(processor)
-    changed.video_processor = video
+    changed.video_processor.router_max_segments = model.config.router_max_segments + 1
     changed.query_max_length = model.config.router_max_query_tokens
     model.config.save_pretrained(tmp_path)
     changed.save_pretrained(tmp_path)
     with pytest.raises(ValueError) as error:
         SalovaProcessor.from_pretrained(tmp_path)
-    assert f"router_max_segments={model.config.router_max_segments - 1} (model config: 256)" in str(error.value)
-    assert f"query_max_length={model.config.router_max_query_tokens} (model config: at most 2047)" in str(error.value)
+    assert "router_max_segments=257 (model config: at most 256)" in str(error.value)
+    assert "query_max_length=2048 (model config: at most 2047)" in str(error.value)
+    changed.video_processor.router_max_segments = 12
+    changed.video_processor.max_frames_per_segment = 8
+    changed.query_max_length = 64
+    changed.save_pretrained(tmp_path)
+    lower = SalovaProcessor.from_pretrained(tmp_path)
+    assert (lower.video_processor.router_max_segments, lower.video_processor.max_frames_per_segment) == (12, 8)
+    lower.follow_model_config(model.config)
+    assert (lower.video_processor.router_max_segments, lower.query_max_length) == (12, 64)
 
 
 def test_saved_files_with_the_old_setting_names_load_with_a_warning(tiny, tmp_path):
