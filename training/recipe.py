@@ -13,7 +13,8 @@ Keys:
 - `trainable`: parameter-name prefixes that train (`"*"`: all); `frozen`: prefixes then frozen again.
 - `learning_rate`; `tower_learning_rate` for parameters under `tower_modules` (None: `learning_rate`).
 - `max_token_drop`, `similarity_loss_weight`, `similarity_margin_loss`, `router_in_batch_negatives`,
-  `num_focus_segments`: written into the model's config for the stage (and saved with its checkpoint).
+  `num_focus_segments`: written into the model's config for the stage (and saved with its checkpoint); the
+  processor follows the config (`SalovaProcessor.follow_model_config`).
 - `chat_template`: a shipped template name (`plain` in stages 1 and 1.5), or None for the checkpoint's own.
 - `train_data` may be JSON, JSONL, parquet, a `save_to_disk` folder or a Hub dataset id (`training.reading`);
   `video_dir`: the folder relative video paths resolve against (default: the annotation file's folder).
