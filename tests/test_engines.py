@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import psutil
 import pytest
 import salova.training
 import torch
-from conftest import BLOCK_REPO_IMPORTS, make_batch
+from conftest import make_batch, run_without_repo
 from safetensors.torch import load_file, save_file
 from salova.hub_configs import build_salova
 from salova.modeling import SalovaForConditionalGeneration
@@ -275,8 +274,7 @@ def test_every_engine_ends_where_one_process_ends(runs):
         assert moved > 10 * WEIGHT_ATOL  # the router took its step
 
 
-FRESH_ANSWERS = BLOCK_REPO_IMPORTS + textwrap.dedent(
-    """
+FRESH_ANSWERS = """
     import json
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -293,22 +291,14 @@ FRESH_ANSWERS = BLOCK_REPO_IMPORTS + textwrap.dedent(
         answers[folder] = {"scores": scores.tolist(), "tokens": tokens[0, inputs["input_ids"].shape[1]:].tolist()}
     print(json.dumps(answers))
     """
-)
 
 
 @pytest.mark.integration
-def test_every_engine_writes_a_folder_that_answers_as_one_process_does(runs):
+def test_every_engine_writes_a_folder_that_answers_as_one_process_does(runs, tmp_path):
     folders = [runs["outputs"]["2", name] for name in ("single", *ENGINES)]
     for name in ("single", *ENGINES):
         _trained(runs, "2", name)
-    result = subprocess.run(
-        [sys.executable, "-c", FRESH_ANSWERS, str(runs["video"]), *map(str, folders)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    answers = json.loads(result.stdout.splitlines()[-1])
+    answers = json.loads(run_without_repo(FRESH_ANSWERS, runs["video"], *folders, tmp_path=tmp_path).splitlines()[-1])
     expected = answers[str(folders[0])]
     for folder in folders[1:]:
         assert answers[str(folder)]["tokens"] == expected["tokens"], folder.name

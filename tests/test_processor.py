@@ -2,14 +2,11 @@
 
 import copy
 import json
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
 import torch
-from conftest import BLOCK_REPO_IMPORTS, colour_scenes, real_video
+from conftest import colour_scenes, real_video, run_without_repo
 from PIL import Image
 from salova.hub_configs import load_chat_template
 from salova.processing import SalovaProcessor, SalovaVideoProcessor, format_timestamp
@@ -246,8 +243,7 @@ def test_segment_descriptions_show_milliseconds(tiny):
     ]
 
 
-FRESH_PROCESS = BLOCK_REPO_IMPORTS + textwrap.dedent(
-    """
+FRESH_PROCESS = """
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
     folder, video, expected_path = sys.argv[1:4]
@@ -264,7 +260,6 @@ FRESH_PROCESS = BLOCK_REPO_IMPORTS + textwrap.dedent(
     print("segments", processor.describe_segments(inputs)[0][1]["start"])
     print("video_processor", type(processor.video_processor).__module__)
     """
-)
 
 
 def test_model_and_processor_load_with_remote_code_in_a_fresh_process(tiny, tmp_path, scene_video):
@@ -291,20 +286,11 @@ def test_model_and_processor_load_with_remote_code_in_a_fresh_process(tiny, tmp_
     with torch.no_grad():
         logits = model(**inputs).logits
     torch.save({"inputs": dict(inputs), "logits": logits}, tmp_path / "expected.pt")
-    script = tmp_path / "load.py"
-    script.write_text(FRESH_PROCESS)
-    result = subprocess.run(
-        [sys.executable, str(script), str(folder), str(scene_video), str(tmp_path / "expected.pt")],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = run_without_repo(FRESH_PROCESS, folder, scene_video, tmp_path / "expected.pt", tmp_path=tmp_path)
     # Same inputs bit for bit (checked in the script); logits equal up to float summation order.
-    assert float(result.stdout.split("max_abs_diff ")[1].split()[0]) < 1e-5
-    assert "segments 00:00:03.000" in result.stdout
-    assert "video_processor transformers_modules." in result.stdout
+    assert float(loaded.split("max_abs_diff ")[1].split()[0]) < 1e-5
+    assert "segments 00:00:03.000" in loaded
+    assert "video_processor transformers_modules." in loaded
 
 
 def test_video_settings_changed_after_creation_take_effect(tiny):
