@@ -48,11 +48,13 @@ import numpy as np
 from salova.processing import SalovaVideoProcessor
 from salova.processing.segmentation import SegmentationPolicy, plan_segments
 
-# The training stages are the recipes shipped in `stages/` (one JSON file each, naming its stage), in stage order.
-STAGE_FILES = {
-    json.loads(path.read_text())["stage"]: path
-    for path in sorted(Path(__file__).parent.glob("stages/*.json"), key=lambda path: path.stem)
-}
+# The training stages are the recipes shipped in `stages/`: one JSON file each, naming its stage, in stage order.
+STAGE_FILES = dict(
+    sorted(
+        ((json.loads(path.read_text())["stage"], path) for path in Path(__file__).parent.glob("stages/*.json")),
+        key=lambda item: float(item[0]),
+    )
+)
 STAGES = tuple(STAGE_FILES)
 # The paper's router queries per stage-1.5 video.
 MAX_QUERIES_PER_VIDEO = 16
