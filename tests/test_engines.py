@@ -19,7 +19,7 @@ from conftest import make_batch, run_without_repo
 from safetensors.torch import load_file, save_file
 from salova.hub_configs import build_salova
 from salova.modeling import SalovaForConditionalGeneration
-from salova.training.data import THRESHOLDS, RowSettings
+from salova.training.data import RowSettings
 from salova.training.data_check import check_data
 from salova.training.recipe import load_recipe
 from salova.training.synthetic_corpus import CorpusSettings, generate_corpus
@@ -192,7 +192,7 @@ def runs(tmp_path_factory):
         settings = RowSettings(
             stage,
             processor.video_processor,
-            thresholds=THRESHOLDS[recipe.label_thresholds],
+            label_thresholds=recipe.label_thresholds,
             max_queries_per_video=recipe.max_queries_per_video,
             seed=0,
             max_sampled_frames=recipe.max_sampled_frames,

@@ -53,15 +53,18 @@ def test_row_settings_take_sampling_and_segments_from_the_video_processor():
         RowSettings("2", {"fps": 1.0})
 
 
-def test_max_queries_per_video_has_one_default(capsys):
-    from salova.cli import main as salova_main
+def test_row_settings_defaults_are_the_recipes_and_the_data_checks():
+    """Queries per video, label thresholds and seed are written once, in `RowSettings`."""
+    from salova.training.commands import add_data_commands
 
+    parser = argparse.ArgumentParser()
+    add_data_commands(parser.add_subparsers())
+    check = parser.parse_args(["data", "check", "--stage", "1.5", "--model", "m", "in.jsonl"])
     recipe = load_recipe("1.5", INPUTS)
     settings = RowSettings("1.5", SalovaVideoProcessor())
-    assert recipe.max_queries_per_video == settings.max_queries_per_video == 16
-    with pytest.raises(SystemExit):
-        salova_main(["data", "check", "--help"])
-    assert "--max-queries-per-video MAX_QUERIES_PER_VIDEO" in capsys.readouterr().out
+    assert recipe.max_queries_per_video == check.max_queries_per_video == settings.max_queries_per_video == 16
+    assert recipe.label_thresholds == check.label_thresholds == settings.label_thresholds == "code"
+    assert check.seed == settings.seed == 0
     stage_files = (REPO / "training" / "stages").glob("*.json")
     assert not any("max_queries_per_video" in json.loads(path.read_text()) for path in stage_files)
 
@@ -92,3 +95,11 @@ def test_ask_takes_num_focus_segments_and_the_old_option_still_works(capsys):
     assert parser.parse_args(["--top-k", "2"]).num_focus_segments == 2
     assert "salova ask: --top-k is deprecated; use --num-focus-segments." in capsys.readouterr().err
     assert "--top-k" not in parser.format_help()
+
+
+def test_label_thresholds_go_by_their_recipe_name():
+    from salova.training.data import THRESHOLDS
+
+    assert RowSettings("2", SalovaVideoProcessor(), label_thresholds="paper").thresholds == THRESHOLDS["paper"]
+    with pytest.raises(ValueError, match=r"label_thresholds must be one of \['code', 'paper'\], got 'papers'"):
+        RowSettings("2", SalovaVideoProcessor(), label_thresholds="papers")

@@ -6,7 +6,7 @@ import json
 from functools import partial
 from pathlib import Path
 
-from salova.training.data import MAX_QUERIES_PER_VIDEO, STAGES, THRESHOLDS, RowSettings
+from salova.training.data import STAGES, THRESHOLDS, RowSettings
 
 STATUSES = ("kept", "repaired", "skipped")
 
@@ -30,11 +30,11 @@ def add_data_commands(commands) -> None:
     check.add_argument("--model", required=True, help="checkpoint whose processor settings the check follows")
     check.add_argument("--video-dir", help="folder relative video paths resolve against (default: the file's)")
     check.add_argument("--report-dir", default=".", help="where data_check.json (and the cached result) go")
-    check.add_argument("--label-thresholds", default="code", choices=sorted(THRESHOLDS))
-    check.add_argument("--max-queries-per-video", type=int, default=MAX_QUERIES_PER_VIDEO)
+    check.add_argument("--label-thresholds", default=RowSettings.label_thresholds, choices=sorted(THRESHOLDS))
+    check.add_argument("--max-queries-per-video", type=int, default=RowSettings.max_queries_per_video)
     check.add_argument("--max-sampled-frames", type=int, help="skip videos with more sampled frames (authors: 1800)")
     check.add_argument("--num-proc", type=int, help="parallel workers (default: the machine's cores)")
-    check.add_argument("--seed", type=int, default=0, help="seed of the stage-1.5 query sampling")
+    check.add_argument("--seed", type=int, default=RowSettings.seed, help="seed of the stage-1.5 query sampling")
     check.add_argument("--strict", action="store_true", help="any repair or skip is an error naming file:line")
     check.add_argument("input", help="JSON list, JSONL, parquet, save_to_disk folder or Hub dataset id")
     check.set_defaults(run=partial(check_command, parser=check))
@@ -73,7 +73,7 @@ def check_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     settings = RowSettings(
         args.stage,
         processor.video_processor,
-        thresholds=THRESHOLDS[args.label_thresholds],
+        label_thresholds=args.label_thresholds,
         max_queries_per_video=args.max_queries_per_video,
         seed=args.seed,
         max_sampled_frames=args.max_sampled_frames,

@@ -56,8 +56,6 @@ STAGE_FILES = dict(
     )
 )
 STAGES = tuple(STAGE_FILES)
-# The paper's router queries per stage-1.5 video.
-MAX_QUERIES_PER_VIDEO = 16
 # Repairs in the order a record's single reason is chosen.
 REPAIRS = (
     "unsorted scene starts",
@@ -92,14 +90,16 @@ class RecordError(ValueError):
 
 @dataclass(frozen=True)
 class RowSettings:
-    """How records become rows: the stage, label thresholds, queries per video, the optional skip of long videos
-    (`max_sampled_frames`, the authors' 1800; None: no skip), and the sampling rate (`fps`) and segment policy of
-    `video_processor`, the `SalovaVideoProcessor` that will cut the rows' videos."""
+    """How records become rows: the stage, the label thresholds (a name of `THRESHOLDS`: the authors' code's, or
+    the paper's), the router queries per stage-1.5 video (the paper's 16) and their sampling seed, the optional skip
+    of long videos (`max_sampled_frames`, the authors' 1800; None: no skip), and the sampling rate (`fps`) and
+    segment policy of `video_processor`, the `SalovaVideoProcessor` that will cut the rows' videos. The recipe and
+    `salova data check` take their defaults from here."""
 
     stage: str
     video_processor: InitVar[SalovaVideoProcessor]
-    thresholds: LabelThresholds = THRESHOLDS["code"]
-    max_queries_per_video: int = MAX_QUERIES_PER_VIDEO
+    label_thresholds: str = "code"
+    max_queries_per_video: int = 16
     seed: int = 0
     max_sampled_frames: int | None = None
     fps: float = field(init=False)
@@ -108,6 +108,8 @@ class RowSettings:
     def __post_init__(self, video_processor):
         if self.stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}.")
+        if self.label_thresholds not in THRESHOLDS:
+            raise ValueError(f"label_thresholds must be one of {sorted(THRESHOLDS)}, got {self.label_thresholds!r}.")
         if self.max_queries_per_video < 1:
             raise ValueError(f"max_queries_per_video must be at least 1, got {self.max_queries_per_video}.")
         # Duck-typed: a checkpoint loaded with trust_remote_code holds its own copy of the class.
@@ -118,6 +120,10 @@ class RowSettings:
             )
         object.__setattr__(self, "fps", video_processor.fps)
         object.__setattr__(self, "policy", video_processor.segmentation_policy())
+
+    @property
+    def thresholds(self) -> LabelThresholds:
+        return THRESHOLDS[self.label_thresholds]
 
 
 def dense_caption_labels(v2t: np.ndarray, t2t: np.ndarray, thresholds: LabelThresholds) -> np.ndarray:

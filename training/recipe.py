@@ -38,7 +38,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
-from salova.training.data import MAX_QUERIES_PER_VIDEO, STAGE_FILES
+from salova.training.data import STAGE_FILES, RowSettings
 from torch import nn
 from trl import SFTConfig
 
@@ -77,8 +77,8 @@ class StageRecipe:
     tower_modules: list[str] = field(default_factory=lambda: list(TOWER_MODULES))
     num_focus_segments: int | None = None
     chat_template: str | None = None
-    label_thresholds: str = "code"
-    max_queries_per_video: int = MAX_QUERIES_PER_VIDEO
+    label_thresholds: str = RowSettings.label_thresholds
+    max_queries_per_video: int = RowSettings.max_queries_per_video
     max_sampled_frames: int | None = None
     strict_data: bool = False
     data_check_num_proc: int | None = None
