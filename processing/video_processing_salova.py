@@ -224,7 +224,6 @@ class SalovaVideoProcessor(VideoProcessorMixin, PilBackend):
         video_fps: the frame rate of decoded frames, one for all or one per video (or `video_metadata`).
         segment_boundaries: per video, segment starts in seconds that replace the segmenter (or `None`).
         """
-        kwargs = current_names(kwargs, RENAMED_SETTINGS, type(self).__name__)
         validate_kwargs(
             captured_kwargs=kwargs.keys(),
             valid_processor_keys=list(self.valid_kwargs.__annotations__) + ["return_tensors"],
