@@ -11,6 +11,8 @@ from pathlib import Path
 
 from salova.processing import format_timestamp
 
+from salova.cli_options import DeprecatedOption
+
 QUIT_WORDS = {"exit", "quit", ":q"}
 
 
@@ -91,21 +93,11 @@ def _add_model_arguments(parser: argparse.ArgumentParser, reindex: bool = True) 
         parser.add_argument("--reindex", action="store_true", help="rebuild the index even when one is stored")
 
 
-class _DeprecatedOption(argparse.Action):
-    """An option's old name: stores into the current option's destination and says which name to use."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        print(f"{parser.prog}: {option_string} is deprecated; use --{self.dest.replace('_', '-')}.", file=sys.stderr)
-        setattr(namespace, self.dest, values)
-
-
 def _add_answer_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--num-focus-segments", type=int, help="K: focus scenes fed to the LLM (default: the model config's)"
     )
-    parser.add_argument(
-        "--top-k", dest="num_focus_segments", type=int, action=_DeprecatedOption, help=argparse.SUPPRESS
-    )
+    parser.add_argument("--top-k", dest="num_focus_segments", type=int, action=DeprecatedOption)
     parser.add_argument("--max-new-tokens", type=int, default=64)
 
 

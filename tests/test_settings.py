@@ -103,3 +103,23 @@ def test_label_thresholds_go_by_their_recipe_name():
     assert RowSettings("2", SalovaVideoProcessor(), label_thresholds="paper").thresholds == THRESHOLDS["paper"]
     with pytest.raises(ValueError, match=r"label_thresholds must be one of \['code', 'paper'\], got 'papers'"):
         RowSettings("2", SalovaVideoProcessor(), label_thresholds="papers")
+
+
+def test_data_check_options_go_by_the_recipe_names_and_the_old_ones_still_work(capsys):
+    """`strict_data` and `data_check_num_proc` in a recipe are `--strict-data` and `--data-check-num-proc` here."""
+    from salova.training.commands import add_data_commands
+
+    parser = argparse.ArgumentParser(prog="salova")
+    add_data_commands(parser.add_subparsers())
+    start = ["data", "check", "--stage", "2", "--model", "m", "in.jsonl"]
+    default = parser.parse_args(start)
+    assert (default.strict_data, default.data_check_num_proc) == (False, None)
+    current = parser.parse_args([*start, "--strict-data", "--data-check-num-proc", "3"])
+    assert (current.strict_data, current.data_check_num_proc) == (True, 3) and capsys.readouterr().err == ""
+    old = parser.parse_args([*start, "--strict", "--num-proc", "2"])
+    assert (old.strict_data, old.data_check_num_proc) == (True, 2)
+    err = capsys.readouterr().err
+    assert "--strict is deprecated; use --strict-data." in err
+    assert "--num-proc is deprecated; use --data-check-num-proc." in err
+    recipe_keys = set(load_recipe("2", INPUTS).__dataclass_fields__)
+    assert {"strict_data", "data_check_num_proc"} <= recipe_keys

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from salova.training.data import STAGES, THRESHOLDS, RowSettings
 
+from salova.cli_options import DeprecatedOption
+
 STATUSES = ("kept", "repaired", "skipped")
 
 
@@ -33,9 +35,11 @@ def add_data_commands(commands) -> None:
     check.add_argument("--label-thresholds", default=RowSettings.label_thresholds, choices=sorted(THRESHOLDS))
     check.add_argument("--max-queries-per-video", type=int, default=RowSettings.max_queries_per_video)
     check.add_argument("--max-sampled-frames", type=int, help="skip videos with more sampled frames (authors: 1800)")
-    check.add_argument("--num-proc", type=int, help="parallel workers (default: the machine's cores)")
+    check.add_argument("--data-check-num-proc", type=int, help="parallel workers (default: the machine's cores)")
+    check.add_argument("--num-proc", dest="data_check_num_proc", type=int, action=DeprecatedOption)
     check.add_argument("--seed", type=int, default=RowSettings.seed, help="seed of the stage-1.5 query sampling")
-    check.add_argument("--strict", action="store_true", help="any repair or skip is an error naming file:line")
+    check.add_argument("--strict-data", action="store_true", help="any repair or skip is an error naming file:line")
+    check.add_argument("--strict", dest="strict_data", action=DeprecatedOption, nargs=0, const=True)
     check.add_argument("input", help="JSON list, JSONL, parquet, save_to_disk folder or Hub dataset id")
     check.set_defaults(run=partial(check_command, parser=check))
 
@@ -80,7 +84,9 @@ def check_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     )
     Path(args.report_dir).mkdir(parents=True, exist_ok=True)
     try:
-        _, report = check_data(args.input, settings, args.video_dir, args.report_dir, args.num_proc, args.strict)
+        _, report = check_data(
+            args.input, settings, args.video_dir, args.report_dir, args.data_check_num_proc, args.strict_data
+        )
     except DataCheckError as error:
         raise SystemExit(f"salova data check: {error}") from error
     print(f"report: {Path(args.report_dir) / 'data_check.json'} ({json.dumps({k: report[k] for k in STATUSES})})")
