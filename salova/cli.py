@@ -11,6 +11,7 @@ from salova.assistant.cli import add_commands as add_assistant_commands
 from salova.evaluation.cli import add_eval_parser
 from salova.hub_configs.builder import VARIANTS
 from salova.training.commands import add_data_commands
+from salova.training.end_to_end import SETTINGS, run_end_to_end
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     add_data_commands(commands)
 
     demo = commands.add_parser("demo", help="train the tiny model through stages 1 -> 1.5 -> 2 on CPU and evaluate it")
-    demo.add_argument("--setting", default="default", choices=["smoke", "default", "full"])
+    demo.add_argument("--setting", default="default", choices=SETTINGS)
     demo.add_argument("--workdir", default="outputs/demo", help="corpus, stage checkpoints and report.json go here")
 
     add_eval_parser(commands)
@@ -62,8 +63,6 @@ def main(argv: list[str] | None = None) -> None:
         processor.save_pretrained(args.out)
         print(f"wrote SALOVA-{args.variant} ({sum(p.numel() for p in model.parameters()):,} parameters) to {args.out}")
     else:
-        from salova.training.end_to_end import SETTINGS, run_end_to_end
-
         run_end_to_end(args.workdir, SETTINGS[args.setting])
 
 

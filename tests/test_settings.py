@@ -123,3 +123,11 @@ def test_data_check_options_go_by_the_recipe_names_and_the_old_ones_still_work(c
     assert "--num-proc is deprecated; use --data-check-num-proc." in err
     recipe_keys = set(load_recipe("2", INPUTS).__dataclass_fields__)
     assert {"strict_data", "data_check_num_proc"} <= recipe_keys
+
+
+def test_demo_setting_choices_are_the_main_jobs_settings(capsys):
+    from salova.training.end_to_end import SETTINGS
+
+    from salova.cli import main as salova_main
+
+    assert _choices(salova_main, ["demo", "--setting", "huge"], capsys) == list(SETTINGS)
