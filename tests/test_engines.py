@@ -21,7 +21,7 @@ from conftest import make_batch, run_without_repo
 from safetensors.torch import load_file, save_file
 from salova.hub_configs import build_salova
 from salova.modeling import SalovaForConditionalGeneration
-from salova.training.data import THRESHOLDS, RowSettings
+from salova.training.data import RowSettings
 from salova.training.data_check import check_data
 from salova.training.recipe import load_recipe
 from salova.training.run import FINISHED_FILE
@@ -224,10 +224,10 @@ def runs(tmp_path_factory):
         configs[stage] = root / f"stage{stage}.json"
         configs[stage].write_text(json.dumps(config))
         recipe = load_recipe(stage, config, output_dir="unused")
-        settings = RowSettings.for_processor(
+        settings = RowSettings(
             stage,
-            processor,
-            thresholds=THRESHOLDS[recipe.label_thresholds],
+            processor.video_processor,
+            label_thresholds=recipe.label_thresholds,
             max_queries_per_video=recipe.max_queries_per_video,
             seed=0,
             max_sampled_frames=recipe.max_sampled_frames,

@@ -105,7 +105,7 @@ def test_builder_copies_components_and_extends_positions(tmp_path, tower):
     # The processor matches the tower's input and the model's placeholder layout.
     assert processor.image_size == model.config.vision_config.image_size
     assert processor.video_processor.do_center_crop == (tower == "clip")  # CLIP: shortest edge, centre crop
-    assert processor.num_latents == model.config.connector_num_latents
+    assert processor.connector_num_latents == model.config.connector_num_latents
     assert processor.video_token_id == model.config.video_token_id
     # The LLM folder brings its own template (the tiny tokenizer's), which wins over the variant's Llama-3.2 one.
     assert "<|im_start|>" in processor.chat_template and "start_header_id" not in processor.chat_template

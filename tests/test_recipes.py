@@ -7,6 +7,7 @@ import torch
 from conftest import run_without_repo
 from huggingface_hub.utils import filter_repo_objects
 from salova.hub_configs import build_salova
+from salova.training.data import STAGES
 from salova.training.recipe import load_recipe
 from salova.training.run import build_trainer, last_complete_checkpoint, train_stage
 from salova.training.synthetic_corpus import CorpusSettings, generate_corpus
@@ -189,7 +190,7 @@ def test_periodic_push_uploads_a_folder_that_loads_with_remote_code(stage0, corp
 
 def test_stages_chain_through_hub_format_checkpoints(stage0, corpus, tmp_path):
     checkpoint = stage0
-    for stage in ("1", "1.5", "2"):
+    for stage in STAGES:
         recipe = _recipe(stage, checkpoint, corpus, tmp_path / f"stage{stage}", max_steps=2)
         checkpoint = train_stage(recipe)
         assert json.loads((checkpoint / "config.json").read_text())["max_token_drop"] == recipe.max_token_drop
@@ -200,7 +201,7 @@ def test_stages_chain_through_hub_format_checkpoints(stage0, corpus, tmp_path):
 
 def test_accumulation_follows_the_stage_global_batch(capsys):
     inputs = {"model": "m", "train_data": "d.jsonl", "output_dir": "out"}
-    recipes = {stage: load_recipe(stage, inputs) for stage in ("1", "1.5", "2")}
+    recipes = {stage: load_recipe(stage, inputs) for stage in STAGES}
     assert {stage: recipe.global_batch_size for stage, recipe in recipes.items()} == {"1": 256, "1.5": 8, "2": 64}
     assert recipes["2"].sft_config(world_size=8).gradient_accumulation_steps == 2  # 8 x 4 x 2 = 64
     assert recipes["1.5"].sft_config(world_size=2).gradient_accumulation_steps == 4

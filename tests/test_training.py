@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from conftest import colour_scenes
 from salova.modeling.losses import similarity_loss
+from salova.processing import SalovaVideoProcessor
 from salova.training.collator import SalovaCollator
 from salova.training.data import THRESHOLDS, RowSettings, dense_caption_labels, question_labels
 from salova.training.data_check import DataCheckError, check_data
@@ -62,12 +63,12 @@ def qa_corpus(tmp_path_factory):
 
 
 def _rows(path, stage="2", **kwargs):
-    rows, _ = check_data(path, RowSettings(stage), num_proc=1, show=False, **kwargs)
+    rows, _ = check_data(path, RowSettings(stage, SalovaVideoProcessor()), num_proc=1, show=False, **kwargs)
     return rows.to_list()
 
 
 def test_bad_records_are_skipped_with_a_reason_or_raise_when_strict(qa_corpus, tmp_path):
-    rows, report = check_data(qa_corpus, RowSettings("2"), cache_dir=tmp_path, num_proc=1)
+    rows, report = check_data(qa_corpus, RowSettings("2", SalovaVideoProcessor()), cache_dir=tmp_path, num_proc=1)
     assert [row["id"] for row in rows] == ["q1"]
     assert json.loads(rows[0]["query_labels"]) == [[0.0, 0.0, 1.0, 0.0]] and rows[0]["boundaries"] == [3.0, 6.0, 9.0]
     skipped = {reason: entry["count"] for reason, entry in report["reasons"]["skipped"].items()}
@@ -80,7 +81,7 @@ def test_bad_records_are_skipped_with_a_reason_or_raise_when_strict(qa_corpus, t
     assert report["reasons"]["skipped"]["malformed JSON"]["first"]["origin"].endswith("stage2.jsonl:5")
     assert json.loads((tmp_path / "data_check.json").read_text())["skipped"] == 4
     with pytest.raises(DataCheckError, match=r"stage2\.jsonl:2: 'v2t' must be 1 x 4"):
-        check_data(qa_corpus, RowSettings("2"), num_proc=1, strict=True, show=False)
+        check_data(qa_corpus, RowSettings("2", SalovaVideoProcessor()), num_proc=1, strict=True, show=False)
 
 
 def test_collator_labels_only_the_response(tiny, qa_corpus):

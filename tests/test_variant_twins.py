@@ -74,7 +74,8 @@ def test_twin_trains_every_stage_and_answers_in_a_fresh_process(variant, corpus,
     assert processor.tokenizer.pad_token_id != processor.query_tokenizer.pad_token_id
     if variant != "3.8b":
         assert processor.tokenizer.pad_token_id >= model.config.query_encoder_config.vocab_size
-    first, second = check_data(corpus["stage1"], RowSettings("1"), num_proc=1, show=False)[0].select([0, 1])
+    settings = RowSettings("1", processor.video_processor)
+    first, second = check_data(corpus["stage1"], settings, num_proc=1, show=False)[0].select([0, 1])
     second = {**second, "queries": [second["queries"][0] + " seen from far away"]}  # queries of different lengths
     batch = SalovaCollator(processor, load_chat_template("plain"))([first, second])
     assert (batch["query_attention_mask"] == 0).any()

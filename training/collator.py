@@ -26,8 +26,6 @@ from salova.training.data import RecordError
 
 logger = logging.getLogger(__name__)
 
-# Recipe default: the paper's maximum LLM length.
-DEFAULT_MAX_LENGTH = 8192
 COUNT_KEYS = ("data_replaced_rows", "data_trimmed_rows")
 
 
@@ -39,7 +37,7 @@ class SalovaCollator:
 
     processor: object
     chat_template: str | None = None
-    max_length: int | None = DEFAULT_MAX_LENGTH
+    max_length: int | None = None
     fallback_rows: object = None
     failures: Counter = field(default_factory=Counter)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from salova.hub_configs.builder import load_chat_template
 from salova.training.collator import COUNT_KEYS, SalovaCollator
-from salova.training.data import THRESHOLDS, RowSettings
+from salova.training.data import RowSettings
 from salova.training.data_check import check_data
 from salova.training.recipe import StageRecipe, freeze_for_stage
 from salova.training.trainer import SalovaTrainer
@@ -32,19 +32,16 @@ def build_trainer(recipe: StageRecipe, **training_overrides) -> SalovaTrainer:
             f"stage {recipe.stage}: router_in_batch_negatives needs per_device_train_batch_size >= 2 "
             f"(got {args.per_device_train_batch_size}): the other clips of a batch are the negatives."
         )
-    if recipe.label_thresholds not in THRESHOLDS:
-        raise ValueError(f"label_thresholds must be one of {sorted(THRESHOLDS)}, got {recipe.label_thresholds!r}.")
     model = AutoModelForImageTextToText.from_pretrained(recipe.model)
     processor = AutoProcessor.from_pretrained(recipe.model)
     recipe.apply_model_settings(model)
-    if recipe.num_focus_segments is not None:
-        processor.num_focus_segments = recipe.num_focus_segments
+    processor.follow_model_config(model.config)
     counts = freeze_for_stage(model, recipe)
     logger.info("stage %s: %s trainable and %s frozen parameters", recipe.stage, counts["trainable"], counts["frozen"])
-    settings = RowSettings.for_processor(
+    settings = RowSettings(
         recipe.stage,
-        processor,
-        thresholds=THRESHOLDS[recipe.label_thresholds],
+        processor.video_processor,
+        label_thresholds=recipe.label_thresholds,
         max_queries_per_video=recipe.max_queries_per_video,
         seed=args.seed,
         max_sampled_frames=recipe.max_sampled_frames,
