@@ -168,7 +168,8 @@ class VideoAssistant:
     ) -> BatchFeature:
         """Model inputs of `messages` about `video`: the processor's chat template with the assistant prompt (or,
         with `continue_final_message`, the last assistant turn left open), the router query the processor takes
-        from the last user turn (or `query`), `num_focus_segments` focus segments (K), and the video's latents in place of frames.
+        from the last user turn (or `query`), `num_focus_segments` (K) focus segments, and the video's latents in
+        place of frames.
         """
         num_focus_segments = self._num_focus_segments(num_focus_segments)
         processor = self.processor
@@ -212,7 +213,8 @@ class VideoAssistant:
     ) -> Answer:
         """Answers the last user turn of `messages` about `index` (a `SalovaVideoIndex` or an `EncodedVideo`).
 
-        num_focus_segments: K, the focus segments (default: the model's). query: the router's query in place of the last user turn.
+        num_focus_segments: K, the focus segments (default: the model's). query: the router's query in place of the
+        last user turn.
         max_new_tokens: the answer's limit in tokens. temperature: 0 is greedy (the default); above 0 samples, with
         nucleus `top_p`. seed: seeds torch's generator once, before routing (a `RandomRouter` draws there) and
         sampling. stop: strings that end the answer (left out of it; None: none). cancel: an event that, once set, stops

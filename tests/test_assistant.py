@@ -244,7 +244,17 @@ def test_scenes_command_shows_milliseconds_of_a_real_clip(capsys):
 def test_ask_streams_lists_focus_scenes_and_draws_the_timeline(checkpoint, scene_video, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SALOVA_INDEX_DIR", str(tmp_path / "indexes"))
     timeline = tmp_path / "timeline.png"
-    ask = ["ask", "--model", str(checkpoint), str(scene_video), QUESTION, "--num-focus-segments", "2", "--max-new-tokens", "6"]
+    ask = [
+        "ask",
+        "--model",
+        str(checkpoint),
+        str(scene_video),
+        QUESTION,
+        "--num-focus-segments",
+        "2",
+        "--max-new-tokens",
+        "6",
+    ]
     main([*ask, "--timeline", str(timeline)])
     out = capsys.readouterr().out
     assert len(re.findall(rf"focus scene \d: {TIMESTAMP}-{TIMESTAMP}  score [+-]\d\.\d\d\d", out)) == 2
