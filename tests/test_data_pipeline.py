@@ -3,6 +3,7 @@ on; stage-1.5 queries on one video encoding; every stage-2 turn supervised; leng
 
 import copy
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -13,10 +14,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from conftest import record_calls
 from salova.hub_configs import build_salova
 from salova.training.collator import SalovaCollator
 from salova.training.data import RecordError, RowSettings
-from salova.training.data_check import DataCheckError, check_data
+from salova.training.data_check import DataCheckError, check_data, probe_video
 from salova.training.recipe import load_recipe
 from salova.training.run import build_trainer, train_stage
 from salova.training.synthetic_corpus import CorpusSettings, generate_corpus
@@ -215,6 +217,46 @@ def test_a_second_check_reads_the_cache_without_probing(messy, tmp_path, monkeyp
     other = _settings(messy, "2", max_queries_per_video=3)
     with pytest.raises(AssertionError, match="probed"):
         check_data(messy / "messy2.jsonl", other, cache_dir=tmp_path, num_proc=1)
+
+
+def test_a_check_killed_while_writing_leaves_no_half_written_file(messy, tmp_path, monkeypatch):
+    """Processes sharing the cache folder read a whole file or none: a check killed halfway through writing its
+    cache entry leaves nothing a later check reads back, and one killed while writing `data_check.json` leaves
+    the previous report whole."""
+    real_write_text = pathlib.Path.write_text
+
+    def killed_halfway(path, text, *args, **kwargs):
+        if path.suffix in {".json", ".tmp"}:
+            real_write_text(path, text[: len(text) // 2], *args, **kwargs)
+            raise KeyboardInterrupt(f"killed while writing {path.name}")
+        return real_write_text(path, text, *args, **kwargs)
+
+    settings = _settings(messy, "2")
+    monkeypatch.setattr(pathlib.Path, "write_text", killed_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        check_data(messy / "messy2.jsonl", settings, cache_dir=tmp_path, num_proc=1)
+    monkeypatch.undo()
+    _, report = check_data(messy / "messy2.jsonl", settings, cache_dir=tmp_path, num_proc=1)
+    assert report["kept"] == 6 and json.loads((tmp_path / "data_check.json").read_text()) == report
+
+    monkeypatch.setattr(pathlib.Path, "write_text", killed_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        check_data(messy / "messy2.jsonl", settings, cache_dir=tmp_path, num_proc=1)
+    monkeypatch.undo()
+    assert json.loads((tmp_path / "data_check.json").read_text()) == report
+    assert not [path.name for path in tmp_path.rglob("*.tmp")]
+
+
+def test_many_paths_to_one_video_probe_it_once(messy, tmp_path, monkeypatch):
+    video = messy / "videos" / sorted(path.name for path in (messy / "videos").glob("*.mp4"))[0]
+    links = [tmp_path / f"link_{index}.mp4" for index in range(3)]
+    for link in links:
+        link.symlink_to(video)
+    opened = record_calls(monkeypatch, av, "open")
+    probes = [probe_video(str(link), 1.0) for link in links]
+    assert len(opened) == 1 and probes[0]["error"] is None and probes[1:] == probes[:-1]
+    missing = probe_video(str(tmp_path / "missing.mp4"), 1.0)
+    assert missing["reason"] == "unreadable video" and missing["error"].startswith(str(tmp_path / "missing.mp4"))
 
 
 def test_strict_data_names_the_first_fault_with_file_and_line(messy):
