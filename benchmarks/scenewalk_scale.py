@@ -9,10 +9,11 @@ videos, with known counts: videos whose file is missing, videos with two clips s
 one clip row repeated (duplicate clip id). A fraction keeps the first videos of the full plan, so its counts are
 the full plan's prefix.
 
-Each step runs in a fresh process; reported per step: rows (or records) per second, wall time, and peak resident
-memory: the largest single process (`wait4`'s `ru_maxrss`, worker processes included) and the whole process
-tree's resident and anonymous memory, polled from /proc. Memory-mapped Arrow pages count in resident memory but
-not in anonymous memory, which is what a machine cannot page out. The script exits non-zero unless convert's
+Each step runs in a fresh process; reported per step: rows (or records) per second, wall time, and peak memory,
+polled from /proc: the largest process's peak resident memory (`VmHWM`; the check's worker processes included),
+and the whole process tree's proportional resident memory (`Pss`, so that pages forked workers share count once),
+all of it and its anonymous part. Memory-mapped Arrow pages count in resident memory but not in anonymous memory,
+which is what a machine cannot page out. The script exits non-zero unless convert's
 dropped rows and the check's skipped and repaired counts equal the planted faults. Results go to
 `benchmarks/results/scenewalk_scale.json`.
 
@@ -199,53 +200,48 @@ def _clock(seconds: float) -> str:
 
 
 def run_step(command: list[str], log: Path, env: dict) -> dict:
-    """Runs `command` in a fresh process; its wall time, its largest process's peak RSS (`wait4`, children
-    included) and the peak of its process tree's resident and anonymous memory, polled every 0.1 s."""
+    """Runs `command` in a fresh process; its wall time and the peaks of its process tree's memory, polled from
+    /proc every 0.1 s (see the module docstring)."""
     start = time.perf_counter()
     with log.open("w") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
-    tree_rss = tree_anon = 0
-    while True:
-        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-        if pid:
-            break
-        rss, anon = _tree_memory(process.pid)
-        tree_rss, tree_anon = max(tree_rss, rss), max(tree_anon, anon)
+    peaks = dict.fromkeys(("largest_process_mib", "tree_pss_mib", "tree_anon_pss_mib"), 0.0)
+    while process.poll() is None:
+        for key, value in _tree_memory(process.pid).items():
+            peaks[key] = max(peaks[key], value)
         time.sleep(0.1)
     wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
+    if process.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed; its output: {log}\n{log.read_text()[-3000:]}")
-    return {
-        "wall_s": round(wall, 3),
-        "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
-        "peak_tree_rss_mib": round(tree_rss / 2**20, 1),
-        "peak_tree_anon_mib": round(tree_anon / 2**20, 1),
-    }
+    return {"wall_s": round(wall, 3), **{f"peak_{key}": round(value, 1) for key, value in peaks.items()}}
 
 
-def _tree_memory(pid: int) -> tuple[int, int]:
-    """Resident and anonymous bytes of `pid` and its descendants (0 for a process gone meanwhile)."""
-    rss = anon = 0
+def _tree_memory(pid: int) -> dict:
+    """MiB of `pid` and its descendants: the largest one's peak resident memory (`VmHWM`), and the proportional
+    resident memory (`Pss`: a page shared by n processes counts 1/n) of them all, all pages and anonymous ones."""
+    memory = {"largest_process_mib": 0.0, "tree_pss_mib": 0.0, "tree_anon_pss_mib": 0.0}
     pending = [pid]
     while pending:
         current = pending.pop()
         try:
             status = Path(f"/proc/{current}/status").read_text()
+            rollup = Path(f"/proc/{current}/smaps_rollup").read_text()
             children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
-        except OSError:
+        except OSError:  # the process ended meanwhile
             continue
-        fields = dict(re.findall(r"^(VmRSS|RssAnon):\s+(\d+) kB", status, re.MULTILINE))
-        rss += int(fields.get("VmRSS", 0)) * 1024
-        anon += int(fields.get("RssAnon", 0)) * 1024
+        fields = dict(re.findall(r"^(VmHWM|Pss|Pss_Anon):\s+(\d+) kB", status + rollup, re.MULTILINE))
+        memory["largest_process_mib"] = max(memory["largest_process_mib"], int(fields.get("VmHWM", 0)) / 1024)
+        memory["tree_pss_mib"] += int(fields.get("Pss", 0)) / 1024
+        memory["tree_anon_pss_mib"] += int(fields.get("Pss_Anon", 0)) / 1024
         pending += [int(child) for child in children]
-    return rss, anon
+    return memory
 
 
 def checkpoint_folder(folder: Path) -> Path:
     """The tiny model with the published variants' segment policy (256 segments of up to 2160 frames), so that a
     video's 28 scenes stay 28 segments."""
     from salova.hub_configs import build_salova
-    from salova.modeling_salova.configuration_salova import SalovaConfig
+    from salova.modeling import SalovaConfig
 
     if not (folder / "config.json").is_file():
         model, processor = build_salova("tiny", seed=0)
@@ -255,6 +251,23 @@ def checkpoint_folder(folder: Path) -> Path:
         model.save_pretrained(folder)
         processor.save_pretrained(folder)
     return folder
+
+
+def compare_with_plan(plan: ScenewalkPlan, convert_output: str, report: dict) -> None:
+    """Exits with the difference unless convert's dropped rows (from its printed output) and the check's report
+    count exactly the planted faults, every other video kept."""
+    dropped = re.search(r"dropped (\d+) rows: duplicate clip id", convert_output)
+    found = {
+        "missing video": report["reasons"].get("skipped", {}).get("video file missing", {}).get("count", 0),
+        "unsorted clips": report["reasons"].get("repaired", {}).get("unsorted scene starts", {}).get("count", 0),
+        "duplicate clip id": int(dropped.group(1)) if dropped else 0,
+    }
+    planted = plan.planted()
+    clean = len(plan.clips) - planted["missing video"] - planted["unsorted clips"]
+    counts = {"records": report["records"], "kept": report["kept"], "repaired": report["repaired"]}
+    expected = {"records": len(plan.clips), "kept": clean, "repaired": planted["unsorted clips"]}
+    if found != planted or counts != expected:
+        raise SystemExit(f"The reports disagree with the plan: found {found} {counts}, planted {planted} {expected}.")
 
 
 def measure(plan: ScenewalkPlan, workdir: Path, sources: list, model: Path, num_proc: int) -> dict:
@@ -277,19 +290,9 @@ def measure(plan: ScenewalkPlan, workdir: Path, sources: list, model: Path, num_
         workdir / "check.log",
         env,
     )
-    dropped = re.search(r"dropped (\d+) rows: duplicate clip id", (workdir / "convert.log").read_text())
-    report = json.loads((workdir / "report" / "data_check.json").read_text())
-    found = {
-        "missing video": report["reasons"].get("skipped", {}).get("video file missing", {}).get("count", 0),
-        "unsorted clips": report["reasons"].get("repaired", {}).get("unsorted scene starts", {}).get("count", 0),
-        "duplicate clip id": int(dropped.group(1)) if dropped else 0,
-    }
-    planted = plan.planted()
-    clean = len(plan.clips) - planted["missing video"] - planted["unsorted clips"]
-    counts = {"records": report["records"], "kept": report["kept"], "repaired": report["repaired"]}
-    expected = {"records": len(plan.clips), "kept": clean, "repaired": planted["unsorted clips"]}
-    if found != planted or counts != expected:
-        raise SystemExit(f"The reports disagree with the plan: found {found} {counts}, planted {planted} {expected}.")
+    compare_with_plan(
+        plan, (workdir / "convert.log").read_text(), json.loads((workdir / "report" / "data_check.json").read_text())
+    )
     rows = plan.num_rows
     convert["rows_per_s"] = round(rows / convert["wall_s"], 1)
     check["records_per_s"] = round(len(plan.clips) / check["wall_s"], 1)
@@ -297,7 +300,7 @@ def measure(plan: ScenewalkPlan, workdir: Path, sources: list, model: Path, num_
     return {
         "rows": rows,
         "videos": len(plan.clips),
-        "planted": planted,
+        "planted": plan.planted(),
         "generate_s": round(generated, 3),
         "convert": convert,
         "check": check,
@@ -312,11 +315,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num-proc", type=int, default=2, help="data check workers")
     parser.add_argument("--workdir", type=Path, help="where the data go (default: a temporary folder)")
+    parser.add_argument("--sources", type=Path, default=RESULTS / "scenewalk_sources", help="the linked videos")
     parser.add_argument("--output", type=Path, default=RESULTS / "scenewalk_scale.json")
     args = parser.parse_args()
     plan = ScenewalkPlan.draw(args.rows, args.videos, args.seed)
-    RESULTS.mkdir(exist_ok=True)
-    sources = source_videos(RESULTS / "scenewalk_sources")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    sources = source_videos(args.sources)
     results = []
     with tempfile.TemporaryDirectory(dir=args.workdir) as workdir:
         model = checkpoint_folder(Path(workdir) / "model")
@@ -332,21 +336,21 @@ def main() -> None:
         **{
             f"{step}_{key}": round(last[step][key] / first[step][key], 2)
             for step in ("convert", "check")
-            for key in ("wall_s", "peak_rss_mib", "peak_tree_rss_mib", "peak_tree_anon_mib")
+            for key in ("wall_s", "peak_largest_process_mib", "peak_tree_pss_mib", "peak_tree_anon_pss_mib")
         },
     }
-    print(f"{'rows':>9} {'step':>8} {'wall':>9} {'rows/s':>9} {'peak RSS':>9} {'tree RSS':>9} {'tree anon':>9}")
+    print(f"{'rows':>9} {'step':>8} {'wall':>9} {'rows/s':>9} {'process':>9} {'tree PSS':>9} {'anon PSS':>9}")
     for result in results:
         for step in ("convert", "check"):
             numbers = result[step]
             speed = numbers.get("rows_per_s", numbers.get("clip_rows_per_s"))
             print(
                 f"{result['rows']:>9} {step:>8} {numbers['wall_s']:>8.1f}s {speed:>9.0f} "
-                f"{numbers['peak_rss_mib']:>8.0f}M {numbers['peak_tree_rss_mib']:>8.0f}M "
-                f"{numbers['peak_tree_anon_mib']:>8.0f}M"
+                f"{numbers['peak_largest_process_mib']:>8.0f}M {numbers['peak_tree_pss_mib']:>8.0f}M "
+                f"{numbers['peak_tree_anon_pss_mib']:>8.0f}M"
             )
     print(f"growth from {first['fraction']:g} to {last['fraction']:g} of the rows: {json.dumps(growth)}")
-    report = {"settings": {**vars(args), "workdir": str(args.workdir), "output": str(args.output)}}
+    report = {"settings": {**vars(args), **{key: str(getattr(args, key)) for key in ("workdir", "sources", "output")}}}
     report.update(cpu_count=os.cpu_count(), results=results, growth=growth)
     args.output.write_text(json.dumps(report, indent=2))
 

@@ -19,6 +19,7 @@ from salova.hub_configs import build_salova
 from salova.training.collator import SalovaCollator
 from salova.training.data import RecordError, RowSettings
 from salova.training.data_check import DataCheckError, check_data, probe_video
+from salova.training.reading import stream_records
 from salova.training.recipe import load_recipe
 from salova.training.run import build_trainer, train_stage
 from salova.training.synthetic_corpus import CorpusSettings, generate_corpus
@@ -451,3 +452,20 @@ def test_data_check_command_reports_and_refuses_when_strict(messy, tmp_path):
     assert json.loads((tmp_path / "data_check.json").read_text())["reasons"]["skipped"]["malformed JSON"]["count"] == 1
     strict = subprocess.run([*command, "--strict"], capture_output=True, text=True, timeout=300)
     assert strict.returncode != 0 and f"{messy / 'messy2.jsonl'}:7: gap or overlap between scenes" in strict.stderr
+
+
+def test_a_parquet_source_streams_with_bounded_arrow_memory(tmp_path):
+    """Rows of a parquet file come a batch at a time: the Arrow memory held stays far below the file's size."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "large.parquet"
+    with pq.ParquetWriter(str(path), pa.schema([("id", pa.int64()), ("text", pa.string())])) as writer:
+        for group in range(48):
+            # Random text, which the file cannot compress: 1 MB a row group.
+            texts = [rng.bytes(500).hex() for _ in range(1000)]
+            writer.write_table(pa.table({"id": range(group * 1000, (group + 1) * 1000), "text": texts}))
+    held, rows = 0, []
+    for row in stream_records(path):
+        held = max(held, pa.total_allocated_bytes())
+        rows.append(row["origin"])
+    assert rows[-1] == f"{path.resolve()}#row 47999" and len(rows) == 48_000
+    assert held < 12 * 2**20, f"{held / 2**20:.0f} MiB of Arrow memory held for a 48 MB file"
