@@ -75,7 +75,7 @@ def evaluate(
 ) -> list[QuestionResult]:
     """Answers every question of a stage-2-format JSONL file (one video and one question per row), each video
     segmented at its record's scenes and encoded once."""
-    rows, _ = check_data(records_path, RowSettings.for_processor("2", assistant.processor), strict=True, show=False)
+    rows, _ = check_data(records_path, RowSettings("2", assistant.processor.video_processor), strict=True, show=False)
     encoded, results = {}, []
     for index, row in enumerate(tqdm(rows, desc="evaluating", disable=not progress)):
         key = (row["video"], tuple(row["boundaries"]))
