@@ -246,7 +246,7 @@ def checkpoint_folder(folder: Path) -> Path:
     if not (folder / "config.json").is_file():
         model, processor = build_salova("tiny", seed=0)
         defaults = SalovaConfig()
-        processor.video_processor.max_segments = defaults.router_max_segments
+        processor.video_processor.router_max_segments = defaults.router_max_segments
         processor.video_processor.max_frames_per_segment = defaults.max_frames_per_segment
         model.save_pretrained(folder)
         processor.save_pretrained(folder)
@@ -286,7 +286,7 @@ def measure(plan: ScenewalkPlan, workdir: Path, sources: list, model: Path, num_
     )
     check = run_step(
         [*salova, "data", "check", "--stage", "1.5", "--model", str(model), "--report-dir", str(workdir / "report")]
-        + ["--num-proc", str(num_proc), str(converted)],
+        + ["--data-check-num-proc", str(num_proc), str(converted)],
         workdir / "check.log",
         env,
     )

@@ -39,7 +39,7 @@ def test_a_small_scenewalk_reports_exactly_its_planted_faults(scale, tmp_path, c
     main(["convert", "--from", "scenewalk", "--video-dir", str(videos), str(parquet), str(converted)])
     converted_output = capsys.readouterr().out
     processor = AutoProcessor.from_pretrained(scale.checkpoint_folder(tmp_path / "model"))
-    _, report = check_data(converted, RowSettings.for_processor("1.5", processor), num_proc=1, show=False)
+    _, report = check_data(converted, RowSettings("1.5", processor.video_processor), num_proc=1, show=False)
     scale.compare_with_plan(plan, converted_output, report)
     with pytest.raises(SystemExit, match="disagree"):
         scale.compare_with_plan(plan.prefix(0.5), converted_output, report)
