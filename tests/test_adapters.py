@@ -64,3 +64,14 @@ def test_convert_command_writes_records_the_loader_reads(tmp_path):
     result = subprocess.run([str(part) for part in command], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert [json.loads(line)["id"] for line in output.read_text().splitlines()] == ["v1", "v2"]
+
+
+def test_scenewalk_rows_repeating_a_clip_id_are_dropped_and_counted(tmp_path):
+    url = "https://www.youtube.com/watch?v=abc123"
+    kitchen, street = _clip(url, 0, 12.5, [0.3, 0.1], "a kitchen"), _clip(url, 12.5, 63, [0.05, 0.25], "a street")
+    other = _clip("https://www.youtube.com/watch?v=xyz", 0, 5, [0.4], "a title card")
+    dropped = {}
+    records = list(from_scenewalk(iter([kitchen, street, dict(kitchen), other, dict(other)]), tmp_path, dropped))
+    assert [len(record["scenes"]) for record in records] == [2, 1]
+    assert records[0]["v2t"] == [[0.3, 0.1], [0.05, 0.25]]
+    assert dropped == {"duplicate clip id": {"count": 2, "first": f"clip {kitchen['id']} of abc123"}}

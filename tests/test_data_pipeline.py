@@ -3,6 +3,7 @@ on; stage-1.5 queries on one video encoding; every stage-2 turn supervised; leng
 
 import copy
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -13,10 +14,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from conftest import record_calls
 from salova.hub_configs import build_salova
 from salova.training.collator import SalovaCollator
 from salova.training.data import RecordError, RowSettings
-from salova.training.data_check import DataCheckError, check_data
+from salova.training.data_check import DataCheckError, check_data, probe_video
+from salova.training.reading import stream_records
 from salova.training.recipe import load_recipe
 from salova.training.run import build_trainer, train_stage
 from salova.training.synthetic_corpus import CorpusSettings, generate_corpus
@@ -217,6 +220,46 @@ def test_a_second_check_reads_the_cache_without_probing(messy, tmp_path, monkeyp
         check_data(messy / "messy2.jsonl", other, cache_dir=tmp_path, num_proc=1)
 
 
+def test_a_check_killed_while_writing_leaves_no_half_written_file(messy, tmp_path, monkeypatch):
+    """Processes sharing the cache folder read a whole file or none: a check killed halfway through writing its
+    cache entry leaves nothing a later check reads back, and one killed while writing `data_check.json` leaves
+    the previous report whole."""
+    real_write_text = pathlib.Path.write_text
+
+    def killed_halfway(path, text, *args, **kwargs):
+        if path.suffix in {".json", ".tmp"}:
+            real_write_text(path, text[: len(text) // 2], *args, **kwargs)
+            raise KeyboardInterrupt(f"killed while writing {path.name}")
+        return real_write_text(path, text, *args, **kwargs)
+
+    settings = _settings(messy, "2")
+    monkeypatch.setattr(pathlib.Path, "write_text", killed_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        check_data(messy / "messy2.jsonl", settings, cache_dir=tmp_path, num_proc=1)
+    monkeypatch.undo()
+    _, report = check_data(messy / "messy2.jsonl", settings, cache_dir=tmp_path, num_proc=1)
+    assert report["kept"] == 6 and json.loads((tmp_path / "data_check.json").read_text()) == report
+
+    monkeypatch.setattr(pathlib.Path, "write_text", killed_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        check_data(messy / "messy2.jsonl", settings, cache_dir=tmp_path, num_proc=1)
+    monkeypatch.undo()
+    assert json.loads((tmp_path / "data_check.json").read_text()) == report
+    assert not [path.name for path in tmp_path.rglob("*.tmp")]
+
+
+def test_many_paths_to_one_video_probe_it_once(messy, tmp_path, monkeypatch):
+    video = messy / "videos" / sorted(path.name for path in (messy / "videos").glob("*.mp4"))[0]
+    links = [tmp_path / f"link_{index}.mp4" for index in range(3)]
+    for link in links:
+        link.symlink_to(video)
+    opened = record_calls(monkeypatch, av, "open")
+    probes = [probe_video(str(link), 1.0) for link in links]
+    assert len(opened) == 1 and probes[0]["error"] is None and probes[1:] == probes[:-1]
+    missing = probe_video(str(tmp_path / "missing.mp4"), 1.0)
+    assert missing["reason"] == "unreadable video" and missing["error"].startswith(str(tmp_path / "missing.mp4"))
+
+
 def test_strict_data_names_the_first_fault_with_file_and_line(messy):
     with pytest.raises(DataCheckError, match=r"messy1_5\.jsonl:3: scene without a sampled frame"):
         check_data(messy / "messy1_5.jsonl", _settings(messy, "1.5"), num_proc=1, strict=True, show=False)
@@ -409,3 +452,20 @@ def test_data_check_command_reports_and_refuses_when_strict(messy, tmp_path):
     assert json.loads((tmp_path / "data_check.json").read_text())["reasons"]["skipped"]["malformed JSON"]["count"] == 1
     strict = subprocess.run([*command, "--strict-data"], capture_output=True, text=True, timeout=300)
     assert strict.returncode != 0 and f"{messy / 'messy2.jsonl'}:7: gap or overlap between scenes" in strict.stderr
+
+
+def test_a_parquet_source_streams_with_bounded_arrow_memory(tmp_path):
+    """Rows of a parquet file come a batch at a time: the Arrow memory held stays far below the file's size."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "large.parquet"
+    with pq.ParquetWriter(str(path), pa.schema([("id", pa.int64()), ("text", pa.string())])) as writer:
+        for group in range(48):
+            # Random text, which the file cannot compress: 1 MB a row group.
+            texts = [rng.bytes(500).hex() for _ in range(1000)]
+            writer.write_table(pa.table({"id": range(group * 1000, (group + 1) * 1000), "text": texts}))
+    held, rows = 0, []
+    for row in stream_records(path):
+        held = max(held, pa.total_allocated_bytes())
+        rows.append(row["origin"])
+    assert rows[-1] == f"{path.resolve()}#row 47999" and len(rows) == 48_000
+    assert held < 12 * 2**20, f"{held / 2**20:.0f} MiB of Arrow memory held for a 48 MB file"

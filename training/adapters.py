@@ -7,8 +7,9 @@
   "end_time", "start_frame", "end_frame", "start_fps", ...}, "v2t_score": [...], "t2t_score": [...],
   "conversations": [..., {"from": "gpt", "value": caption}]}`: consecutive rows of one `url` form one stage-1.5
   record; row `i`'s scores are row `i` of its video's `[captions x scenes]` matrices. The video file is
-  `video_dir/<video id>.mp4`, the video id being the URL's `v=` parameter or its last path part. Rows stream
-  through: only one video's rows are held at a time.
+  `video_dir/<video id>.mp4`, the video id being the URL's `v=` parameter or its last path part. A row whose clip
+  `id` repeats an earlier row of its video is dropped and counted. Rows stream through: only one video's rows are
+  held at a time.
 
 `salova convert` reads its input with `training.reading.read_records` (JSON, JSONL, parquet, Hub id) and writes
 parquet or JSON Lines by the output's extension (`training.commands`).
@@ -39,11 +40,15 @@ def from_llava(record: dict, stage: str) -> dict:
     raise ValueError(f"LLaVA records convert to stage 1 or 2, not {stage!r}.")
 
 
-def from_scenewalk(rows: Iterable[dict], video_dir: str | Path) -> Iterator[dict]:
-    """One stage-1.5 record per run of consecutive rows with the same `url`, yielded as each run ends."""
+def from_scenewalk(rows: Iterable[dict], video_dir: str | Path, dropped: dict | None = None) -> Iterator[dict]:
+    """One stage-1.5 record per run of consecutive rows with the same `url`, yielded as each run ends.
+
+    `dropped`, when given, receives `{"duplicate clip id": {"count", "first"}}` for the rows left out, `first`
+    naming the first such clip and its video.
+    """
     for url, clips in groupby(rows, key=lambda row: row.get("url")):
-        clips = list(clips)
         video_id = _video_id(url)
+        clips = _distinct_clips(clips, video_id, dropped)
         scenes = [
             {
                 "start": _seconds(clip["time_stamp"], "start"),
@@ -59,6 +64,21 @@ def from_scenewalk(rows: Iterable[dict], video_dir: str | Path) -> Iterator[dict
             "v2t": [clip["v2t_score"] for clip in clips],
             "t2t": [clip["t2t_score"] for clip in clips],
         }
+
+
+def _distinct_clips(clips: Iterable[dict], video_id: str, dropped: dict | None) -> list[dict]:
+    """The clips whose `id` no earlier clip of the video has (a clip without an `id` is always kept)."""
+    seen, distinct = set(), []
+    for clip in clips:
+        clip_id = clip.get("id")
+        if clip_id is not None and clip_id in seen:
+            if dropped is not None:
+                entry = dropped.setdefault("duplicate clip id", {"count": 0, "first": f"clip {clip_id} of {video_id}"})
+                entry["count"] += 1
+            continue
+        seen.add(clip_id)
+        distinct.append(clip)
+    return distinct
 
 
 def _strip_placeholders(text: str) -> str:

@@ -46,18 +46,20 @@ def add_data_commands(commands) -> None:
 
 def convert_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     from salova.training.adapters import from_llava, from_scenewalk
-    from salova.training.reading import read_records, write_records
+    from salova.training.reading import stream_records, write_records
 
     if args.source_format == "llava" and args.stage is None:
         parser.error("convert --from llava needs --stage 1 or 2")
-    raw = read_records(args.input)
-    records = (_parsed(example) for example in raw.select_columns(["origin", "record"]))
+    records = (_parsed(example) for example in stream_records(args.input))
+    dropped = {}
     if args.source_format == "scenewalk":
-        records = from_scenewalk(records, args.video_dir)
+        records = from_scenewalk(records, args.video_dir, dropped)
     else:
         records = (from_llava(record, args.stage) for record in records)
     count = write_records(records, args.output)
     print(f"wrote {count} records to {args.output}")
+    for reason, entry in dropped.items():
+        print(f"dropped {entry['count']} rows: {reason} (first: {entry['first']})")
 
 
 def _parsed(example: dict) -> dict:

@@ -3,9 +3,12 @@ and the record kept, repaired or skipped with one reason, before a training step
 
 `salova data check` runs it on its own; `salova-train` runs it before training. Probing opens each video, reads its
 packet index (times and count, no full decode) and decodes its first frame; records are checked in parallel with
-`datasets.map(num_proc=...)`, and a video shared by consecutive records is probed once per worker. The result (the
-training rows and the report) is cached under the cache folder, keyed by the source's fingerprint and the row
-settings (stage, thresholds, the processor's sampling and segment policy), so a second run reads it back at once.
+`datasets.map(num_proc=...)`, and a video file (however many records or linked paths reach it) is probed once per
+worker while it stays among the last ones probed. The result (the training rows and the report) is cached under
+the cache folder, keyed by the source's fingerprint and the row settings (stage, thresholds, the processor's
+sampling and segment policy), so a second run reads it back at once.
+A cache entry and the report are written beside their place and renamed into it, so processes or machines sharing
+the folder read a whole entry or none, never one half-written or being written over.
 
 The report: `{"records", "kept", "repaired", "skipped", "reasons": {status: {reason: {"count", "first"}}}}`, the
 first example naming `file:line` (or `source#row N`) and the detail; printed, and written as JSON.
@@ -16,6 +19,8 @@ import hashlib
 import json
 import logging
 import os
+import shutil
+import tempfile
 from dataclasses import asdict
 from fractions import Fraction
 from pathlib import Path
@@ -35,7 +40,7 @@ from salova.training.reading import read_records
 
 logger = logging.getLogger(__name__)
 
-CHECK_VERSION = 2
+CHECK_VERSION = 3
 ROW_FEATURES = datasets.Features(
     {
         "id": datasets.Value("string"),
@@ -98,12 +103,11 @@ def check_data(
             _expand_row, remove_columns=checked.column_names, features=ROW_FEATURES
         )
         if cached is not None:
-            rows.save_to_disk(str(cached / "rows"))
-            (cached / "report.json").write_text(json.dumps(report, indent=2))
+            _store(rows, report, cached)
     if show:
         print(format_report(report), flush=True)
         if cache_dir:
-            Path(cache_dir, "data_check.json").write_text(json.dumps(report, indent=2))
+            write_json(Path(cache_dir, "data_check.json"), report)
     if strict:
         firsts = [entry["first"] for group in report["reasons"].values() for entry in group.values()]
         if firsts:
@@ -112,6 +116,34 @@ def check_data(
     if len(rows) == 0:
         raise RecordError(f"{source}: no usable record for stage {settings.stage}; see the data check report.")
     return rows, report
+
+
+def _store(rows: datasets.Dataset, report: dict, cached: Path) -> None:
+    """Writes the entry into a new folder beside `cached` and renames it to `cached`. Where another process stored
+    the same entry first, its entry stays (both hold the same rows)."""
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(dir=cached.parent, prefix=f".{cached.name}.", suffix=".tmp"))
+    try:
+        rows.save_to_disk(str(temporary / "rows"))
+        (temporary / "report.json").write_text(json.dumps(report, indent=2))
+        os.rename(temporary, cached)
+    except OSError:
+        if not (cached / "report.json").is_file():
+            raise
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
+def write_json(path: Path, value) -> None:
+    """Writes `value` as JSON to a temporary file beside `path` and renames it over `path`: a reader sees the old
+    file or the new one, never a part."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        Path(temporary).write_text(json.dumps(value, indent=2))
+        os.replace(temporary, path)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
 
 
 def _check_record(example: dict, settings: RowSettings) -> dict:
@@ -162,24 +194,35 @@ def format_report(report: dict) -> str:
 _PROBE_FAILURE = {"duration": 0.0, "num_frames": 0, "timestamps": []}
 
 
-@functools.lru_cache(maxsize=64)
 def probe_video(path: str, sampling_fps: float) -> dict:
     """Opens the video, reads its packet index and decodes its first frame.
 
     Returns `{"error", "reason", "duration", "num_frames", "timestamps"}`: `timestamps` are the times of the frames
     the processor samples at `sampling_fps`, counted from the first frame shown as the decoder counts them,
-    `error` a message for an unreadable video (None otherwise).
+    `error` a message for an unreadable video (None otherwise). Probes are cached per file (links resolved, with
+    its size and modification time), so the many paths of one file are probed once per process.
     """
+    try:
+        stat = os.stat(path)
+    except OSError as error:
+        return {**_PROBE_FAILURE, "error": f"{path}: not a readable video ({error})", "reason": "unreadable video"}
+    probe = _probe_file(os.path.realpath(path), stat.st_size, stat.st_mtime_ns, sampling_fps)
+    return {**probe, "error": f"{path}: {probe['error']}"} if probe["error"] else probe
+
+
+@functools.lru_cache(maxsize=64)
+def _probe_file(path: str, size: int, modified_ns: int, sampling_fps: float) -> dict:
+    """`probe_video` of one file, `error` without the path; `size` and `modified_ns` key the cache only."""
     try:
         with av.open(path) as container:
             if not container.streams.video:
-                return {**_PROBE_FAILURE, "error": f"{path}: no video stream", "reason": "no video stream"}
-            return _probe_stream(path, container, container.streams.video[0], sampling_fps)
+                return {**_PROBE_FAILURE, "error": "no video stream", "reason": "no video stream"}
+            return _probe_stream(container, container.streams.video[0], sampling_fps)
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as error:
-        return {**_PROBE_FAILURE, "error": f"{path}: not a readable video ({error})", "reason": "unreadable video"}
+        return {**_PROBE_FAILURE, "error": f"not a readable video ({error})", "reason": "unreadable video"}
 
 
-def _probe_stream(path: str, container, stream, sampling_fps: float) -> dict:
+def _probe_stream(container, stream, sampling_fps: float) -> dict:
     presented, first_frame = [], None
     for packet in container.demux(stream):
         if packet.size == 0:
@@ -190,12 +233,12 @@ def _probe_stream(path: str, container, stream, sampling_fps: float) -> dict:
         if packet.pts is not None and not packet.is_discard:
             presented.append(packet.pts)
     if not presented or first_frame is None:
-        return {**_PROBE_FAILURE, "error": f"{path}: no decodable frame", "reason": "unreadable video"}
+        return {**_PROBE_FAILURE, "error": "no decodable frame", "reason": "unreadable video"}
     expected = presented_frames(stream)
     if is_truncated(len(presented), expected):
         return {
             **_PROBE_FAILURE,
-            "error": f"{path}: {len(presented)} of the {expected} frames the file shows; truncated or corrupt",
+            "error": f"{len(presented)} of the {expected} frames the file shows; truncated or corrupt",
             "reason": "truncated video",
         }
     origin, time_base = time_origin(stream, first_frame), Fraction(stream.time_base)

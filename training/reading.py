@@ -10,8 +10,9 @@ source, the dataset has three string columns:
 - `root`: the folder relative video paths resolve against: the annotation file's folder, or `video_dir` (parquet,
   `save_to_disk` folders and Hub ids, whose rows have no folder of their own).
 
-JSON Lines are read line by line into an Arrow cache file, so a large source never sits in memory; parquet and Hub
-sources are memory-mapped by `datasets` as they are.
+JSON Lines and parquet files are read a line or a batch of rows at a time into an Arrow cache file, so a large source
+never sits in memory; `save_to_disk` folders and Hub sources are memory-mapped by `datasets` as they are.
+`stream_records` hands the same rows out one at a time without the cache file, for a single pass.
 """
 
 import json
@@ -37,20 +38,8 @@ def read_records(source: str | Path, video_dir: str | Path | None = None) -> dat
             table = table["train"]
         return _from_table(table, str(path), video_dir or path)
     if path.is_file():
-        if path.suffix == ".parquet":
-            table = datasets.load_dataset("parquet", data_files=str(path), split="train")
-            return _from_table(table, str(path), video_dir or path.parent)
-        stat = path.stat()
-        return datasets.Dataset.from_generator(
-            _json_records,
-            features=RAW_FEATURES,
-            # The file's size and time make the cache fingerprint follow its content.
-            gen_kwargs={
-                "path": str(path.resolve()),
-                "version": f"{stat.st_size}-{stat.st_mtime_ns}",
-                "root": str(Path(video_dir or path.parent).resolve()),
-            },
-        )
+        reader, kwargs = _file_reader(path, video_dir)
+        return datasets.Dataset.from_generator(reader, features=RAW_FEATURES, gen_kwargs=kwargs)
     if path.suffix in {".json", ".jsonl", ".parquet"} or os.sep in str(source) and path.parts[0] in {".", ".."}:
         raise FileNotFoundError(f"Training data not found: {source}")
     try:
@@ -61,6 +50,39 @@ def read_records(source: str | Path, video_dir: str | Path | None = None) -> dat
             f"({type(error).__name__}: {error})."
         ) from error
     return _from_table(table, str(source), video_dir or ".")
+
+
+def stream_records(source: str | Path, video_dir: str | Path | None = None) -> Iterator[dict]:
+    """The rows of `read_records(source, video_dir)`, one at a time, for a single pass (`salova convert`): a local
+    file is read as it goes, with no Arrow copy of it written to the cache."""
+    path = Path(source)
+    if path.is_file():
+        reader, kwargs = _file_reader(path, video_dir)
+        yield from reader(**kwargs)
+    else:
+        yield from read_records(source, video_dir)
+
+
+def _file_reader(path: Path, video_dir: str | Path | None) -> tuple:
+    """The generator of a local file's rows and its arguments; the file's size and time make the cache fingerprint
+    follow its content."""
+    stat = path.stat()
+    kwargs = {
+        "path": str(path.resolve()),
+        "version": f"{stat.st_size}-{stat.st_mtime_ns}",
+        "root": str(Path(video_dir or path.parent).resolve()),
+    }
+    return (_parquet_records if path.suffix == ".parquet" else _json_records), kwargs
+
+
+def _parquet_records(path: str, version: str, root: str, batch_size: int = 1024) -> Iterator[dict]:
+    # A batch of rows at a time. Without `pre_buffer=False` the reader keeps every column chunk it has read until
+    # it is closed, so its memory would grow with the file.
+    index = 0
+    for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=batch_size):
+        for row in batch.to_pylist():
+            yield _raw_row(row, index, path, root)
+            index += 1
 
 
 def _json_records(path: str, version: str, root: str) -> Iterator[dict]:
