@@ -12,7 +12,7 @@ import torch
 from salova.hub_configs.builder import load_chat_template
 from salova.training.collator import COUNT_KEYS, SalovaCollator
 from salova.training.data import RowSettings
-from salova.training.data_check import check_data
+from salova.training.data_check import check_data, write_json
 from salova.training.recipe import StageRecipe, freeze_for_stage
 from salova.training.trainer import SalovaTrainer
 from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -94,7 +94,7 @@ def train_stage(recipe: StageRecipe, resume: bool | str = False, **training_over
     counts = {key.removeprefix("data_"): int(total) for key, total in zip(COUNT_KEYS, totals, strict=True)}
     if trainer.is_world_process_zero():
         report = {**trainer.data_report, "training": counts}
-        (Path(recipe.output_dir) / "data_check.json").write_text(json.dumps(report, indent=2))
+        write_json(Path(recipe.output_dir) / "data_check.json", report)
     # The folder is complete before it is saved and pushed: `push_to_hub` saves the model, then uploads the folder
     # once (`save_model` would upload it too).
     if trainer.args.push_to_hub:
