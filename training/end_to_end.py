@@ -11,6 +11,7 @@ router, once with each video segmented at its annotated scenes and once at the s
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,6 +119,9 @@ def run_end_to_end(
     transformers.logging.set_verbosity_error()
     logging.getLogger("salova").setLevel(logging.WARNING)
     torch.manual_seed(settings.seed)
+    # A core for the data-loader worker, the others for the model's threads: one thread more than the cores would
+    # stall every operation at its barrier, waiting for the core the worker holds.
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) - CPU_TRAINING_ARGS["dataloader_num_workers"]))
     timings = {}
     started = start = time.perf_counter()
     corpus = generate_corpus(workdir / "corpus", settings.corpus, progress=progress)
