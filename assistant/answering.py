@@ -162,19 +162,19 @@ class VideoAssistant:
         self,
         video: EncodedVideo,
         messages: list[dict],
-        top_k: int | None = None,
+        num_focus_segments: int | None = None,
         query: str | None = None,
         continue_final_message: bool = False,
     ) -> BatchFeature:
         """Model inputs of `messages` about `video`: the processor's chat template with the assistant prompt (or,
         with `continue_final_message`, the last assistant turn left open), the router query the processor takes
-        from the last user turn (or `query`), `top_k` focus segments, and the video's latents in place of frames.
+        from the last user turn (or `query`), `num_focus_segments` focus segments (K), and the video's latents in place of frames.
         """
-        top_k = self._top_k(top_k)
+        num_focus_segments = self._num_focus_segments(num_focus_segments)
         processor = self.processor
-        if top_k != processor.num_focus_segments:
+        if num_focus_segments != processor.num_focus_segments:
             processor = copy.copy(processor)  # K sets the prompt's placeholder count
-            processor.num_focus_segments = top_k
+            processor.num_focus_segments = num_focus_segments
         inputs = processor.apply_chat_template(
             _without_video_sources(messages),
             add_generation_prompt=not continue_final_message,
@@ -189,7 +189,7 @@ class VideoAssistant:
             encoded_query = processor(text=query, return_tensors="pt")
             inputs.update({name: encoded_query[name] for name in ("query_input_ids", "query_attention_mask")})
         inputs = inputs.to(self.model.device)
-        inputs.update(video.model_inputs(self.model.device, self.model.dtype), num_focus_segments=top_k)
+        inputs.update(video.model_inputs(self.model.device, self.model.dtype), num_focus_segments=num_focus_segments)
         return inputs
 
     @torch.no_grad()
@@ -197,7 +197,7 @@ class VideoAssistant:
         self,
         index: EncodedVideo,
         messages: list[dict],
-        top_k: int | None = None,
+        num_focus_segments: int | None = None,
         max_new_tokens: int = 64,
         on_text: Callable[[str], None] | None = None,
         index_status: str = "reused",
@@ -212,7 +212,7 @@ class VideoAssistant:
     ) -> Answer:
         """Answers the last user turn of `messages` about `index` (a `SalovaVideoIndex` or an `EncodedVideo`).
 
-        top_k: focus segments (default: the model's K). query: the router's query in place of the last user turn.
+        num_focus_segments: K, the focus segments (default: the model's). query: the router's query in place of the last user turn.
         max_new_tokens: the answer's limit in tokens. temperature: 0 is greedy (the default); above 0 samples, with
         nucleus `top_p`. seed: seeds torch's generator once, before routing (a `RandomRouter` draws there) and
         sampling. stop: strings that end the answer (left out of it; None: none). cancel: an event that, once set, stops
@@ -223,7 +223,7 @@ class VideoAssistant:
         started = time.perf_counter() - index_seconds
         stop = (stop,) if isinstance(stop, str) else tuple(stop or ())
         options = _generation_options(max_new_tokens, temperature, top_p, stop)
-        inputs = self.inputs(index, messages, top_k, query)
+        inputs = self.inputs(index, messages, num_focus_segments, query)
         prompt_ids, attention_mask = inputs.pop("input_ids"), inputs.pop("attention_mask")
         tokenizer = self.processor.tokenizer
         stream = _Stream(tokenizer, stop, on_text, started)
@@ -287,11 +287,12 @@ class VideoAssistant:
         log_probs = torch.log_softmax(logits, dim=-1).gather(1, targets[:, None]).squeeze(1)
         return ContinuationScore(float(log_probs.sum()), len(targets), bool((logits.argmax(-1) == targets).all()))
 
-    def _top_k(self, top_k: int | None) -> int:
-        top_k = self.model.config.num_focus_segments if top_k is None else top_k
-        if top_k < 1:
-            raise ValueError(f"--top-k must be at least 1, got {top_k}.")
-        return top_k
+    def _num_focus_segments(self, num_focus_segments: int | None) -> int:
+        if num_focus_segments is None:
+            return self.model.config.num_focus_segments
+        if num_focus_segments < 1:
+            raise ValueError(f"num_focus_segments must be at least 1, got {num_focus_segments}.")
+        return num_focus_segments
 
     def _finish_reason(self, token_ids: list[int], max_new_tokens: int, stopped: bool, cancel) -> str:
         if cancel is not None and cancel.is_set():

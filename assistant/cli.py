@@ -11,6 +11,8 @@ from pathlib import Path
 
 from salova.processing import format_timestamp
 
+from salova.cli_options import DeprecatedOption
+
 QUIT_WORDS = {"exit", "quit", ":q"}
 
 
@@ -92,7 +94,10 @@ def _add_model_arguments(parser: argparse.ArgumentParser, reindex: bool = True) 
 
 
 def _add_answer_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--top-k", type=int, help="focus scenes fed to the LLM (default: the model's K)")
+    parser.add_argument(
+        "--num-focus-segments", type=int, help="K: focus scenes fed to the LLM (default: the model config's)"
+    )
+    parser.add_argument("--top-k", dest="num_focus_segments", type=int, action=DeprecatedOption)
     parser.add_argument("--max-new-tokens", type=int, default=64)
 
 
@@ -123,7 +128,7 @@ def run_ask(args) -> None:
     index, status, seconds = assistant.open(args.video, args.reindex, args.index_file)
     stream = None if args.json else _print_piece
     messages = assistant.conversation(args.video, [args.question], [])
-    answer = assistant.ask(index, messages, args.top_k, args.max_new_tokens, stream, status, seconds)
+    answer = assistant.ask(index, messages, args.num_focus_segments, args.max_new_tokens, stream, status, seconds)
     if args.timeline:
         from salova.assistant.timeline import draw_timeline
 
@@ -156,7 +161,9 @@ def run_chat(args) -> None:
         questions.append(line.strip())
         print("salova> ", end="", flush=True)
         messages = assistant.conversation(args.video, questions, answers)
-        answer = assistant.ask(index, messages, args.top_k, args.max_new_tokens, _print_piece, status, seconds)
+        answer = assistant.ask(
+            index, messages, args.num_focus_segments, args.max_new_tokens, _print_piece, status, seconds
+        )
         print()
         _print_summary(answer)
         answers.append(answer.text)

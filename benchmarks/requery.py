@@ -133,7 +133,7 @@ def main():
                     "index_bytes": index_bytes,
                     "index_mb_per_hour_tiny": round(index_bytes / index.duration * 3600 / 1e6, 2),
                     "index_mb_per_hour_7b": round(
-                        index_size_7b(index, processor.video_processor.max_segments) / 1e6, 1
+                        index_size_7b(index, processor.video_processor.router_max_segments) / 1e6, 1
                     ),
                     "tensor_share": round(tensor_bytes / index_bytes, 3),
                 }

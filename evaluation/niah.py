@@ -116,7 +116,7 @@ def run_niah(
     `niah.png` into `output` when given."""
     processor = assistant.processor
     fps = processor.video_processor.fps
-    max_segments = min(processor.video_processor.max_segments, assistant.model.config.router_max_segments)
+    max_segments = processor.video_processor.router_max_segments  # within the model's table (checked on load)
     points = []
     grid = [(length, depth, case) for length in lengths for depth in depths for case in cases]
     for index, (length, depth, case) in enumerate(tqdm(grid, desc="V-NIAH", disable=not progress)):

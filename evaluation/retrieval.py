@@ -87,7 +87,7 @@ def evaluate(
     encoded once: segmented at its record's scenes (`scenes="annotated"`) or at the processor's (`"detected"`)."""
     if scenes not in SCENE_SOURCES:
         raise ValueError(f"scenes must be one of {SCENE_SOURCES}, got {scenes!r}.")
-    rows, _ = check_data(records_path, RowSettings.for_processor("2", assistant.processor), strict=True, show=False)
+    rows, _ = check_data(records_path, RowSettings("2", assistant.processor.video_processor), strict=True, show=False)
     encoded, results = {}, []
     for index, row in enumerate(tqdm(rows, desc=f"evaluating ({scenes} scenes)", disable=not progress)):
         boundaries = row["boundaries"] if scenes == "annotated" else None

@@ -28,19 +28,21 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTra
 
 from .tiny_tokenizer import VIDEO_TOKEN, build_layout_tokenizer, build_tiny_tokenizer
 
-VARIANTS = {"tiny": "salova-tiny", "3b": "salova-3b", "3.8b": "salova-3.8b", "7b": "salova-7b"}
+# The published variants: one `salova-<variant>.json` spec each, beside this file.
+VARIANT_FILES = {
+    path.stem.removeprefix("salova-"): path for path in sorted(Path(__file__).parent.glob("salova-*.json"))
+}
+VARIANTS = tuple(VARIANT_FILES)
 CHAT_TEMPLATES = ("qwen2.5", "llama-3.2", "phi-3.5", "plain")
-# SALOVA truncates router queries at 1024 tokens (the position table has room for 2048).
-QUERY_MAX_LENGTH = 1024
 # The pad token given to an LLM tokenizer that has neither a reserved pad token nor an end-of-sequence token.
 PAD_TOKEN = "<|pad|>"
 
 
 def load_variant(variant: str) -> dict:
     """The spec of a published variant (`tiny`, `3b`, `3.8b`, `7b`): component ids and SALOVA settings."""
-    if variant not in VARIANTS:
-        raise ValueError(f"Unknown SALOVA variant {variant!r}; choose one of {sorted(VARIANTS)}.")
-    return json.loads((Path(__file__).parent / f"{VARIANTS[variant]}.json").read_text())
+    if variant not in VARIANT_FILES:
+        raise ValueError(f"Unknown SALOVA variant {variant!r}; choose one of {VARIANTS}.")
+    return json.loads(VARIANT_FILES[variant].read_text())
 
 
 def load_chat_template(name: str) -> str:
@@ -69,20 +71,19 @@ def build_processor(
         chat_template = load_chat_template(chat_template)
     video_processor = SalovaVideoProcessor(
         **tower_video_settings(config.vision_config.image_size, **TOWER_PRESETS[config.tower_config.model_type]),
+        router_max_segments=config.router_max_segments,
         max_frames_per_segment=config.max_frames_per_segment,
-        max_segments=config.router_max_segments,
     )
     tokenizer.model_max_length = config.text_config.max_position_embeddings
-    return SalovaProcessor(
+    processor = SalovaProcessor(
         video_processor,
         tokenizer,
         query_tokenizer,
         chat_template=with_list_content(chat_template, VIDEO_TOKEN),
         video_token=VIDEO_TOKEN,
-        num_latents=config.connector_num_latents,
-        num_focus_segments=config.num_focus_segments,
-        query_max_length=min(QUERY_MAX_LENGTH, config.router_max_query_tokens),
     )
+    processor.follow_model_config(config)
+    return processor
 
 
 @dataclass

@@ -10,7 +10,9 @@ A SALOVA checkpoint is three pretrained parts glued by three small trained modul
   Segment-Retrieval Router (scores each segment against the query) and the FocusFast projector.
 
 Where the paper and the authors' code disagree, the default follows the code and the paper value is one
-setting away (see ``connector_hidden_size``).
+setting away (see ``connector_hidden_size``). The processor shares some settings under the same names
+(``connector_num_latents``, ``num_focus_segments``, and the limits ``router_max_segments`` and
+``max_frames_per_segment``) and is checked against this config when a checkpoint loads.
 """
 
 import math

@@ -15,6 +15,16 @@ Input contract of one batch of B rows, each with one video (an image is a one-fr
   training mode, teacher-forced focus segments.
 * `segment_times` `(S, 2)`, optional: start and end seconds of each segment (from the processor), checked
   against `frames_per_segment` and otherwise only carried along.
+
+Training adds the targets of the loss `L_ar + similarity_loss_weight * L_sim`: `labels` `(B, L)` for the LM, and
+for the router, besides `segment_labels`, the targets of every labelled query of the batch (a video may be asked
+several questions, as a conversation's turns or a scene's captions):
+
+* `query_labels` `(B, N_max)` and `query_label_mask` `(B,)`, optional: retrieval targets of each row's query (the
+  one in `query_input_ids`) and which rows have them; without them, `segment_labels` are the targets of every row.
+* `extra_query_input_ids` / `extra_query_attention_mask` `(Q, L_e)`, `extra_query_rows` `(Q,)`,
+  `extra_query_labels` `(Q, N_max)`, optional: further queries, each about the video of row `extra_query_rows[q]`,
+  routed against that video's encoding (no focus tokens are assembled for them), with their targets.
 """
 
 import math
@@ -144,8 +154,11 @@ class SalovaModelOutputWithPast(MultimodalBaseModelOutputWithPast):
 @dataclass
 class SalovaCausalLMOutputWithPast(MultimodalCausalLMOutputWithPast):
     """
-    loss: `lm_loss + similarity_loss_weight * similarity_loss` (either part may be absent).
-    lm_loss: next-token loss on the labelled (response) tokens. similarity_loss: `L_sim` of the router.
+    loss: `lm_loss + similarity_loss_weight * similarity_loss` (either part may be absent), each part normalised as
+        `num_items_in_batch` and `num_micro_batches` ask; when no query is labelled, the router's scores join it with
+        zero weight.
+    lm_loss: mean next-token loss on this batch's labelled (response) tokens. similarity_loss: `L_sim` of the router
+        over every labelled query of the batch.
     video_outputs: see `SalovaModelOutputWithPast`.
     router_scores `(B, N_max)` (`-inf` on padding segments), selected_segments `(B, K)`: see `SalovaRoutingOutput`.
     """
@@ -454,6 +467,18 @@ class SalovaModel(SalovaPreTrainedModel):
         clip_mask = torch.ones(batch * batch, 1, dtype=torch.bool, device=clips.device)
         return self.router(clips, clip_mask, queries, query_mask).view(batch, batch)
 
+    def score_queries(
+        self,
+        routing_tokens: torch.Tensor,
+        segment_mask: torch.BoolTensor,
+        query_input_ids: torch.LongTensor,
+        query_attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """`(Q, N)` router scores of `Q` queries `(Q, L_q)`, each against the `(Q, N, width)` routing tokens of its
+        own video (`segment_mask` `(Q, N)`), by the router alone: no focus segment is chosen, no token assembled."""
+        query_states, query_mask = self.encode_query(query_input_ids, query_attention_mask)
+        return self.router(routing_tokens, segment_mask, query_states, query_mask)
+
     @can_return_tuple
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
@@ -666,6 +691,15 @@ class SalovaForConditionalGeneration(SalovaPreTrainedModel, GenerationMixin):
         cache: Cache | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
         labels: torch.LongTensor | None = None,
+        shift_labels: torch.LongTensor | None = None,
+        query_labels: torch.Tensor | None = None,
+        query_label_mask: torch.BoolTensor | None = None,
+        extra_query_input_ids: torch.LongTensor | None = None,
+        extra_query_attention_mask: torch.Tensor | None = None,
+        extra_query_rows: torch.LongTensor | None = None,
+        extra_query_labels: torch.Tensor | None = None,
+        num_items_in_batch: int | torch.Tensor | None = None,
+        num_micro_batches: int = 1,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         **kwargs,
@@ -673,6 +707,17 @@ class SalovaForConditionalGeneration(SalovaPreTrainedModel, GenerationMixin):
         r"""
         labels (`torch.LongTensor` of shape `(B, L)`, *optional*):
             LM targets, -100 outside the response. segment_labels (`(S,)`): retrieval targets (see module docstring).
+        shift_labels (`torch.LongTensor` of shape `(B, L)`, *optional*):
+            The LM targets already shifted (position i's is the token after i), in place of `labels`, as sequence
+            parallelism gives them.
+        query_labels, query_label_mask, extra_query_input_ids, extra_query_attention_mask, extra_query_rows,
+        extra_query_labels: the router's targets for each labelled query (see module docstring).
+        num_items_in_batch (`int` or `torch.Tensor`, *optional*):
+            When this batch is one micro-batch of an optimiser step: the labelled tokens the step's LM loss averages
+            over on this process (its share when the step's tokens are averaged across processes). The loss then
+            holds this batch's token-loss sum over it. Default: this batch's own labelled tokens.
+        num_micro_batches (`int`, defaults to 1):
+            Micro-batches of the optimiser step on this process: `L_sim`, a mean per micro-batch, is divided by it.
         segment_times (`torch.Tensor` of shape `(S, 2)`, *optional*):
             Start and end seconds of each segment, as the processor returns them; checked, not computed with.
         num_focus_segments (`int`, *optional*):
@@ -703,14 +748,36 @@ class SalovaForConditionalGeneration(SalovaPreTrainedModel, GenerationMixin):
         slice_indices = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
         logits = self.lm_head(hidden_states[:, slice_indices, :])
 
-        lm_loss = None
-        if labels is not None:
-            lm_loss = self.loss_function(
-                logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size, **kwargs
+        parts, lm_loss = [], None
+        if labels is not None or shift_labels is not None:
+            if shift_labels is None:
+                shift_labels = F.pad(labels, (0, 1), value=-100)[:, 1:]
+            next_token_labels = shift_labels[:, slice_indices].to(logits.device)
+            token_loss_sum = F.cross_entropy(
+                logits.float().flatten(0, 1), next_token_labels.flatten(), ignore_index=-100, reduction="sum"
             )
-        retrieval_loss = self._similarity_loss(outputs, segment_labels, query_input_ids, query_attention_mask)
-        parts = [lm_loss, None if retrieval_loss is None else self.config.similarity_loss_weight * retrieval_loss]
-        parts = [part for part in parts if part is not None]
+            num_tokens = (next_token_labels != -100).sum().clamp(min=1)
+            lm_loss = token_loss_sum / num_tokens
+            parts.append(lm_loss if num_items_in_batch is None else token_loss_sum / num_items_in_batch)
+        retrieval_loss = self._similarity_loss(
+            outputs,
+            query_input_ids,
+            query_attention_mask,
+            segment_labels,
+            query_labels,
+            query_label_mask,
+            extra_query_input_ids,
+            extra_query_attention_mask,
+            extra_query_rows,
+            extra_query_labels,
+        )
+        if retrieval_loss is not None:
+            parts.append(self.config.similarity_loss_weight * retrieval_loss / num_micro_batches)
+        elif parts and outputs.router_scores is not None:
+            # No labelled query: the routing path (query encoder, router) still joins the loss, with zero weight, so
+            # that every batch reduces the same gradients, as distributed engines need (DDP without a search for
+            # unused parameters, FSDP, ZeRO: a process without them would leave the others waiting).
+            parts.append(outputs.router_scores[outputs.router_scores.isfinite()].sum() * 0.0)
         return SalovaCausalLMOutputWithPast(
             loss=sum(parts) if parts else None,
             lm_loss=lm_loss,
@@ -727,10 +794,18 @@ class SalovaForConditionalGeneration(SalovaPreTrainedModel, GenerationMixin):
     def _similarity_loss(
         self,
         outputs: SalovaModelOutputWithPast,
-        segment_labels: torch.Tensor | None,
         query_input_ids: torch.LongTensor | None,
         query_attention_mask: torch.Tensor | None,
+        segment_labels: torch.Tensor | None,
+        query_labels: torch.Tensor | None,
+        query_label_mask: torch.BoolTensor | None,
+        extra_query_input_ids: torch.LongTensor | None,
+        extra_query_attention_mask: torch.Tensor | None,
+        extra_query_rows: torch.LongTensor | None,
+        extra_query_labels: torch.Tensor | None,
     ) -> torch.Tensor | None:
+        """`L_sim` over every labelled query of the batch (each row's, then the extra ones), or over every clip
+        against every caption with in-batch negatives; None when no query is labelled."""
         if outputs.router_scores is None:
             return None
         segment_mask = outputs.router_scores.isfinite()
@@ -740,17 +815,36 @@ class SalovaForConditionalGeneration(SalovaPreTrainedModel, GenerationMixin):
             scores = self.model.in_batch_scores(outputs.routing_tokens, outputs.query_states, query_mask)
             targets = torch.eye(len(scores), device=scores.device, dtype=scores.dtype)
             return similarity_loss(scores, targets, torch.ones_like(targets, dtype=torch.bool), use_margin=False)
-        if segment_labels is None:
+        _check_query_targets(
+            segment_mask, query_labels, query_label_mask, extra_query_input_ids, extra_query_rows, extra_query_labels
+        )
+        if query_labels is None and segment_labels is not None:
+            query_labels = outputs.router_scores.new_zeros(segment_mask.shape)
+            query_labels[segment_mask] = segment_labels.to(query_labels)
+        scores, targets, masks = [], [], []
+        if query_labels is not None:
+            labelled = slice(None) if query_label_mask is None else query_label_mask.to(segment_mask.device, torch.bool)
+            scores.append(outputs.router_scores[labelled])
+            targets.append(query_labels.to(outputs.router_scores)[labelled])
+            masks.append(segment_mask[labelled])
+        if extra_query_input_ids is not None:
+            rows = extra_query_rows.to(segment_mask.device)
+            scores.append(
+                self.model.score_queries(
+                    outputs.routing_tokens[rows], segment_mask[rows], extra_query_input_ids, extra_query_attention_mask
+                )
+            )
+            targets.append(extra_query_labels.to(scores[-1]))
+            masks.append(segment_mask[rows])
+        if sum(len(score) for score in scores) == 0:
             return None
-        targets = outputs.router_scores.new_zeros(segment_mask.shape)
-        targets[segment_mask] = segment_labels.to(targets)
         # The margin term samples its pairs: fresh draws in training, the same draws in evaluation so that an
         # evaluation loss is reproducible.
         generator = None if self.training else torch.Generator().manual_seed(0)
         return similarity_loss(
-            outputs.router_scores,
-            targets,
-            segment_mask,
+            torch.cat(scores),
+            torch.cat(targets),
+            torch.cat(masks),
             margin=self.config.similarity_margin,
             use_margin=self.config.similarity_margin_loss,
             generator=generator,
@@ -901,6 +995,47 @@ def _check_segments(
     if query_input_ids.shape[0] != len(segments_per_video):
         raise ValueError(
             f"query_input_ids has {query_input_ids.shape[0]} rows but the batch has {len(segments_per_video)} videos."
+        )
+
+
+def _check_query_targets(
+    segment_mask: torch.BoolTensor,
+    query_labels: torch.Tensor | None,
+    query_label_mask: torch.BoolTensor | None,
+    extra_query_input_ids: torch.LongTensor | None,
+    extra_query_rows: torch.LongTensor | None,
+    extra_query_labels: torch.Tensor | None,
+) -> None:
+    """Raises a ValueError naming the router target that does not fit the `(B, N_max)` segments of the batch."""
+    rows, width = segment_mask.shape
+    if query_labels is not None and tuple(query_labels.shape) != (rows, width):
+        raise ValueError(
+            f"query_labels must be (B, N_max) = ({rows}, {width}) targets of each row's query, got shape "
+            f"{tuple(query_labels.shape)}."
+        )
+    if query_label_mask is not None and (query_labels is None or tuple(query_label_mask.shape) != (rows,)):
+        raise ValueError(f"query_label_mask must be ({rows},) and come with query_labels.")
+    extra = {
+        "extra_query_input_ids": extra_query_input_ids,
+        "extra_query_rows": extra_query_rows,
+        "extra_query_labels": extra_query_labels,
+    }
+    if all(value is None for value in extra.values()):
+        return
+    missing = [name for name, value in extra.items() if value is None]
+    if missing:
+        raise ValueError(f"Extra queries were given without {', '.join(missing)}.")
+    if extra_query_rows.ndim != 1 or not ((extra_query_rows >= 0) & (extra_query_rows < rows)).all():
+        raise ValueError(f"extra_query_rows must be (Q,) row indices in [0, {rows}), got {extra_query_rows.tolist()}.")
+    if len(extra_query_input_ids) != len(extra_query_rows):
+        raise ValueError(
+            f"extra_query_input_ids has {len(extra_query_input_ids)} queries but extra_query_rows "
+            f"{len(extra_query_rows)}."
+        )
+    if tuple(extra_query_labels.shape) != (len(extra_query_rows), width):
+        raise ValueError(
+            f"extra_query_labels must be (Q, N_max) = ({len(extra_query_rows)}, {width}), got shape "
+            f"{tuple(extra_query_labels.shape)}."
         )
 
 

@@ -3,18 +3,31 @@
 Three components, as in `InstructBlipVideoProcessor`: the `video_processor` (`SalovaVideoProcessor`: decoding,
 scene cuts, segments, frames), the LLM `tokenizer` (it holds the `<video>` placeholder) and the `query_tokenizer`,
 the SigLIP/CLIP text tokenizer of the router's query encoder. Each video's `<video>` placeholder is expanded to
-`num_latents · min(K, N_v) + N_v` tokens, the FocusFast layout of the model.
+`connector_num_latents · min(K, N_v) + N_v` tokens, the FocusFast layout of the model.
+
+The settings the processor shares with the model go by the model config's names: K and the latents per segment
+equal the model's, the segment limits and the query length stay within its tables. `follow_model_config` makes them
+so, and loading a checkpoint checks them against its `config.json`.
 """
 
 import json
 
-from transformers import BatchFeature
+from transformers import AutoConfig, BatchFeature
 from transformers.processing_utils import ProcessingKwargs, ProcessorMixin, Unpack
+from transformers.utils import CONFIG_NAME, cached_file
 from transformers.video_processing_utils import VideoProcessorMixin
 
-from .video_processing_salova import SalovaVideoProcessorKwargs, make_video_list
+from .video_processing_salova import SalovaVideoProcessorKwargs, current_names, make_video_list
 
 VIDEO_ITEM_KEYS = ("video", "url", "path", "image")
+# Processor settings that equal the model config's, by its names.
+MODEL_SETTINGS = ("connector_num_latents", "num_focus_segments")
+# Video processor limits that stay within the model's tables (the router's segment positions, the connector's frames).
+MODEL_LIMITS = ("router_max_segments", "max_frames_per_segment")
+# Old setting names a saved processor_config.json may carry -> their current names.
+RENAMED_SETTINGS = {"num_latents": "connector_num_latents"}
+# What `from_pretrained` passes on to find and read the model config beside the processor's files.
+HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "trust_remote_code")
 
 # Renders a message's content, a string or a list of items: a video (or image) item as its placeholder line, a
 # text item (or a plain string) as its text. Templates written for string content call it in place of
@@ -63,8 +76,8 @@ class SalovaProcessor(ProcessorMixin):
         query_tokenizer: the text tokenizer of the vision tower's dual encoder (the router query).
         chat_template: the LLM family's template (Qwen2.5, Llama-3.2, Phi-3.5) or the "plain" one of stages 1/1.5.
         video_token: the placeholder of a video in the text.
-        num_latents, num_focus_segments: `connector_num_latents` and K of the model's config.
-        query_max_length: router query tokens kept (SALOVA: 1024).
+        connector_num_latents, num_focus_segments: latents per segment and K, the model config's.
+        query_max_length: router query tokens kept (SALOVA: 1024), within the model's router and query encoder.
     """
 
     valid_processor_kwargs = SalovaProcessorKwargs
@@ -78,19 +91,72 @@ class SalovaProcessor(ProcessorMixin):
         query_tokenizer=None,
         chat_template=None,
         video_token: str = "<video>",
-        num_latents: int = 256,
+        connector_num_latents: int = 256,
         num_focus_segments: int = 5,
         query_max_length: int = 1024,
         **kwargs,
     ):
         self.video_token = video_token
-        self.num_latents = num_latents
+        self.connector_num_latents = connector_num_latents
         self.num_focus_segments = num_focus_segments
         self.query_max_length = query_max_length
         super().__init__(video_processor, tokenizer, query_tokenizer, chat_template=chat_template, **kwargs)
         if self.tokenizer.convert_tokens_to_ids(video_token) in (None, self.tokenizer.unk_token_id):
             raise ValueError(f"The LLM tokenizer does not know the video placeholder {video_token!r}; add it first.")
         self.video_token_id = self.tokenizer.convert_tokens_to_ids(video_token)
+
+    @classmethod
+    def from_dict(cls, processor_dict: dict, **kwargs):
+        return super().from_dict(current_names(processor_dict, RENAMED_SETTINGS, cls.__name__), **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """The processor saved in a folder or Hub repository; where the model's `config.json` lies beside it, the
+        settings shared with the model are checked against it (`check_model_config`)."""
+        processor = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        hub_kwargs = {key: kwargs[key] for key in HUB_KWARGS if key in kwargs}
+        lookup = {key: value for key, value in hub_kwargs.items() if key != "trust_remote_code"}
+        if cached_file(
+            pretrained_model_name_or_path, CONFIG_NAME, _raise_exceptions_for_missing_entries=False, **lookup
+        ):
+            config = AutoConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
+            if config.model_type == "salova":
+                processor.check_model_config(config, where=str(pretrained_model_name_or_path))
+        return processor
+
+    def follow_model_config(self, config) -> None:
+        """Takes `MODEL_SETTINGS` from the model's config and brings the segment limits and `query_max_length`
+        within its tables."""
+        for name in MODEL_SETTINGS:
+            setattr(self, name, getattr(config, name))
+        for owner, name, limit in self._model_limits(config):
+            setattr(owner, name, min(getattr(owner, name), limit))
+
+    def check_model_config(self, config, where: str = "the processor") -> None:
+        """Raises a `ValueError` naming both values where one of `MODEL_SETTINGS` differs from `config`'s, or a
+        segment limit or `query_max_length` is over the model's table."""
+        differing = [
+            f"{name}={getattr(self, name)!r} (model config: {getattr(config, name)!r})"
+            for name in MODEL_SETTINGS
+            if getattr(self, name) != getattr(config, name)
+        ]
+        differing += [
+            f"{name}={getattr(owner, name)!r} (model config: at most {limit})"
+            for owner, name, limit in self._model_limits(config)
+            if getattr(owner, name) > limit
+        ]
+        if differing:
+            raise ValueError(
+                f"{where}: the processor's settings differ from its model config's: {', '.join(differing)}. Save the "
+                "processor with its model, or call processor.follow_model_config(model.config) first."
+            )
+
+    def _model_limits(self, config) -> list[tuple[object, str, int]]:
+        """(owner, setting, the model's limit) of each setting bounded by a table of the model: the router's text
+        table holds the pooled state besides the query tokens, and the query encoder has its own position table."""
+        query_limit = min(config.router_max_query_tokens - 1, config.tower_config.text_config.max_position_embeddings)
+        limits = [(self.video_processor, name, getattr(config, name)) for name in MODEL_LIMITS]
+        return [*limits, (self, "query_max_length", query_limit)]
 
     def check_argument_for_proper_class(self, argument_name, argument):
         # transformers looks `VideoProcessorMixin` up through its video processor mapping, a torchvision-only
@@ -114,10 +180,10 @@ class SalovaProcessor(ProcessorMixin):
         return names + list(self.video_processor.model_input_names)
 
     def num_video_tokens(self, num_segments: int) -> int:
-        """Placeholder tokens of one video: `num_latents · min(K, N_v) + N_v`."""
+        """Placeholder tokens of one video: `connector_num_latents · min(K, N_v) + N_v`."""
         if not isinstance(self.num_focus_segments, int) or self.num_focus_segments < 1:
             raise ValueError(f"num_focus_segments must be a positive integer, got {self.num_focus_segments!r}.")
-        return self.num_latents * min(self.num_focus_segments, num_segments) + num_segments
+        return self.connector_num_latents * min(self.num_focus_segments, num_segments) + num_segments
 
     def __call__(
         self,
@@ -211,7 +277,7 @@ class SalovaProcessor(ProcessorMixin):
         return BatchFeature(data=data, tensor_type=return_tensors, skip_tensor_conversion=self.skip_tensor_conversion)
 
     def replace_video_token(self, video_inputs: dict, video_idx: int, **kwargs) -> str:
-        """The placeholder run of video `video_idx`: `num_latents · min(K, N_v) + N_v` video tokens."""
+        """The placeholder run of video `video_idx`: `connector_num_latents · min(K, N_v) + N_v` video tokens."""
         return self.video_token * self.num_video_tokens(int(video_inputs["segments_per_video"][video_idx]))
 
     def describe_segments(self, inputs: BatchFeature, router_scores=None, selected_segments=None) -> list[list[dict]]:

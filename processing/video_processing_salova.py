@@ -13,6 +13,7 @@ decode loop with PyAV's scaler (`FrameTransform`), so a long video never holds f
 """
 
 import inspect
+import warnings
 
 import cv2
 import numpy as np
@@ -41,13 +42,19 @@ PYAV_INTERPOLATION = {
     PILImageResampling.LANCZOS: "LANCZOS",
 }
 _DETECTOR_DEFAULTS = inspect.signature(SceneCutDetector.__init__).parameters
+# Each field of the segment policy, by the setting that holds it (the router's table goes by its model config name).
+POLICY_SETTINGS = {name: name for name in SegmentationPolicy.__dataclass_fields__} | {
+    "max_segments": "router_max_segments"
+}
+# Old setting names a saved video_preprocessor_config.json may carry -> their current names.
+RENAMED_SETTINGS = {"max_segments": "router_max_segments"}
 
 
 class SalovaVideoProcessorKwargs(VideosKwargs, total=False):
     r"""
     segmenter (`str`): `"scenes"`, `"fixed_windows"` or `"scene_tiling"` (see `segmentation.py`).
-    max_frames_per_segment (`int`): the connector's temporal table (SALOVA: 2160).
-    max_segments (`int`): the router's position table (SALOVA: 256).
+    max_frames_per_segment (`int`): the connector's temporal table (the model config's, SALOVA: 2160).
+    router_max_segments (`int`): the router's segment position table (the model config's, SALOVA: 256).
     window_seconds (`float`): window length of `"fixed_windows"` and of uncut videos with `split_uncut_videos`.
     split_uncut_videos (`bool`): cut a video without scene cut into windows.
     tiling_threshold_std (`float`): depth threshold of `"scene_tiling"` in standard deviations.
@@ -60,7 +67,7 @@ class SalovaVideoProcessorKwargs(VideosKwargs, total=False):
 
     segmenter: str
     max_frames_per_segment: int
-    max_segments: int
+    router_max_segments: int
     window_seconds: int | float
     split_uncut_videos: bool
     tiling_threshold_std: int | float
@@ -101,7 +108,7 @@ class SalovaVideoProcessor(VideoProcessorMixin, PilBackend):
     fps = 1.0  # SALOVA samples 1 frame per second
     segmenter = SegmentationPolicy.segmenter
     max_frames_per_segment = SegmentationPolicy.max_frames_per_segment
-    max_segments = SegmentationPolicy.max_segments
+    router_max_segments = SegmentationPolicy.max_segments
     window_seconds = SegmentationPolicy.window_seconds
     split_uncut_videos = SegmentationPolicy.split_uncut_videos
     tiling_threshold_std = SegmentationPolicy.tiling_threshold_std
@@ -115,7 +122,7 @@ class SalovaVideoProcessor(VideoProcessorMixin, PilBackend):
     model_input_names = ["pixel_values_videos", "frames_per_segment", "segments_per_video", "segment_times"]
 
     def __init__(self, **kwargs: Unpack[SalovaVideoProcessorKwargs]):
-        super().__init__(**kwargs)
+        super().__init__(**current_names(kwargs, RENAMED_SETTINGS, type(self).__name__))
         self._validate_preprocess_kwargs(**{name: getattr(self, name) for name in self._valid_kwargs_names})
 
     def _validate_preprocess_kwargs(self, **kwargs):
@@ -153,7 +160,7 @@ class SalovaVideoProcessor(VideoProcessorMixin, PilBackend):
     def segmentation_policy(self, **kwargs) -> SegmentationPolicy:
         """The segment policy of these settings (the instance's where not given)."""
         return SegmentationPolicy(
-            **{name: self._setting(name, kwargs.get(name)) for name in SegmentationPolicy.__dataclass_fields__}
+            **{field: self._setting(name, kwargs.get(name)) for field, name in POLICY_SETTINGS.items()}
         )
 
     def cut_detector(self, **kwargs) -> SceneCutDetector:
@@ -294,6 +301,26 @@ def _segment_thumbnails(processed: list[tuple[DecodedVideo, list[Segment]]]) -> 
             "ask for the thumbnails of one video at a time."
         )
     return np.stack(thumbnails)
+
+
+def current_names(settings: dict, renamed: dict[str, str], owner: str) -> dict:
+    """`settings` with each old name of `renamed` (a saved file's, or a caller's) replaced by its current name,
+    with a `FutureWarning`."""
+    settings = dict(settings)
+    for old, new in renamed.items():
+        if old not in settings:
+            continue
+        value = settings.pop(old)
+        if new in settings and settings[new] != value:
+            raise ValueError(f"{owner}: {old}={value!r} and {new}={settings[new]!r} name one setting; give {new} only.")
+        warnings.warn(
+            f"{owner}: the setting {old!r} is now named {new!r}; the old name will stop loading in a future version "
+            "(save the processor again to update its file).",
+            FutureWarning,
+            stacklevel=3,
+        )
+        settings[new] = value
+    return settings
 
 
 def make_video_list(videos, video_fps=None) -> list:

@@ -9,7 +9,9 @@ import torch
 
 from salova.assistant.cli import add_commands as add_assistant_commands
 from salova.evaluation.cli import add_eval_parser
+from salova.hub_configs.builder import VARIANTS
 from salova.training.commands import add_data_commands
+from salova.training.end_to_end import SETTINGS, run_end_to_end
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -19,7 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
 
     build = commands.add_parser("build", help="assemble a stage-1 model from pretrained components")
-    build.add_argument("--variant", required=True, choices=["tiny", "3b", "3.8b", "7b"])
+    build.add_argument("--variant", required=True, choices=VARIANTS)
     build.add_argument("--vision-tower", help="SigLIP/CLIP checkpoint (Hub id or folder); default: the variant's")
     build.add_argument("--llm", help="causal-LM checkpoint (Hub id or folder); default: the variant's")
     build.add_argument(
@@ -35,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     add_data_commands(commands)
 
     demo = commands.add_parser("demo", help="train the tiny model through stages 1 -> 1.5 -> 2 on CPU and evaluate it")
-    demo.add_argument("--setting", default="default", choices=["smoke", "default", "full"])
+    demo.add_argument("--setting", default="default", choices=SETTINGS)
     demo.add_argument("--workdir", default="outputs/demo", help="corpus, stage checkpoints and report.json go here")
 
     add_eval_parser(commands)
@@ -61,8 +63,6 @@ def main(argv: list[str] | None = None) -> None:
         processor.save_pretrained(args.out)
         print(f"wrote SALOVA-{args.variant} ({sum(p.numel() for p in model.parameters()):,} parameters) to {args.out}")
     else:
-        from salova.training.end_to_end import SETTINGS, run_end_to_end
-
         run_end_to_end(args.workdir, SETTINGS[args.setting])
 
 

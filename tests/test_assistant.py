@@ -63,7 +63,7 @@ def test_index_path_equals_direct_path(assistant, scene_video):
 
     index, status, _ = assistant.open(scene_video)
     assert status == "built" and index.num_segments == 5
-    answer = assistant.ask(index, messages, top_k=2, max_new_tokens=12)
+    answer = assistant.ask(index, messages, num_focus_segments=2, max_new_tokens=12)
     with torch.no_grad():
         text_only = processor(
             text=processor.apply_chat_template(messages, add_generation_prompt=True),
@@ -244,7 +244,7 @@ def test_scenes_command_shows_milliseconds_of_a_real_clip(capsys):
 def test_ask_streams_lists_focus_scenes_and_draws_the_timeline(checkpoint, scene_video, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SALOVA_INDEX_DIR", str(tmp_path / "indexes"))
     timeline = tmp_path / "timeline.png"
-    ask = ["ask", "--model", str(checkpoint), str(scene_video), QUESTION, "--top-k", "2", "--max-new-tokens", "6"]
+    ask = ["ask", "--model", str(checkpoint), str(scene_video), QUESTION, "--num-focus-segments", "2", "--max-new-tokens", "6"]
     main([*ask, "--timeline", str(timeline)])
     out = capsys.readouterr().out
     assert len(re.findall(rf"focus scene \d: {TIMESTAMP}-{TIMESTAMP}  score [+-]\d\.\d\d\d", out)) == 2
@@ -292,7 +292,7 @@ def test_ask_reports_usage_and_finish_reason_and_stops_at_stop_strings(assistant
     index, _, _ = assistant.open(scene_video)
     messages = assistant.conversation(scene_video, [QUESTION], [])
     full = assistant.ask(index, messages, 2, 12)
-    prompt = assistant.inputs(index, messages, top_k=2)["input_ids"]
+    prompt = assistant.inputs(index, messages, num_focus_segments=2)["input_ids"]
     assert full.finish_reason == "length" and full.usage.completion_tokens == len(full.token_ids) == 12
     assert full.usage.prompt_tokens == prompt.shape[1] and full.usage.total_tokens == prompt.shape[1] + 12
 
@@ -402,7 +402,7 @@ def test_bad_arguments_are_named(checkpoint, scene_video, tmp_path):
         main(["ask", "--model", str(tmp_path / "nothing"), str(scene_video), QUESTION])
     with pytest.raises(FileNotFoundError, match="it is a directory"):
         main(["index", "--model", str(checkpoint), str(tmp_path), "--index-dir", str(tmp_path / "i")])
-    with pytest.raises(ValueError, match="--top-k must be at least 1"):
+    with pytest.raises(ValueError, match="num_focus_segments must be at least 1"):
         main(
             [
                 "ask",
@@ -410,7 +410,7 @@ def test_bad_arguments_are_named(checkpoint, scene_video, tmp_path):
                 str(checkpoint),
                 str(scene_video),
                 QUESTION,
-                "--top-k",
+                "--num-focus-segments",
                 "0",
                 "--index-dir",
                 str(tmp_path / "i"),

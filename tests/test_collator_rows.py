@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 from conftest import colour_scenes
+from salova.processing import SalovaVideoProcessor
 from salova.training.collator import SalovaCollator
 from salova.training.data import RowSettings
 from salova.training.data_check import check_data
@@ -45,7 +46,7 @@ def corpus(tmp_path_factory):
 
 def _rows(corpus, stage: str) -> list[dict]:
     name = "stage1.jsonl" if stage == "1" else "stage2.jsonl"
-    rows, _ = check_data(corpus / name, RowSettings(stage), num_proc=1, show=False)
+    rows, _ = check_data(corpus / name, RowSettings(stage, SalovaVideoProcessor()), num_proc=1, show=False)
     return rows.to_list()
 
 

@@ -42,7 +42,7 @@ class SalovaProcessorTest(processing_common.ProcessorTesterMixin, unittest.TestC
 
     @staticmethod
     def prepare_processor_dict():
-        return {"chat_template": load_chat_template("qwen2.5"), "num_latents": 8, "num_focus_segments": 2}
+        return {"chat_template": load_chat_template("qwen2.5"), "connector_num_latents": 8, "num_focus_segments": 2}
 
     def get_component(self, attribute, use_tiny_ckpt=True, **kwargs):
         if attribute == "video_processor":  # what AutoVideoProcessor would load, without its torchvision gate

@@ -167,7 +167,7 @@ def messy(tmp_path_factory):
     (root / "messy2.jsonl").write_text("\n".join(_stage2_lines(good2, root)) + "\n")
     model, processor = build_salova("tiny", seed=0)
     processor.video_processor.max_frames_per_segment = MAX_FRAMES_PER_SEGMENT
-    processor.video_processor.max_segments = MAX_SEGMENTS
+    processor.video_processor.router_max_segments = MAX_SEGMENTS
     model.save_pretrained(root / "model")
     processor.save_pretrained(root / "model")
     return root
@@ -175,7 +175,7 @@ def messy(tmp_path_factory):
 
 def _settings(root, stage: str, **kwargs) -> RowSettings:
     processor = AutoProcessor.from_pretrained(root / "model")
-    return RowSettings.for_processor(stage, processor, **kwargs)
+    return RowSettings(stage, processor.video_processor, **kwargs)
 
 
 def _counts(report: dict, status: str) -> dict:
@@ -401,11 +401,11 @@ def test_scenewalk_parquet_converts_and_trains(messy, tmp_path):
 
 def test_data_check_command_reports_and_refuses_when_strict(messy, tmp_path):
     command = [sys.executable, "-m", "salova.cli", "data", "check", "--stage", "2", "--model", str(messy / "model")]
-    command += ["--report-dir", str(tmp_path), "--num-proc", "2", str(messy / "messy2.jsonl")]
+    command += ["--report-dir", str(tmp_path), "--data-check-num-proc", "2", str(messy / "messy2.jsonl")]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "15 records, 6 kept, 2 repaired, 7 skipped" in result.stdout
     assert f"unreadable video  (first: {messy / 'messy2.jsonl'}:9" in result.stdout
     assert json.loads((tmp_path / "data_check.json").read_text())["reasons"]["skipped"]["malformed JSON"]["count"] == 1
-    strict = subprocess.run([*command, "--strict"], capture_output=True, text=True, timeout=300)
+    strict = subprocess.run([*command, "--strict-data"], capture_output=True, text=True, timeout=300)
     assert strict.returncode != 0 and f"{messy / 'messy2.jsonl'}:7: gap or overlap between scenes" in strict.stderr

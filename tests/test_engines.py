@@ -1,6 +1,7 @@
 """The training engines: what each needs of the model, and the shipped accelerate configs run as a user runs them."""
 
 import copy
+import hashlib
 import json
 import os
 import shutil
@@ -16,13 +17,14 @@ import psutil
 import pytest
 import salova.training
 import torch
-from conftest import BLOCK_REPO_IMPORTS, make_batch
+from conftest import make_batch, run_without_repo
 from safetensors.torch import load_file, save_file
 from salova.hub_configs import build_salova
 from salova.modeling import SalovaForConditionalGeneration
-from salova.training.data import THRESHOLDS, RowSettings
+from salova.training.data import RowSettings
 from salova.training.data_check import check_data
 from salova.training.recipe import load_recipe
+from salova.training.run import FINISHED_FILE
 from salova.training.synthetic_corpus import CorpusSettings, generate_corpus
 from transformers import AutoModel, AutoProcessor
 
@@ -109,21 +111,21 @@ DAMAGED_ROW = {"2": 12, "1.5": 2}
 WEIGHT_ATOL = 1e-6
 
 
-def _start(command: list[str]) -> subprocess.Popen:
+def _start(command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
     """A training process in a session of its own (so that `kill_tree` reaches every worker it starts), its output
-    piped, one OpenMP thread per process."""
+    piped, one OpenMP thread per process, with `env` added to the environment."""
     return subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
     )
 
 
 def launch(
-    arguments: list[str], timeout: float, engine: str | None = None
+    arguments: list[str], timeout: float, engine: str | None = None, env: dict[str, str] | None = None
 ) -> tuple[subprocess.CompletedProcess, float]:
     """`salova-train` under `accelerate launch` of a shipped config with 2 processes (`engine` None: one plain
     process), killed as a whole at `timeout` (a collective left waiting hangs). Returns the result and seconds."""
@@ -140,7 +142,7 @@ def launch(
             *command[1:],
         ]
     started = time.monotonic()
-    process = _start(command)
+    process = _start(command, env)
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -160,6 +162,38 @@ def kill_tree(process: subprocess.Popen) -> None:
     for child in psutil.Process(process.pid).children(recursive=True):
         child.kill()
     os.killpg(process.pid, signal.SIGKILL)
+
+
+# Every process of a run that pushes starts with this `sitecustomize`: the Hub's network calls are replaced by records
+# of what each would have sent (the process's rank, the commit message, each file's path in the repository and
+# content hash); `upload_folder` itself still picks the files.
+HUB_RECORDER = textwrap.dedent(
+    """
+    import json, os
+    from huggingface_hub import HfApi, _upload_pipeline
+    from huggingface_hub.hf_api import CommitInfo, RepoUrl
+
+    def create_repo(self, repo_id, **kwargs):
+        return RepoUrl(f"{self.endpoint}/{repo_id}", endpoint=self.endpoint)
+
+    def create_commit(self, repo_id, operations, commit_message, **kwargs):
+        files = {op.path_in_repo: op.upload_info.sha256.hex() for op in operations if hasattr(op, "upload_info")}
+        record = {"rank": os.environ.get("RANK", "0"), "message": commit_message, "files": files}
+        record["deleted"] = sorted(op.path_in_repo for op in operations if not hasattr(op, "upload_info"))
+        with open(os.environ["SALOVA_HUB_RECORD"], "a") as out:
+            out.write(json.dumps(record) + "\\n")
+        url = f"{self.endpoint}/{repo_id}/commit/{'0' * 40}"
+        return CommitInfo(commit_url=url, commit_message=commit_message, commit_description="", oid="0" * 40)
+
+    def pipelined_upload(api, *, repo_id, add_operations, delete_operations, commit_message, **kwargs):
+        return create_commit(api, repo_id, delete_operations + add_operations, commit_message)
+
+    HfApi.create_repo = create_repo
+    HfApi.create_commit = create_commit
+    HfApi._validate_yaml = lambda self, content, **kwargs: None
+    _upload_pipeline.pipelined_upload = pipelined_upload
+    """
+)
 
 
 @pytest.fixture(scope="module")
@@ -190,10 +224,10 @@ def runs(tmp_path_factory):
         configs[stage] = root / f"stage{stage}.json"
         configs[stage].write_text(json.dumps(config))
         recipe = load_recipe(stage, config, output_dir="unused")
-        settings = RowSettings.for_processor(
+        settings = RowSettings(
             stage,
-            processor,
-            thresholds=THRESHOLDS[recipe.label_thresholds],
+            processor.video_processor,
+            label_thresholds=recipe.label_thresholds,
             max_queries_per_video=recipe.max_queries_per_video,
             seed=0,
             max_sampled_frames=recipe.max_sampled_frames,
@@ -205,6 +239,8 @@ def runs(tmp_path_factory):
     for path in damaged.values():
         path.write_bytes(path.read_bytes()[:1000])
     video = corpus["stage2"].parent / json.loads(corpus["stage2"].read_text().splitlines()[0])["video"]
+    (root / "hub-recorder").mkdir()
+    (root / "hub-recorder" / "sitecustomize.py").write_text(HUB_RECORDER)
     return {"root": root, "configs": configs, "outputs": outputs, "video": video, "results": {}}
 
 
@@ -224,13 +260,24 @@ def _trained(runs, stage, engine) -> subprocess.CompletedProcess:
     """The run of `engine` (or "single": one process) on `stage`, made once per module. DDP runs with
     `find_unused_parameters=False` (what the Trainer picks under activation checkpointing unless TRL turns the
     search on): every trainable parameter must then take part in every micro-batch, as FSDP and ZeRO-2 need
-    whatever the DDP setting."""
+    whatever the DDP setting. Each run pushes to the Hub (at every save and at the end), recorded in
+    `_hub_record(runs, stage, engine)` instead of sent."""
     if (stage, engine) not in runs["results"]:
         extra = ["--set", "training_args.ddp_find_unused_parameters=false"] if engine == "ddp" else []
-        result, _ = launch(_arguments(runs, stage, engine, *extra), 180, None if engine == "single" else engine)
+        extra += ["--set", "training_args.push_to_hub=true", "--set", f"training_args.hub_model_id=test/{engine}"]
+        env = {
+            "PYTHONPATH": os.pathsep.join([str(runs["root"] / "hub-recorder"), os.environ.get("PYTHONPATH", "")]),
+            "SALOVA_HUB_RECORD": str(_hub_record(runs, stage, engine)),
+            "HF_HUB_OFFLINE": "1",  # any other Hub call fails at once
+        }
+        result, _ = launch(_arguments(runs, stage, engine, *extra), 180, None if engine == "single" else engine, env)
         assert result.returncode == 0, result.stderr[-4000:]
         runs["results"][stage, engine] = result
     return runs["results"][stage, engine]
+
+
+def _hub_record(runs, stage, engine) -> Path:
+    return runs["root"] / f"hub-stage{stage}-{engine}.jsonl"
 
 
 def _weights(folder) -> dict[str, torch.Tensor]:
@@ -275,8 +322,44 @@ def test_every_engine_ends_where_one_process_ends(runs):
         assert moved > 10 * WEIGHT_ATOL  # the router took its step
 
 
-FRESH_ANSWERS = BLOCK_REPO_IMPORTS + textwrap.dedent(
-    """
+# What engines write into checkpoints besides the model: optimizer and scheduler states, per-rank RNG states and
+# shards (ZeRO's `global_step*/`, `zero_pp_rank_*`, `latest`; FSDP's `pytorch_model_fsdp_*`, `optimizer_0`).
+ENGINE_STATE_FILES = ("optimizer", "scheduler", "rng_state", "global_step", "rank", "latest", "fsdp", "trainer_state")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("engine", ENGINES)
+def test_push_to_hub_from_two_processes_uploads_exactly_the_output_folder(runs, engine):
+    """The first process alone uploads; the final push, once, holds the stage's Hub folder as the run leaves it,
+    byte for byte, and nothing else; every push on the way is a Hub-format checkpoint without optimizer states or
+    shards."""
+    _trained(runs, "2", engine)
+    commits = [json.loads(line) for line in _hub_record(runs, "2", engine).read_text().splitlines()]
+    assert [commit["rank"] for commit in commits] == ["0"] * len(commits)
+    after_training = [commit["message"] for commit in commits if not commit["message"].startswith("Training in")]
+    assert after_training == ["SALOVA stage 2"]
+    assert commits[-1]["message"] == "SALOVA stage 2"
+    # The folder but the checkpoints, the data check's cache (`_*`: the Trainer's own exclusions) and the marker
+    # that the stage, push included, finished.
+    output = runs["outputs"]["2", engine]
+    folder = {
+        path.relative_to(output).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in output.rglob("*")
+        if path.is_file()
+        and not path.relative_to(output).parts[0].startswith(("checkpoint-", "_"))
+        and path.name != FINISHED_FILE
+    }
+    assert commits[-1]["files"] == folder
+    hub_files = {"model.safetensors", "config.json", "modeling_salova.py", "router.py", "processor_config.json"}
+    for commit in commits:
+        names = set(commit["files"])
+        assert hub_files <= names and {"processing_salova.py", "tokenizer.json"} <= names, commit["message"]
+        engine_state = [name for name in names if any(part in name for part in ENGINE_STATE_FILES)]
+        assert engine_state == [], (commit["message"], engine_state)
+        assert commit["deleted"] == []
+
+
+FRESH_ANSWERS = """
     import json
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -293,22 +376,14 @@ FRESH_ANSWERS = BLOCK_REPO_IMPORTS + textwrap.dedent(
         answers[folder] = {"scores": scores.tolist(), "tokens": tokens[0, inputs["input_ids"].shape[1]:].tolist()}
     print(json.dumps(answers))
     """
-)
 
 
 @pytest.mark.integration
-def test_every_engine_writes_a_folder_that_answers_as_one_process_does(runs):
+def test_every_engine_writes_a_folder_that_answers_as_one_process_does(runs, tmp_path):
     folders = [runs["outputs"]["2", name] for name in ("single", *ENGINES)]
     for name in ("single", *ENGINES):
         _trained(runs, "2", name)
-    result = subprocess.run(
-        [sys.executable, "-c", FRESH_ANSWERS, str(runs["video"]), *map(str, folders)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    answers = json.loads(result.stdout.splitlines()[-1])
+    answers = json.loads(run_without_repo(FRESH_ANSWERS, runs["video"], *folders, tmp_path=tmp_path).splitlines()[-1])
     expected = answers[str(folders[0])]
     for folder in folders[1:]:
         assert answers[str(folder)]["tokens"] == expected["tokens"], folder.name

@@ -1,14 +1,12 @@
 """Hub-native round trips: builder from local component checkpoints, save, fresh-process remote-code load, CLI."""
 
 import json
-import os
 import subprocess
 import sys
-import textwrap
 
 import pytest
 import torch
-from conftest import BLOCK_REPO_IMPORTS, make_batch
+from conftest import make_batch, run_without_repo
 from salova.hub_configs import VIDEO_TOKEN, assemble_from_components, build_tiny_tokenizer, load_variant
 from transformers import (
     CLIPConfig,
@@ -107,7 +105,7 @@ def test_builder_copies_components_and_extends_positions(tmp_path, tower):
     # The processor matches the tower's input and the model's placeholder layout.
     assert processor.image_size == model.config.vision_config.image_size
     assert processor.video_processor.do_center_crop == (tower == "clip")  # CLIP: shortest edge, centre crop
-    assert processor.num_latents == model.config.connector_num_latents
+    assert processor.connector_num_latents == model.config.connector_num_latents
     assert processor.video_token_id == model.config.video_token_id
     # The LLM folder brings its own template (the tiny tokenizer's), which wins over the variant's Llama-3.2 one.
     assert "<|im_start|>" in processor.chat_template and "start_header_id" not in processor.chat_template
@@ -120,8 +118,7 @@ def test_builder_copies_components_and_extends_positions(tmp_path, tower):
     assert torch.isfinite(out.logits).all()
 
 
-FRESH_PROCESS = BLOCK_REPO_IMPORTS + textwrap.dedent(
-    """
+FRESH_PROCESS = """
     import torch
     from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText
     folder, inputs_path = sys.argv[1], sys.argv[2]
@@ -135,7 +132,6 @@ FRESH_PROCESS = BLOCK_REPO_IMPORTS + textwrap.dedent(
     print("max_abs_diff", (out.logits - saved["logits"]).abs().max().item())
     print("same_selection", torch.equal(out.selected_segments, saved["selected"]))
     """
-)
 
 
 def test_saved_folder_loads_with_remote_code_in_a_fresh_process(tiny, tmp_path):
@@ -161,21 +157,9 @@ def test_saved_folder_loads_with_remote_code_in_a_fresh_process(tiny, tmp_path):
     with torch.no_grad():
         out = model(**batch)
     torch.save({"inputs": batch, "logits": out.logits, "selected": out.selected_segments}, tmp_path / "inputs.pt")
-    script = tmp_path / "load.py"
-    script.write_text(FRESH_PROCESS)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["HF_MODULES_CACHE"] = str(tmp_path / "modules")
-    result = subprocess.run(
-        [sys.executable, str(script), str(folder), str(tmp_path / "inputs.pt")],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    diff = float(result.stdout.split("max_abs_diff")[1].split()[0])
-    assert diff < 1e-5 and "same_selection True" in result.stdout
+    loaded = run_without_repo(FRESH_PROCESS, folder, tmp_path / "inputs.pt", tmp_path=tmp_path)
+    diff = float(loaded.split("max_abs_diff")[1].split()[0])
+    assert diff < 1e-5 and "same_selection True" in loaded
 
 
 def test_cli_builds_the_tiny_variant(tmp_path):

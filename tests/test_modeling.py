@@ -13,6 +13,7 @@ from accelerate import infer_auto_device_map
 from conftest import make_batch
 from salova.hub_configs.builder import load_variant
 from salova.modeling import SalovaConfig, SalovaForConditionalGeneration
+from salova.modeling.losses import similarity_loss
 
 SEGMENTS = [[3, 1, 2, 4, 2, 1, 2], [2, 5]]  # 7 segments (more than K = 5) and 2 segments (fewer)
 
@@ -217,6 +218,103 @@ def test_every_trainable_parameter_gets_a_gradient(tiny):
     out.loss.backward()
     unused = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert unused == []
+
+
+def _router_targets(batch) -> dict:
+    """Targets for the first row's query (the second row has none) and three extra queries: two about video 1,
+    one about video 0, each with its own positive segment."""
+    query_labels = torch.zeros(2, 7)
+    query_labels[0, [2, 5]] = 1.0
+    extra_labels = torch.zeros(3, 7)
+    extra_labels[[0, 1, 2], [1, 4, 0]] = 1.0
+    extra_ids = torch.randint(
+        10, 400, (3, batch["query_input_ids"].shape[1]), generator=torch.Generator().manual_seed(1)
+    )
+    return {
+        "query_labels": query_labels,
+        "query_label_mask": torch.tensor([True, False]),
+        "extra_query_input_ids": extra_ids,
+        "extra_query_attention_mask": torch.ones_like(extra_ids),
+        "extra_query_rows": torch.tensor([1, 0, 1]),
+        "extra_query_labels": extra_labels,
+    }
+
+
+def test_similarity_loss_covers_every_labelled_query(tiny):
+    """Each extra query is scored as its video's row scores its own query, against the same encoding; a row without
+    labels takes no part; the margin pairs are drawn over all of them in that order."""
+    model, _ = tiny
+    batch = make_batch(model.config, SEGMENTS)
+    targets = _router_targets(batch)
+    with torch.no_grad():
+        out = model(**batch, **targets)
+        scores = [out.router_scores[0]]
+        for query, row in zip(targets["extra_query_input_ids"], targets["extra_query_rows"].tolist(), strict=True):
+            as_own_query = batch["query_input_ids"].clone()
+            as_own_query[row] = query
+            scores.append(model(**{**batch, "query_input_ids": as_own_query}).router_scores[row])
+    scores = torch.stack(scores)
+    labels = torch.cat([targets["query_labels"][:1], targets["extra_query_labels"]])
+    expected = similarity_loss(
+        scores,
+        labels,
+        scores.isfinite(),
+        margin=model.config.similarity_margin,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert out.similarity_loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert out.loss.item() == pytest.approx(
+        out.lm_loss.item() + model.config.similarity_loss_weight * expected.item(), rel=1e-5
+    )
+
+
+def test_the_loss_of_one_micro_batch_of_a_step(tiny):
+    """With `num_items_in_batch` the LM part is this batch's token sum over the step's tokens, and `L_sim` (a mean
+    per micro-batch) is divided by the step's micro-batches."""
+    model, _ = tiny
+    batch = make_batch(model.config, SEGMENTS)
+    targets = _router_targets(batch)
+    num_tokens = int((batch["labels"][:, 1:] != -100).sum())
+    with torch.no_grad():
+        alone = model(**batch, **targets)
+        part = model(**batch, **targets, num_items_in_batch=torch.tensor(3 * num_tokens), num_micro_batches=4)
+    weight = model.config.similarity_loss_weight
+    expected = alone.lm_loss.item() / 3 + weight * alone.similarity_loss.item() / 4
+    assert part.loss.item() == pytest.approx(expected, rel=1e-5)
+    assert (part.lm_loss, part.similarity_loss) == (alone.lm_loss, alone.similarity_loss)
+
+
+def test_a_batch_without_router_labels_still_routes_through_the_loss(tiny):
+    """Its routing path joins the loss with zero weight: the same parameters get a gradient in every batch, as
+    distributed engines need (DDP without an unused-parameter search, FSDP, ZeRO)."""
+    model = copy.deepcopy(tiny[0]).train()
+    batch = make_batch(model.config, SEGMENTS)
+    out = model(**batch)
+    assert out.similarity_loss is None and out.loss.item() == out.lm_loss.item()
+    out.loss.backward()
+    routing = [*model.model.router.parameters(), *model.model.query_projection.parameters()]
+    assert all(p.grad is not None and not p.grad.any() for p in routing)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"query_labels": torch.zeros(2, 6)}, r"query_labels must be \(B, N_max\) = \(2, 7\)"),
+        ({"query_label_mask": torch.tensor([True])}, r"query_label_mask must be \(2,\)"),
+        ({"extra_query_rows": torch.tensor([1, 2, 0])}, r"extra_query_rows must be \(Q,\) row indices in \[0, 2\)"),
+        ({"extra_query_labels": torch.zeros(3, 9)}, r"extra_query_labels must be \(Q, N_max\) = \(3, 7\)"),
+        ({"extra_query_labels": None}, "Extra queries were given without extra_query_labels"),
+        ({"extra_query_input_ids": torch.ones(2, 6, dtype=torch.long)}, "extra_query_input_ids has 2 queries"),
+    ],
+)
+def test_bad_router_targets_get_a_clear_error(tiny, changes, message):
+    model, _ = tiny
+    batch = make_batch(model.config, SEGMENTS)
+    targets = {**_router_targets(batch), **changes}
+    if changes.get("extra_query_input_ids") is not None:
+        targets["extra_query_attention_mask"] = None
+    with pytest.raises(ValueError, match=message), torch.no_grad():
+        model(**batch, **targets)
 
 
 def test_generate_consumes_the_video_at_prefill_only(tiny):

@@ -2,17 +2,15 @@
 
 import copy
 import json
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
 import torch
-from conftest import BLOCK_REPO_IMPORTS, colour_scenes, real_video
+from conftest import colour_scenes, real_video, run_without_repo
 from PIL import Image
 from salova.hub_configs import load_chat_template
 from salova.processing import SalovaProcessor, SalovaVideoProcessor, format_timestamp
+from transformers import AutoProcessor
 
 QUESTION = "What moves in the blue scene?"
 
@@ -48,7 +46,7 @@ def test_placeholder_count_is_latents_times_min_k_n_plus_n(tiny, num_segments, k
     frames = np.stack(list(colour_scenes([(200, 30, 30)], num_segments * 2.0, fps=2)))
     boundaries = [float(2 * index) for index in range(1, num_segments)]
     inputs = processor(videos=frames, video_fps=2, text=QUESTION, segment_boundaries=[boundaries])
-    expected = processor.num_latents * min(k, num_segments) + num_segments
+    expected = processor.connector_num_latents * min(k, num_segments) + num_segments
     assert inputs["segments_per_video"].tolist() == [num_segments]
     assert _placeholders(processor, inputs) == [expected] == [model.config.num_video_tokens(num_segments, k)]
     with torch.no_grad():
@@ -103,7 +101,7 @@ def test_images_are_one_frame_one_segment_videos(tiny):
     images = [Image.fromarray(np.full((30, 30, 3), value, np.uint8)) for value in (10, 200)]
     inputs = processor(videos=images, text=["a dark square", "a light square"])
     assert inputs["frames_per_segment"].tolist() == [1, 1] and inputs["segments_per_video"].tolist() == [1, 1]
-    assert _placeholders(processor, inputs) == [processor.num_latents + 1] * 2
+    assert _placeholders(processor, inputs) == [processor.connector_num_latents + 1] * 2
 
 
 EXPECTED_TEMPLATES = {
@@ -245,8 +243,7 @@ def test_segment_descriptions_show_milliseconds(tiny):
     ]
 
 
-FRESH_PROCESS = BLOCK_REPO_IMPORTS + textwrap.dedent(
-    """
+FRESH_PROCESS = """
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
     folder, video, expected_path = sys.argv[1:4]
@@ -263,7 +260,6 @@ FRESH_PROCESS = BLOCK_REPO_IMPORTS + textwrap.dedent(
     print("segments", processor.describe_segments(inputs)[0][1]["start"])
     print("video_processor", type(processor.video_processor).__module__)
     """
-)
 
 
 def test_model_and_processor_load_with_remote_code_in_a_fresh_process(tiny, tmp_path, scene_video):
@@ -290,20 +286,11 @@ def test_model_and_processor_load_with_remote_code_in_a_fresh_process(tiny, tmp_
     with torch.no_grad():
         logits = model(**inputs).logits
     torch.save({"inputs": dict(inputs), "logits": logits}, tmp_path / "expected.pt")
-    script = tmp_path / "load.py"
-    script.write_text(FRESH_PROCESS)
-    result = subprocess.run(
-        [sys.executable, str(script), str(folder), str(scene_video), str(tmp_path / "expected.pt")],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = run_without_repo(FRESH_PROCESS, folder, scene_video, tmp_path / "expected.pt", tmp_path=tmp_path)
     # Same inputs bit for bit (checked in the script); logits equal up to float summation order.
-    assert float(result.stdout.split("max_abs_diff ")[1].split()[0]) < 1e-5
-    assert "segments 00:00:03.000" in result.stdout
-    assert "video_processor transformers_modules." in result.stdout
+    assert float(loaded.split("max_abs_diff ")[1].split()[0]) < 1e-5
+    assert "segments 00:00:03.000" in loaded
+    assert "video_processor transformers_modules." in loaded
 
 
 def test_video_settings_changed_after_creation_take_effect(tiny):
@@ -449,3 +436,91 @@ def test_segment_thumbnails_come_from_the_decode_pass(tiny, scene_video):
     assert "segment_thumbnails" not in video_processor(videos=[str(scene_video)], return_tensors="pt")
     with pytest.raises(ValueError, match="thumbnail_height must be at least 2 pixels"):
         video_processor(videos=[str(scene_video)], thumbnail_height=0)
+
+
+def test_processor_settings_shared_with_the_model_follow_its_config(tiny):
+    """K, latents and the segment limits go by the config's names; the query length stays within the router's text
+    table, which holds the pooled state besides the query tokens."""
+    model, processor = tiny
+    config = copy.deepcopy(model.config)
+    config.num_focus_segments, config.connector_num_latents, config.router_max_segments = 3, 4, 9
+    config.router_max_query_tokens = config.tower_config.text_config.max_position_embeddings = 64
+    follower = copy.deepcopy(processor)
+    follower.follow_model_config(config)
+    assert (follower.num_focus_segments, follower.connector_num_latents) == (3, 4)
+    assert follower.video_processor.router_max_segments == 9
+    assert follower.video_processor.segmentation_policy().max_segments == 9
+    assert follower.query_max_length == 63
+    assert follower(text="x " * 100)["query_input_ids"].shape[1] == 63
+
+
+def test_built_processor_query_length_fits_the_router_text_table(tiny):
+    """A router with a 64-row text table takes 63 query tokens (plus the pooled state), not 64."""
+    from salova.hub_configs.builder import build_processor
+
+    model, processor = tiny
+    config = copy.deepcopy(model.config)
+    config.router_max_query_tokens = config.tower_config.text_config.max_position_embeddings = 64
+    built = build_processor(config, copy.deepcopy(processor.tokenizer), processor.query_tokenizer)
+    assert built.query_max_length == 63
+    built.check_model_config(config)
+
+
+def test_loading_beside_a_model_config_with_another_k_names_both_values(tiny, tmp_path):
+    model, processor = tiny
+    k = model.config.num_focus_segments
+    other = copy.deepcopy(processor)
+    other.num_focus_segments = k + 1
+    model.config.save_pretrained(tmp_path)
+    other.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=rf"{tmp_path}: .*num_focus_segments={k + 1} \(model config: {k}\)"):
+        SalovaProcessor.from_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=r"processor.follow_model_config\(model.config\)"):
+        AutoProcessor.from_pretrained(tmp_path)
+    # A processor saved alone has no model config to be checked against.
+    other.save_pretrained(tmp_path / "alone")
+    assert SalovaProcessor.from_pretrained(tmp_path / "alone").num_focus_segments == k + 1
+
+
+def test_video_limits_and_query_length_are_checked_on_load(tiny, tmp_path):
+    """Segment limits and the query length may be under the model's tables (a processor that merges more), not over."""
+    model, processor = tiny
+    changed = copy.deepcopy(processor)
+    changed.video_processor.router_max_segments = model.config.router_max_segments + 1
+    changed.query_max_length = model.config.router_max_query_tokens
+    model.config.save_pretrained(tmp_path)
+    changed.save_pretrained(tmp_path)
+    with pytest.raises(ValueError) as error:
+        SalovaProcessor.from_pretrained(tmp_path)
+    assert "router_max_segments=257 (model config: at most 256)" in str(error.value)
+    assert "query_max_length=2048 (model config: at most 2047)" in str(error.value)
+    changed.video_processor.router_max_segments = 12
+    changed.video_processor.max_frames_per_segment = 8
+    changed.query_max_length = 64
+    changed.save_pretrained(tmp_path)
+    lower = SalovaProcessor.from_pretrained(tmp_path)
+    assert (lower.video_processor.router_max_segments, lower.video_processor.max_frames_per_segment) == (12, 8)
+    lower.follow_model_config(model.config)
+    assert (lower.video_processor.router_max_segments, lower.query_max_length) == (12, 64)
+
+
+def test_saved_files_with_the_old_setting_names_load_with_a_warning(tiny, tmp_path):
+    """`num_latents` (processor) and `max_segments` (video processor) were the names of `connector_num_latents` and
+    `router_max_segments` in saved processor files."""
+    model, processor = tiny
+    model.config.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    path = tmp_path / "processor_config.json"
+    saved = json.loads(path.read_text())
+    saved["num_latents"] = saved.pop("connector_num_latents")
+    saved["video_processor"]["max_segments"] = saved["video_processor"].pop("router_max_segments")
+    path.write_text(json.dumps(saved))
+    with pytest.warns(FutureWarning, match="'num_latents' is now named 'connector_num_latents'"):
+        with pytest.warns(FutureWarning, match="'max_segments' is now named 'router_max_segments'"):
+            reloaded = SalovaProcessor.from_pretrained(tmp_path)
+    assert reloaded.to_dict() == processor.to_dict()
+    assert reloaded.connector_num_latents == model.config.connector_num_latents == 8
+    with pytest.warns(FutureWarning, match="'max_segments' is now named"):
+        assert SalovaVideoProcessor(max_segments=4).segmentation_policy().max_segments == 4
+    with pytest.raises(ValueError, match="max_segments=4 and router_max_segments=5 name one setting"):
+        SalovaVideoProcessor(max_segments=4, router_max_segments=5)

@@ -1,15 +1,13 @@
 """Stage recipes: config files, freezing, learning rates per group, checkpoints that load and pushes that are whole."""
 
 import json
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
-from conftest import BLOCK_REPO_IMPORTS
+from conftest import run_without_repo
 from huggingface_hub.utils import filter_repo_objects
 from salova.hub_configs import build_salova
+from salova.training.data import STAGES
 from salova.training.recipe import load_recipe
 from salova.training.run import build_trainer, last_complete_checkpoint, train_stage
 from salova.training.synthetic_corpus import CorpusSettings, generate_corpus
@@ -129,8 +127,7 @@ def test_learning_rate_per_group_as_configured(stage0, corpus, tmp_path):
     assert sorted({group["lr"] for group in trainer.optimizer.param_groups}) == [7e-6, 3e-4]
 
 
-FRESH_LOAD = BLOCK_REPO_IMPORTS + textwrap.dedent(
-    """
+FRESH_LOAD = """
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
     folder, video = sys.argv[1], sys.argv[2]
@@ -142,15 +139,6 @@ FRESH_LOAD = BLOCK_REPO_IMPORTS + textwrap.dedent(
     output = model.generate(**inputs, max_new_tokens=3, do_sample=False)
     print("loaded", type(model).__name__, type(processor).__name__, model.config.max_token_drop, output.shape[1])
     """
-)
-
-
-def _loads_in_fresh_process(folder, video) -> str:
-    result = subprocess.run(
-        [sys.executable, "-c", FRESH_LOAD, str(folder), str(video)], capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
 
 
 def _a_video(corpus):
@@ -195,25 +183,25 @@ def test_periodic_push_uploads_a_folder_that_loads_with_remote_code(stage0, corp
     for name in pushed:
         (repo_copy / name).parent.mkdir(parents=True, exist_ok=True)
         (repo_copy / name).write_bytes((tmp_path / "run" / name).read_bytes())
-    assert "loaded SalovaForConditionalGeneration SalovaProcessor 0.4" in _loads_in_fresh_process(
-        repo_copy, _a_video(corpus)
+    assert "loaded SalovaForConditionalGeneration SalovaProcessor 0.4" in run_without_repo(
+        FRESH_LOAD, repo_copy, _a_video(corpus), tmp_path=tmp_path
     )
 
 
 def test_stages_chain_through_hub_format_checkpoints(stage0, corpus, tmp_path):
     checkpoint = stage0
-    for stage in ("1", "1.5", "2"):
+    for stage in STAGES:
         recipe = _recipe(stage, checkpoint, corpus, tmp_path / f"stage{stage}", max_steps=2)
         checkpoint = train_stage(recipe)
         assert json.loads((checkpoint / "config.json").read_text())["max_token_drop"] == recipe.max_token_drop
-    assert "loaded SalovaForConditionalGeneration SalovaProcessor 0.4" in _loads_in_fresh_process(
-        checkpoint, _a_video(corpus)
+    assert "loaded SalovaForConditionalGeneration SalovaProcessor 0.4" in run_without_repo(
+        FRESH_LOAD, checkpoint, _a_video(corpus), tmp_path=tmp_path
     )
 
 
 def test_accumulation_follows_the_stage_global_batch(capsys):
     inputs = {"model": "m", "train_data": "d.jsonl", "output_dir": "out"}
-    recipes = {stage: load_recipe(stage, inputs) for stage in ("1", "1.5", "2")}
+    recipes = {stage: load_recipe(stage, inputs) for stage in STAGES}
     assert {stage: recipe.global_batch_size for stage, recipe in recipes.items()} == {"1": 256, "1.5": 8, "2": 64}
     assert recipes["2"].sft_config(world_size=8).gradient_accumulation_steps == 2  # 8 x 4 x 2 = 64
     assert recipes["1.5"].sft_config(world_size=2).gradient_accumulation_steps == 4

@@ -137,6 +137,6 @@ def test_video_processor_takes_its_segment_and_detector_defaults_from_their_clas
     assert video_processor.detector_threshold == detector["adaptive_threshold"].default
     assert video_processor.detector_min_content == detector["min_content_val"].default
     assert video_processor.detector_min_scene_len == detector["min_scene_len"].default
-    changed = SalovaVideoProcessor(max_segments=4, segmenter="fixed_windows")
+    changed = SalovaVideoProcessor(router_max_segments=4, segmenter="fixed_windows")
     assert changed.segmentation_policy() == SegmentationPolicy(segmenter="fixed_windows", max_segments=4)
     assert changed.segmentation_policy(window_seconds=5).window_seconds == 5  # a call's override

@@ -9,14 +9,9 @@ the published widths one variant took 7 minutes on 2 CPU cores (the 3.8b: stage 
 311 s at 9.5 GB) and the 7b's 1.7 billion parameters would need about 27 GB to train in stage 2.
 """
 
-import os
-import subprocess
-import sys
-import textwrap
-
 import pytest
 import torch
-from conftest import BLOCK_REPO_IMPORTS, real_video
+from conftest import real_video, run_without_repo
 from salova.hub_configs import assemble, load_chat_template, load_component, load_variant, random_llm, random_tower
 from salova.hub_configs.builder import _config
 from salova.training.collator import SalovaCollator
@@ -43,8 +38,7 @@ LLM_WIDTH = {"hidden_size": 256, "intermediate_size": 512, "num_attention_heads"
 # Turn markers of each variant's chat template.
 MARKERS = {"3b": "<|start_header_id|>user<|end_header_id|>", "3.8b": "<|user|>", "7b": "<|im_start|>user"}
 
-ANSWER = BLOCK_REPO_IMPORTS + textwrap.dedent(
-    """
+ANSWER = """
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
     folder, clip = sys.argv[1], sys.argv[2]
@@ -59,7 +53,6 @@ ANSWER = BLOCK_REPO_IMPORTS + textwrap.dedent(
     print("prompt", repr(prompt.replace(processor.video_token, "")))
     print("new_tokens", output.shape[1] - inputs["input_ids"].shape[1])
     """
-)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +74,8 @@ def test_twin_trains_every_stage_and_answers_in_a_fresh_process(variant, corpus,
     assert processor.tokenizer.pad_token_id != processor.query_tokenizer.pad_token_id
     if variant != "3.8b":
         assert processor.tokenizer.pad_token_id >= model.config.query_encoder_config.vocab_size
-    first, second = check_data(corpus["stage1"], RowSettings("1"), num_proc=1, show=False)[0].select([0, 1])
+    settings = RowSettings("1", processor.video_processor)
+    first, second = check_data(corpus["stage1"], settings, num_proc=1, show=False)[0].select([0, 1])
     second = {**second, "queries": [second["queries"][0] + " seen from far away"]}  # queries of different lengths
     batch = SalovaCollator(processor, load_chat_template("plain"))([first, second])
     assert (batch["query_attention_mask"] == 0).any()
@@ -104,17 +98,5 @@ def test_twin_trains_every_stage_and_answers_in_a_fresh_process(variant, corpus,
         checkpoint = train_stage(recipe)
         assert (checkpoint / "training_finished.json").read_text() == '{"global_step": 1}'
 
-    script = tmp_path / "answer.py"
-    script.write_text(ANSWER)
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    env["HF_MODULES_CACHE"] = str(tmp_path / "modules")
-    result = subprocess.run(
-        [sys.executable, str(script), str(checkpoint), str(real_video("bikes.mp4"))],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert MARKERS[variant] in result.stdout and "new_tokens 4" in result.stdout
+    answered = run_without_repo(ANSWER, checkpoint, real_video("bikes.mp4"), tmp_path=tmp_path, timeout=900)
+    assert MARKERS[variant] in answered and "new_tokens 4" in answered

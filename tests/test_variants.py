@@ -2,8 +2,10 @@
 parameter counts, pad tokens, and components from local folders, each alone or both."""
 
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -29,6 +31,7 @@ from transformers import (
     SiglipVisionModel,
 )
 
+REPO_HUB_CONFIGS = Path(__file__).resolve().parents[1] / "hub_configs"
 # Parameter counts the model cards publish, in billions: LLMs with their LM head, towers' vision halves.
 PUBLISHED_PARAMETERS = {
     "Qwen/Qwen2.5-7B-Instruct": 7.62,
@@ -181,3 +184,18 @@ def test_cli_builds_a_random_twin_offline(tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert config["text_config"]["hidden_size"] == 3072 and config["text_config"]["num_hidden_layers"] == 1
     assert config["tower_config"]["vision_config"]["image_size"] == 336
+
+
+def test_the_variant_list_is_the_spec_files(capsys):
+    from salova.hub_configs import VARIANTS
+
+    from salova.cli import main
+
+    stems = sorted(path.stem.removeprefix("salova-") for path in REPO_HUB_CONFIGS.glob("salova-*.json"))
+    assert sorted(VARIANTS) == stems == ["3.8b", "3b", "7b", "tiny"]
+    with pytest.raises(SystemExit):
+        main(["build", "--variant", "9b", "--out", "unused"])
+    listed = capsys.readouterr().err
+    assert sorted(re.findall(r"'([^']*)'", listed.split("choose from", 1)[1])) == stems
+    with pytest.raises(ValueError, match=r"Unknown SALOVA variant '9b'; choose one of \('3.8b', '3b', '7b', 'tiny'\)"):
+        load_variant("9b")

@@ -1,4 +1,4 @@
-"""`salova-train --stage 1|1.5|2 --config stage.json`: runs one training stage (one process, or under
+"""`salova-train --stage STAGE --config stage.json`: runs one training stage (one process, or under
 `accelerate launch` for many).
 
 Options override the config file: `--model`, `--train-data`, `--output-dir`, and `--set key=value` for any recipe
@@ -8,6 +8,7 @@ key (`--set learning_rate=1e-4`, `--set training_args.max_steps=100`; values are
 import argparse
 import json
 
+from .data import STAGES
 from .recipe import load_recipe
 from .run import train_stage
 
@@ -31,7 +32,7 @@ def parse_assignments(assignments: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="salova-train", description=__doc__)
-    parser.add_argument("--stage", required=True, choices=["1", "1.5", "2"])
+    parser.add_argument("--stage", required=True, choices=STAGES)
     parser.add_argument("--config", help="JSON stage config (see salova.training.recipe); default: the stage's own")
     parser.add_argument("--model", help="checkpoint to start from (folder or Hub id)")
     parser.add_argument("--train-data", help="records of the stage's schema: JSON, JSONL, parquet, folder or Hub id")

@@ -28,8 +28,6 @@ from salova.training.data import RecordError
 
 logger = logging.getLogger(__name__)
 
-# Recipe default: the paper's maximum LLM length.
-DEFAULT_MAX_LENGTH = 8192
 COUNT_KEYS = ("data_replaced_rows", "data_trimmed_rows")
 
 
@@ -42,7 +40,7 @@ class SalovaCollator:
 
     processor: object
     chat_template: str | None = None
-    max_length: int | None = DEFAULT_MAX_LENGTH
+    max_length: int | None = None
     fallback_rows: object = None
     video_cache_bytes: int = 0
     failures: Counter = field(default_factory=Counter)
@@ -212,9 +210,9 @@ class SalovaCollator:
         return batch
 
     def _router_targets(self, parts: list[dict], segments_per_video: torch.Tensor) -> dict:
-        """Focus labels `(S,)` for the model; `(B, N)` targets of each row's first query with the mask of the rows
-        that have labels; the extra queries of labelled rows, tokenized, with their row, `(Q, N)` targets and
-        segment mask."""
+        """The model's router targets: focus labels `(S,)`; `(B, N)` targets of each row's first query with the
+        mask of the rows that have labels; the extra queries of labelled rows, tokenized, with their row and
+        `(Q, N)` targets."""
         width = int(segments_per_video.max())
         focus, first_labels, first_mask = [], torch.zeros(len(parts), width), torch.zeros(len(parts), dtype=torch.bool)
         extra_queries, extra_rows, extra_labels = [], [], []
@@ -241,7 +239,6 @@ class SalovaCollator:
                 extra_query_attention_mask=encoding["attention_mask"],
                 extra_query_rows=torch.tensor(extra_rows),
                 extra_query_labels=torch.stack(extra_labels),
-                extra_query_segment_mask=torch.arange(width) < segments_per_video[extra_rows].unsqueeze(1),
             )
         return targets
 

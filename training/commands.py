@@ -8,6 +8,8 @@ from pathlib import Path
 
 from salova.training.data import STAGES, THRESHOLDS, RowSettings
 
+from salova.cli_options import DeprecatedOption
+
 STATUSES = ("kept", "repaired", "skipped")
 
 
@@ -15,7 +17,7 @@ def add_data_commands(commands) -> None:
     """Adds `convert` and `data` to the `salova` sub-command parser."""
     convert = commands.add_parser("convert", help="LLaVA JSON or SceneWalk rows -> this package's records")
     convert.add_argument("--from", dest="source_format", required=True, choices=["llava", "scenewalk"])
-    convert.add_argument("--stage", choices=["1", "1.5", "2"], help="LLaVA only: the stage the records are for")
+    convert.add_argument("--stage", choices=STAGES, help="LLaVA only: the stage the records are for")
     convert.add_argument("--video-dir", default=".", help="SceneWalk only: folder of the <video id>.mp4 files")
     convert.add_argument("input", help="JSON list, JSONL, parquet, save_to_disk folder or Hub dataset id")
     convert.add_argument("output", help="file to write: parquet for *.parquet, JSON Lines otherwise")
@@ -30,12 +32,14 @@ def add_data_commands(commands) -> None:
     check.add_argument("--model", required=True, help="checkpoint whose processor settings the check follows")
     check.add_argument("--video-dir", help="folder relative video paths resolve against (default: the file's)")
     check.add_argument("--report-dir", default=".", help="where data_check.json (and the cached result) go")
-    check.add_argument("--label-thresholds", default="code", choices=sorted(THRESHOLDS))
-    check.add_argument("--max-queries-per-video", type=int, default=16)
+    check.add_argument("--label-thresholds", default=RowSettings.label_thresholds, choices=sorted(THRESHOLDS))
+    check.add_argument("--max-queries-per-video", type=int, default=RowSettings.max_queries_per_video)
     check.add_argument("--max-sampled-frames", type=int, help="skip videos with more sampled frames (authors: 1800)")
-    check.add_argument("--num-proc", type=int, help="parallel workers (default: the machine's cores)")
-    check.add_argument("--seed", type=int, default=0, help="seed of the stage-1.5 query sampling")
-    check.add_argument("--strict", action="store_true", help="any repair or skip is an error naming file:line")
+    check.add_argument("--data-check-num-proc", type=int, help="parallel workers (default: the machine's cores)")
+    check.add_argument("--num-proc", dest="data_check_num_proc", type=int, action=DeprecatedOption)
+    check.add_argument("--seed", type=int, default=RowSettings.seed, help="seed of the stage-1.5 query sampling")
+    check.add_argument("--strict-data", action="store_true", help="any repair or skip is an error naming file:line")
+    check.add_argument("--strict", dest="strict_data", action=DeprecatedOption, nargs=0, const=True)
     check.add_argument("input", help="JSON list, JSONL, parquet, save_to_disk folder or Hub dataset id")
     check.set_defaults(run=partial(check_command, parser=check))
 
@@ -70,17 +74,19 @@ def check_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     from transformers import AutoProcessor
 
     processor = AutoProcessor.from_pretrained(args.model)
-    settings = RowSettings.for_processor(
+    settings = RowSettings(
         args.stage,
-        processor,
-        thresholds=THRESHOLDS[args.label_thresholds],
+        processor.video_processor,
+        label_thresholds=args.label_thresholds,
         max_queries_per_video=args.max_queries_per_video,
         seed=args.seed,
         max_sampled_frames=args.max_sampled_frames,
     )
     Path(args.report_dir).mkdir(parents=True, exist_ok=True)
     try:
-        _, report = check_data(args.input, settings, args.video_dir, args.report_dir, args.num_proc, args.strict)
+        _, report = check_data(
+            args.input, settings, args.video_dir, args.report_dir, args.data_check_num_proc, args.strict_data
+        )
     except DataCheckError as error:
         raise SystemExit(f"salova data check: {error}") from error
     print(f"report: {Path(args.report_dir) / 'data_check.json'} ({json.dumps({k: report[k] for k in STATUSES})})")

@@ -41,13 +41,21 @@ repair is counted under one reason per record (the first in `REPAIRS`).
 
 import json
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from salova.processing import SalovaVideoProcessor
 from salova.processing.segmentation import SegmentationPolicy, plan_segments
 
-STAGES = ("1", "1.5", "2")
+# The training stages are the recipes shipped in `stages/`: one JSON file each, naming its stage, in stage order.
+STAGE_FILES = dict(
+    sorted(
+        ((json.loads(path.read_text())["stage"], path) for path in Path(__file__).parent.glob("stages/*.json")),
+        key=lambda item: float(item[0]),
+    )
+)
+STAGES = tuple(STAGE_FILES)
 # Repairs in the order a record's single reason is chosen.
 REPAIRS = (
     "unsorted scene starts",
@@ -82,28 +90,40 @@ class RecordError(ValueError):
 
 @dataclass(frozen=True)
 class RowSettings:
-    """How records become rows: label thresholds, queries per video, the processor's sampling and segment policy,
-    and the optional skip of long videos (`max_sampled_frames`, the authors' 1800; None: no skip)."""
+    """How records become rows: the stage, the label thresholds (a name of `THRESHOLDS`: the authors' code's, or
+    the paper's), the router queries per stage-1.5 video (the paper's 16) and their sampling seed, the optional skip
+    of long videos (`max_sampled_frames`, the authors' 1800; None: no skip), and the sampling rate (`fps`) and
+    segment policy of `video_processor`, the `SalovaVideoProcessor` that will cut the rows' videos. The recipe and
+    `salova data check` take their defaults from here."""
 
     stage: str
-    thresholds: LabelThresholds = THRESHOLDS["code"]
+    video_processor: InitVar[SalovaVideoProcessor]
+    label_thresholds: str = "code"
     max_queries_per_video: int = 16
     seed: int = 0
-    sampling_fps: float = 1.0
-    policy: SegmentationPolicy = field(default_factory=SegmentationPolicy)
     max_sampled_frames: int | None = None
+    fps: float = field(init=False)
+    policy: SegmentationPolicy = field(init=False)
 
-    @classmethod
-    def for_processor(cls, stage: str, processor, **settings) -> "RowSettings":
-        """The rows `processor` will produce: its video processor's sampling rate and segment policy."""
-        video_processor = processor.video_processor
-        return cls(stage, sampling_fps=video_processor.fps, policy=video_processor.segmentation_policy(), **settings)
-
-    def __post_init__(self):
+    def __post_init__(self, video_processor):
         if self.stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}.")
+        if self.label_thresholds not in THRESHOLDS:
+            raise ValueError(f"label_thresholds must be one of {sorted(THRESHOLDS)}, got {self.label_thresholds!r}.")
         if self.max_queries_per_video < 1:
             raise ValueError(f"max_queries_per_video must be at least 1, got {self.max_queries_per_video}.")
+        # Duck-typed: a checkpoint loaded with trust_remote_code holds its own copy of the class.
+        if not hasattr(video_processor, "segmentation_policy"):
+            raise TypeError(
+                "RowSettings needs the SalovaVideoProcessor that cuts the videos (processor.video_processor), "
+                f"got a {type(video_processor).__name__}."
+            )
+        object.__setattr__(self, "fps", video_processor.fps)
+        object.__setattr__(self, "policy", video_processor.segmentation_policy())
+
+    @property
+    def thresholds(self) -> LabelThresholds:
+        return THRESHOLDS[self.label_thresholds]
 
 
 def dense_caption_labels(v2t: np.ndarray, t2t: np.ndarray, thresholds: LabelThresholds) -> np.ndarray:
@@ -225,7 +245,7 @@ def map_scenes(
     """Maps a record's scene list onto the segments `plan_segments` cuts from the given boundaries (see the module
     docstring); raises `RecordError` when no scene starts inside the video."""
     timestamps = np.asarray(timestamps, dtype=np.float64)
-    step = 1.0 / settings.sampling_fps
+    step = 1.0 / settings.fps
     repairs = set()
     order = np.argsort(starts, kind="stable")
     if (np.diff(starts) < 0).any():

@@ -119,7 +119,7 @@ def _check_record(example: dict, settings: RowSettings) -> dict:
     try:
         record = parse_record(example["record"])
         video = media_path(record, example["root"])
-        probe = None if "video" not in record else probe_video(video, settings.sampling_fps)
+        probe = None if "video" not in record else probe_video(video, settings.fps)
         if probe is not None and probe["error"]:
             raise RecordError(probe["error"], probe["reason"])
         row, repair = record_row(record, video, probe, settings)

@@ -23,11 +23,11 @@ from salova.evaluation.retrieval import SCENE_SOURCES, evaluate, random_router, 
 from salova.hub_configs import build_salova
 from salova.processing import format_timestamp
 
+from .data import STAGES
 from .recipe import StageRecipe, load_recipe
 from .run import train_stage
 from .synthetic_corpus import CorpusSettings, generate_corpus
 
-STAGES = ("1", "1.5", "2")
 CORPUS_FILES = {"1": "stage1", "1.5": "stage1_5", "2": "stage2"}
 # The tiny model on 2 CPU cores: fp32, no activation checkpointing, no intermediate checkpoints.
 CPU_TRAINING_ARGS = {

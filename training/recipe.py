@@ -13,7 +13,8 @@ Keys:
 - `trainable`: parameter-name prefixes that train (`"*"`: all); `frozen`: prefixes then frozen again.
 - `learning_rate`; `tower_learning_rate` for parameters under `tower_modules` (None: `learning_rate`).
 - `max_token_drop`, `similarity_loss_weight`, `similarity_margin_loss`, `router_in_batch_negatives`,
-  `num_focus_segments`: written into the model's config for the stage (and saved with its checkpoint).
+  `num_focus_segments`: written into the model's config for the stage (and saved with its checkpoint); the
+  processor follows the config (`SalovaProcessor.follow_model_config`).
 - `chat_template`: a shipped template name (`plain` in stages 1 and 1.5), or None for the checkpoint's own.
 - `train_data` may be JSON, JSONL, parquet, a `save_to_disk` folder or a Hub dataset id (`training.reading`);
   `video_dir`: the folder relative video paths resolve against (default: the annotation file's folder).
@@ -39,18 +40,17 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
-from salova.training.collator import DEFAULT_MAX_LENGTH
+from salova.training.data import STAGE_FILES, RowSettings
 from torch import nn
 from trl import SFTConfig
 
-STAGE_FILES = {"1": "stage1.json", "1.5": "stage1_5.json", "2": "stage2.json"}
 # SFTConfig fields the recipe owns: the collator decodes videos itself and the trainer computes its own loss.
 FIXED_TRAINING_ARGS = {
     "dataset_kwargs": {"skip_prepare_dataset": True},
     "remove_unused_columns": False,
     "max_length": None,
 }
-SFT_FIELDS = {f.name for f in fields(SFTConfig)}
+SFT_FIELDS = {f.name: f for f in fields(SFTConfig)}
 MAX_DATALOADER_WORKERS = 4
 TOWER_MODULES = ("model.vision_tower", "model.query_encoder")
 MODEL_SETTINGS = (
@@ -79,13 +79,13 @@ class StageRecipe:
     tower_modules: list[str] = field(default_factory=lambda: list(TOWER_MODULES))
     num_focus_segments: int | None = None
     chat_template: str | None = None
-    label_thresholds: str = "code"
-    max_queries_per_video: int = 16
+    label_thresholds: str = RowSettings.label_thresholds
+    max_queries_per_video: int = RowSettings.max_queries_per_video
     max_sampled_frames: int | None = None
     strict_data: bool = False
     data_check_num_proc: int | None = None
     video_dir: str | None = None
-    max_length: int | None = DEFAULT_MAX_LENGTH
+    max_length: int | None = 8192
     video_cache_mb: int = 0
     global_batch_size: int | None = None
     training_args: dict = field(default_factory=dict)
@@ -113,9 +113,8 @@ class StageRecipe:
             args["use_cpu"] = True
         args.setdefault("dataloader_num_workers", min(MAX_DATALOADER_WORKERS, max(0, (os.cpu_count() or 1) - 1)))
         if "gradient_accumulation_steps" not in args and self.global_batch_size is not None:
-            args["gradient_accumulation_steps"] = self.accumulation_steps(
-                world_size, args.get("per_device_train_batch_size", 8)
-            )
+            batch_size = args.get("per_device_train_batch_size", SFT_FIELDS["per_device_train_batch_size"].default)
+            args["gradient_accumulation_steps"] = self.accumulation_steps(world_size, batch_size)
         config = SFTConfig(output_dir=self.output_dir, learning_rate=self.learning_rate, **FIXED_TRAINING_ARGS, **args)
         if not torch.cuda.is_available() and config.mixed_precision != "no":
             # An accelerate config's mixed precision (ACCELERATE_MIXED_PRECISION) would autocast on CPU.
@@ -151,9 +150,8 @@ def load_recipe(stage: str, config: str | Path | dict | None = None, **overrides
     inputs raise a `ValueError` naming them.
     """
     if stage not in STAGE_FILES:
-        raise ValueError(f"stage must be one of {sorted(STAGE_FILES)}, got {stage!r}.")
-    defaults_path = Path(__file__).parent / "stages" / STAGE_FILES[stage]
-    values = json.loads(defaults_path.read_text())
+        raise ValueError(f"stage must be one of {list(STAGE_FILES)}, got {stage!r}.")
+    values = json.loads(STAGE_FILES[stage].read_text())
     source = "overrides"
     if isinstance(config, (str, Path)):
         source = str(config)

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from salova.hub_configs.builder import load_chat_template
 from salova.training.collator import COUNT_KEYS, SalovaCollator
-from salova.training.data import THRESHOLDS, RowSettings
+from salova.training.data import RowSettings
 from salova.training.data_check import check_data
 from salova.training.recipe import StageRecipe, freeze_for_stage
 from salova.training.trainer import SalovaTrainer
@@ -32,19 +32,16 @@ def build_trainer(recipe: StageRecipe, **training_overrides) -> SalovaTrainer:
             f"stage {recipe.stage}: router_in_batch_negatives needs per_device_train_batch_size >= 2 "
             f"(got {args.per_device_train_batch_size}): the other clips of a batch are the negatives."
         )
-    if recipe.label_thresholds not in THRESHOLDS:
-        raise ValueError(f"label_thresholds must be one of {sorted(THRESHOLDS)}, got {recipe.label_thresholds!r}.")
     model = AutoModelForImageTextToText.from_pretrained(recipe.model)
     processor = AutoProcessor.from_pretrained(recipe.model)
     recipe.apply_model_settings(model)
-    if recipe.num_focus_segments is not None:
-        processor.num_focus_segments = recipe.num_focus_segments
+    processor.follow_model_config(model.config)
     counts = freeze_for_stage(model, recipe)
     logger.info("stage %s: %s trainable and %s frozen parameters", recipe.stage, counts["trainable"], counts["frozen"])
-    settings = RowSettings.for_processor(
+    settings = RowSettings(
         recipe.stage,
-        processor,
-        thresholds=THRESHOLDS[recipe.label_thresholds],
+        processor.video_processor,
+        label_thresholds=recipe.label_thresholds,
         max_queries_per_video=recipe.max_queries_per_video,
         seed=args.seed,
         max_sampled_frames=recipe.max_sampled_frames,
@@ -97,16 +94,20 @@ def train_stage(recipe: StageRecipe, resume: bool | str = False, **training_over
     if trainer.is_world_process_zero():
         (Path(recipe.output_dir) / FINISHED_FILE).unlink(missing_ok=True)
     trainer.train(resume_from_checkpoint=checkpoint)
-    trainer.save_model(recipe.output_dir)
-    if trainer.args.push_to_hub:
-        trainer.push_to_hub(commit_message=f"SALOVA stage {recipe.stage}")
     # Rows replaced or trimmed on every process, summed (every process takes part).
     totals = torch.tensor([trainer.data_counts[key] for key in COUNT_KEYS], device=trainer.accelerator.device)
     totals = trainer.accelerator.reduce(totals, reduction="sum").tolist()
+    counts = {key.removeprefix("data_"): int(total) for key, total in zip(COUNT_KEYS, totals, strict=True)}
     if trainer.is_world_process_zero():
-        counts = {key.removeprefix("data_"): int(total) for key, total in zip(COUNT_KEYS, totals, strict=True)}
         report = {**trainer.data_report, "training": counts}
         (Path(recipe.output_dir) / "data_check.json").write_text(json.dumps(report, indent=2))
+    # The folder is complete before it is saved and pushed: `push_to_hub` saves the model, then uploads the folder
+    # once (`save_model` would upload it too).
+    if trainer.args.push_to_hub:
+        trainer.push_to_hub(commit_message=f"SALOVA stage {recipe.stage}")
+    else:
+        trainer.save_model(recipe.output_dir)
+    if trainer.is_world_process_zero():
         (Path(recipe.output_dir) / FINISHED_FILE).write_text(json.dumps({"global_step": trainer.state.global_step}))
         print(f"stage {recipe.stage}: rows replaced or trimmed during training: {counts}")
         print(f"stage {recipe.stage}: wrote {recipe.output_dir} (trained on {trainer.args.world_size} processes)")
