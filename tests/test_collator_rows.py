@@ -121,3 +121,27 @@ def test_a_trimmed_turn_no_longer_routes_or_steers_focus(tiny, corpus):
     assert trimmed["extra_query_input_ids"][0][: len(third)].tolist() == third
     assert trimmed["query_labels"][0].tolist() == [1.0, 0.0, 0.0, 0.0]
     assert trimmed["segment_labels"].tolist() == [1.0, 0.0, 1.0, 0.0]
+
+
+def test_the_video_cache_decodes_each_video_once_for_the_same_batches(tiny, corpus, monkeypatch):
+    _, processor = tiny
+    rows = _rows(corpus, "1")
+    uncached = SalovaCollator(processor)(rows)
+    decoded = []
+    process_video = type(processor.video_processor).process_video
+
+    def counted(self, video, *args, **kwargs):
+        decoded.append(video)
+        return process_video(self, video, *args, **kwargs)
+
+    monkeypatch.setattr(type(processor.video_processor), "process_video", counted)
+    collator = SalovaCollator(processor, video_cache_bytes=1 << 30)
+    for batch in (collator(rows), collator(rows)):
+        assert set(batch) == set(uncached)
+        assert all(torch.equal(batch[name], value) for name, value in uncached.items())
+    assert len(decoded) == len(rows)
+    # A budget under one video's tensors keeps none of them.
+    decoded.clear()
+    collator = SalovaCollator(processor, video_cache_bytes=1)
+    collator(rows), collator(rows)
+    assert len(decoded) == 2 * len(rows)

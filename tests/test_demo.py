@@ -34,6 +34,14 @@ def test_demo_trains_three_stages_and_reports_retrieval_and_answers(smoke_demo):
     for metrics in (report["learned"], report["random_router"]):
         assert {"recall@1", "recall@3", "exact_match"} <= set(metrics) and metrics["questions"] == 4
         assert all(0.0 <= value <= 1.0 for name, value in metrics.items() if name != "questions")
+    # Through the scenes the processor detects, as `salova ask` segments a video: it finds every cut of the corpus,
+    # so the figures are those of the annotated scenes.
+    assert report["detected_scenes"] == {"learned": report["learned"], "random_router": report["random_router"]}
+    phases = ["corpus", "stage 1", "stage 1.5", "stage 2", "evaluation (annotated scenes)"]
+    phases += ["evaluation (detected scenes)", "asking through the video index", "total"]
+    assert list(report["seconds"]) == phases
+    summary = re.findall(r"^  (\S.*?) +\d\d:\d\d:\d\d\.\d\d\d$", stdout.split("time per phase:")[1], re.MULTILINE)
+    assert summary == phases
     # A held-out video of 12-14 scenes, each printed with its HH:MM:SS span and router score; one in focus.
     span = r"(\d\d:\d\d:\d\d(?:\.\d\d\d)?)"
     scenes = re.findall(rf"scene +\d+ {span}-{span} +score [+-]\d+\.\d\d", stdout)

@@ -142,6 +142,24 @@ def test_main_job_evaluation_decodes_each_video_once(tiny, scene_video, tmp_path
     assert [result.asked_scenes for result in results] == [[0], [0]] and len(decoded) == 1
 
 
+def test_evaluation_through_detected_scenes_asks_the_segments_over_the_asked_scene(tiny, scene_video, tmp_path):
+    """As `salova ask` cuts it, the video gives 5 segments of 3 s; annotated as 3 scenes, the second (6-12 s) is
+    asked, which the detected segments 2 and 3 cover."""
+    model, processor = tiny
+    scenes = [{"start": 0.0, "end": 6.0}, {"start": 6.0, "end": 12.0}, {"start": 12.0, "end": 15.0}]
+    conversation = [{"role": "user", "content": QUESTION}, {"role": "assistant", "content": "red"}]
+    record = {"id": "ev-q1", "video": str(scene_video), "scenes": scenes, "v2t": [[0.1, 0.9, 0.1]]}
+    record["conversations"] = conversation
+    (tmp_path / "eval.jsonl").write_text(json.dumps(record) + "\n")
+    assistant = VideoAssistant(model, processor)
+    [annotated] = evaluate(assistant, tmp_path / "eval.jsonl", max_new_tokens=2)
+    [detected] = evaluate(assistant, tmp_path / "eval.jsonl", max_new_tokens=2, scenes="detected")
+    assert annotated.asked_scenes == [1] and len(annotated.scores) == 3
+    assert detected.asked_scenes == [2, 3] and len(detected.scores) == 5
+    with pytest.raises(ValueError, match="scenes must be one of"):
+        evaluate(assistant, tmp_path / "eval.jsonl", scenes="guessed")
+
+
 def test_lmms_generation_kwargs_become_the_cores_options(tiny_checkpoint, monkeypatch):
     lmms = _lmms_eval_model(monkeypatch).Salova(pretrained=str(tiny_checkpoint), max_new_tokens=5)
     greedy = lmms._generation_options({"until": "\n\n", "temperature": 0.7, "do_sample": False})

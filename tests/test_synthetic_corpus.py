@@ -9,6 +9,8 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from salova.processing import SalovaVideoProcessor
+from salova.training.end_to_end import SETTINGS
 from salova.training.synthetic_corpus import BACKGROUNDS, SPLITS, CorpusSettings, generate_corpus, video_seed
 
 TINY = CorpusSettings(stage1_clips=4, stage15_videos=2, stage2_videos=2, eval_videos=1)
@@ -205,3 +207,20 @@ def test_questions_identify_one_scene_and_its_answer(corpus, split, per_video):
         # The colour alone names the scene.
         colour = words[-2] if user["content"].startswith("what shape") else words[4]
         assert [index for index, scene in enumerate(scenes) if scene["background"] == colour] == [target]
+
+
+def test_the_processors_defaults_find_every_cut_of_the_main_jobs_held_out_videos(tmp_path):
+    """`salova ask` segments a video at the cuts the processor's default detector finds: on the main job's held-out
+    videos these are the corpus's scene starts, within a frame, and so are its segments."""
+    settings = replace(SETTINGS["default"].corpus, stage1_clips=0, stage15_videos=0, stage2_videos=0)
+    generate_corpus(tmp_path, settings)
+    video_processor = SalovaVideoProcessor()
+    frame = 1 / settings.fps
+    records = {record["video"]: record["scenes"] for record in _records(tmp_path, "eval")}
+    assert len(records) == settings.eval_videos
+    for video, scenes in records.items():
+        decoded, segments = video_processor.process_video(str(tmp_path / video))
+        starts = np.array([scene["start"] for scene in scenes])
+        assert len(decoded.cut_times) == len(starts) - 1, (video, decoded.cut_times, starts.tolist())
+        assert np.abs(np.array(decoded.cut_times) - starts[1:]).max() <= frame + 1e-6, video
+        assert np.abs(np.array([segment.start for segment in segments]) - starts).max() <= frame + 1e-6, video

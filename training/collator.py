@@ -1,7 +1,9 @@
 """Batches of training rows -> model inputs, with LM labels on every assistant turn and router targets per query.
 
 Videos are decoded here (in the data-loader workers), through the processor, with the row's segment starts (from
-the data check) as the segment boundaries, so each retrieval label stays on its segment.
+the data check) as the segment boundaries, so each retrieval label stays on its segment. With `video_cache_bytes`,
+a video processed once is kept (least recently used out first) for the later rows and epochs that segment it the
+same way: with persistent data-loader workers, a corpus that fits is decoded once per worker.
 
 Length: a row longer than `max_length` tokens loses whole exchanges (a user turn and its answers), the oldest first
 after the first exchange, which carries the video and stays; a row whose first exchange alone does not fit fails
@@ -18,7 +20,7 @@ trainer sums into its logs.
 
 import json
 import logging
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
 import torch
@@ -33,13 +35,17 @@ COUNT_KEYS = ("data_replaced_rows", "data_trimmed_rows")
 class SalovaCollator:
     """`processor`: a `SalovaProcessor`; `chat_template`: the stage's template (e.g. the `plain` one), or None for
     the processor's own; `max_length`: LLM tokens per row (None: unbounded); `fallback_rows`: rows to draw a
-    stand-in from when a whole batch fails (the training dataset)."""
+    stand-in from when a whole batch fails (the training dataset); `video_cache_bytes`: processed videos kept in
+    memory for reuse, up to this many bytes of tensors (0: none)."""
 
     processor: object
     chat_template: str | None = None
     max_length: int | None = None
     fallback_rows: object = None
+    video_cache_bytes: int = 0
     failures: Counter = field(default_factory=Counter)
+    _videos: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False)
+    _cached_bytes: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self):
         for name in ("tokenizer", "query_tokenizer"):
@@ -79,14 +85,15 @@ class SalovaCollator:
         """One row: its video processed, prompt and answer pieces tokenized, labels checked against segments."""
         processor = self.processor
         messages = json.loads(row["messages"])
+        video = self._video(row["video"], row["boundaries"])
+        num_segments = int(video["segments_per_video"][0])
         encoded = processor(
-            videos=[row["video"]],
             text=[self._render(messages[:1], generation_prompt=True)],
             queries=row["queries"][:1],
-            segment_boundaries=[row["boundaries"]],
+            segments_per_video=[num_segments],
             add_special_tokens=False,
         )
-        num_segments = int(encoded["segments_per_video"][0])
+        encoded.update(video)
         query_labels = json.loads(row["query_labels"])
         focus_labels = json.loads(row["focus_labels"])
         if query_labels is not None and len(focus_labels) != num_segments:
@@ -128,6 +135,22 @@ class SalovaCollator:
             "focus_labels": focus_labels,
             "trimmed": bool(dropped),
         }
+
+    def _video(self, path: str, boundaries: list[float] | None) -> dict:
+        """The video processor's tensors of `path` segmented at `boundaries`, from the cache when there."""
+        key = (path, None if boundaries is None else tuple(boundaries))
+        if key in self._videos:
+            self._videos.move_to_end(key)
+            return self._videos[key]
+        video = dict(self.processor.video_processor(videos=[path], segment_boundaries=[boundaries]))
+        size = sum(tensor.nbytes for tensor in video.values())
+        if size <= self.video_cache_bytes:
+            self._videos[key] = video
+            self._cached_bytes += size
+            while self._cached_bytes > self.video_cache_bytes:
+                _, dropped = self._videos.popitem(last=False)
+                self._cached_bytes -= sum(tensor.nbytes for tensor in dropped.values())
+        return video
 
     def _render(self, messages: list[dict], generation_prompt: bool = False) -> str:
         return self.processor.apply_chat_template(

@@ -22,6 +22,8 @@ Keys:
   over 1800 sampled frames; None: no skip), `strict_data` (any repair or skip of the data check is an error),
   `data_check_num_proc` (None: the machine's cores): how records become rows (`training.data_check`).
 - `max_length`: LLM tokens per row (the paper's 8192), applied by the collator (`training.collator`).
+- `video_cache_mb`: processed videos the collator keeps in memory for the later rows and epochs of the same video
+  (0: none); with `dataloader_persistent_workers`, a corpus that fits is decoded once.
 - `global_batch_size`: the paper's batch per optimizer step; unless `training_args` sets
   `gradient_accumulation_steps`, accumulation is `global_batch_size / (world size x per-device batch)`.
 - `training_args`: any `trl.SFTConfig` field (batch size, accumulation, epochs, schedule, saving, `push_to_hub`,
@@ -84,6 +86,7 @@ class StageRecipe:
     data_check_num_proc: int | None = None
     video_dir: str | None = None
     max_length: int | None = 8192
+    video_cache_mb: int = 0
     global_batch_size: int | None = None
     training_args: dict = field(default_factory=dict)
 

@@ -106,7 +106,9 @@ class CorpusSettings:
     """Sizes of the corpus. Long-video scenes last `scene_seconds` +- 1 s (whole frames, never under 2 s)."""
 
     frame_size: int = 64  # square frames, even
-    fps: int = 4
+    # PySceneDetect's default minimum scene (15 frames), which the processor's detector keeps, is 1.5 s here, under
+    # the shortest scene: the processor's defaults find every cut, as `salova ask` needs them to.
+    fps: int = 10
     scene_seconds: float = 3.0
     stage1_clips: int = 64  # one-scene clips with a caption
     stage15_videos: int = 16  # 6-10 scenes, one caption per scene
@@ -383,7 +385,8 @@ def _pick(options: Sequence, rng: np.random.Generator):
 
 
 def _write(path: Path, scenes: list[_Scene], settings: CorpusSettings) -> None:
-    write_video(path, _frames(scenes, settings.frame_size), fps=settings.fps)
+    # One encoder thread: for files this small, x264's threads cost more to start and join than they save.
+    write_video(path, _frames(scenes, settings.frame_size), fps=settings.fps, encoder_options={"threads": "1"})
 
 
 def _frames(scenes: list[_Scene], size: int) -> Iterator[np.ndarray]:
