@@ -135,13 +135,13 @@ def test_the_video_cache_decodes_each_video_once_for_the_same_batches(tiny, corp
         return process_video(self, video, *args, **kwargs)
 
     monkeypatch.setattr(type(processor.video_processor), "process_video", counted)
-    collator = SalovaCollator(processor, video_cache_bytes=1 << 30)
+    collator = SalovaCollator(processor, video_cache_mb=1024)
     for batch in (collator(rows), collator(rows)):
         assert set(batch) == set(uncached)
         assert all(torch.equal(batch[name], value) for name, value in uncached.items())
     assert len(decoded) == len(rows)
     # A budget under one video's tensors keeps none of them.
     decoded.clear()
-    collator = SalovaCollator(processor, video_cache_bytes=1)
+    collator = SalovaCollator(processor, video_cache_mb=2**-20)
     collator(rows), collator(rows)
     assert len(decoded) == 2 * len(rows)

@@ -1,7 +1,7 @@
 """Batches of training rows -> model inputs, with LM labels on every assistant turn and router targets per query.
 
 Videos are decoded here (in the data-loader workers), through the processor, with the row's segment starts (from
-the data check) as the segment boundaries, so each retrieval label stays on its segment. With `video_cache_bytes`,
+the data check) as the segment boundaries, so each retrieval label stays on its segment. With `video_cache_mb`,
 a video processed once is kept (least recently used out first) for the later rows and epochs that segment it the
 same way: with persistent data-loader workers, a corpus that fits is decoded once per worker.
 
@@ -35,14 +35,14 @@ COUNT_KEYS = ("data_replaced_rows", "data_trimmed_rows")
 class SalovaCollator:
     """`processor`: a `SalovaProcessor`; `chat_template`: the stage's template (e.g. the `plain` one), or None for
     the processor's own; `max_length`: LLM tokens per row (None: unbounded); `fallback_rows`: rows to draw a
-    stand-in from when a whole batch fails (the training dataset); `video_cache_bytes`: processed videos kept in
-    memory for reuse, up to this many bytes of tensors (0: none)."""
+    stand-in from when a whole batch fails (the training dataset); `video_cache_mb`: processed videos kept in memory
+    for reuse, up to this many MiB of tensors (0: none)."""
 
     processor: object
     chat_template: str | None = None
     max_length: int | None = None
     fallback_rows: object = None
-    video_cache_bytes: int = 0
+    video_cache_mb: float = 0
     failures: Counter = field(default_factory=Counter)
     _videos: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False)
     _cached_bytes: int = field(default=0, init=False, repr=False)
@@ -144,10 +144,11 @@ class SalovaCollator:
             return self._videos[key]
         video = dict(self.processor.video_processor(videos=[path], segment_boundaries=[boundaries]))
         size = sum(tensor.nbytes for tensor in video.values())
-        if size <= self.video_cache_bytes:
+        budget = self.video_cache_mb * 2**20
+        if size <= budget:
             self._videos[key] = video
             self._cached_bytes += size
-            while self._cached_bytes > self.video_cache_bytes:
+            while self._cached_bytes > budget:
                 _, dropped = self._videos.popitem(last=False)
                 self._cached_bytes -= sum(tensor.nbytes for tensor in dropped.values())
         return video

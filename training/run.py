@@ -67,7 +67,7 @@ def build_trainer(recipe: StageRecipe, **training_overrides) -> SalovaTrainer:
             chat_template,
             recipe.max_length,
             fallback_rows=rows,
-            video_cache_bytes=recipe.video_cache_mb << 20,
+            video_cache_mb=recipe.video_cache_mb,
         ),
         processing_class=processor,
         tower_learning_rate=recipe.tower_learning_rate,
