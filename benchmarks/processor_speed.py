@@ -47,7 +47,7 @@ from salova.hub_configs import build_tiny_tokenizer
 from salova.processing import SalovaProcessor, SalovaVideoProcessor, decode_parts, decode_video
 from salova.processing import video_processing_salova as video_processing_module
 from salova.processing.decode_parts import usable_cores
-from salova.processing.frame_sampling import FirstFrameSampler
+from salova.processing.frame_sampling import SAMPLING_FPS, FirstFrameSampler
 from salova.processing.scene_detection import DetectionThread, FrameStamp, content_score
 
 from salova.video_writer import write_video
@@ -87,7 +87,7 @@ def bare_decode(path: Path, threads: int = 0) -> int:
 def two_pass(path: Path, size: int) -> int:
     """scenedetect's own detection, then a separate 1 FPS sampling pass resized with PIL."""
     scenedetect.detect(str(path), scenedetect.AdaptiveDetector(), backend="pyav")
-    kept, sampler = [], FirstFrameSampler(1.0)
+    kept, sampler = [], FirstFrameSampler(SAMPLING_FPS)
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -158,7 +158,7 @@ def stage_profile(path: Path, processor: SalovaProcessor, decode_cpu_s: float) -
     video_processor = processor.video_processor
     detector, transform = video_processor.cut_detector(), video_processor.frame_transform()
     detection_image = score = resize = 0.0
-    count, sampled, previous, sampler = 0, 0, None, FirstFrameSampler(1.0)
+    count, sampled, previous, sampler = 0, 0, None, FirstFrameSampler(SAMPLING_FPS)
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"

@@ -91,6 +91,7 @@ def source_videos(folder: Path) -> list[tuple[Path, float]]:
     """Three videos of about `SOURCE_SECONDS` each, every real test clip played over and over at 320x180 (written
     once), with their durations as the data check probes them."""
     import av
+    from salova.processing.frame_sampling import SAMPLING_FPS
     from salova.training.data_check import probe_video
 
     from salova.video_writer import write_video
@@ -108,7 +109,7 @@ def source_videos(folder: Path) -> list[tuple[Path, float]]:
             partial = path.with_suffix(".partial.mp4")
             write_video(partial, (frame for _ in range(repeats) for frame in frames), fps=fps)
             partial.rename(path)
-        sources.append((path, probe_video(str(path), 1.0)["duration"]))
+        sources.append((path, probe_video(str(path), SAMPLING_FPS)["duration"]))
     if not sources:
         raise FileNotFoundError(f"No real test clip (*.mp4) in {REAL_CLIPS}.")
     return sources

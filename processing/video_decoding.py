@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from .decode_parts import decode_in_parts, plan_parts
 from .frame_loop import FrameResizer, LoopResult, Sampling, run_frame_loop
 from .frame_preprocessing import FrameTransform
+from .frame_sampling import SAMPLING_FPS
 from .scene_detection import DetectionThread, SceneCutDetector
 from .video_frames import (
     DEFAULT_MAX_FRAME_PIXELS,
@@ -61,7 +62,7 @@ class DecodedVideo:
 def decode_video(
     source: VideoInput,
     frame_transform: FrameTransform,
-    sampling_fps: float = 1.0,
+    fps: float = SAMPLING_FPS,
     cut_detector: SceneCutDetector | None = None,
     video_fps: float | None = None,
     max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS,
@@ -69,14 +70,14 @@ def decode_video(
     thumbnail_height: int | None = None,
 ) -> DecodedVideo:
     """Decodes `source` once: feeds every frame to `cut_detector` and keeps the first frame at or after each
-    `1 / sampling_fps` seconds, resized by `frame_transform` (and as a thumbnail `thumbnail_height` high, if given).
+    `1 / fps` seconds, resized by `frame_transform` (and as a thumbnail `thumbnail_height` high, if given).
 
     `video_fps` is the frame rate of in-memory frames (ignored for files). `progress=None` shows a bar for long
     videos only. Raises `FileNotFoundError`, `IsADirectoryError` or `ValueError` naming the input and what is wrong
     with it.
     """
-    if sampling_fps <= 0:
-        raise ValueError(f"sampling_fps must be positive, got {sampling_fps}.")
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}.")
     name = describe_source(source)
     if is_image(source):
         frame = av.VideoFrame.from_ndarray(rgb_array(source, name), format="rgb24")
@@ -85,14 +86,14 @@ def decode_video(
             resizer.submit(frame)
             (pixels,), thumbnails = resizer.results()
         thumbnails = np.stack(thumbnails) if thumbnail_height is not None else None
-        duration = 1.0 / sampling_fps
+        duration = 1.0 / fps
         return DecodedVideo(name, pixels[None], np.zeros(1), duration, 0.0, 1, is_image=True, thumbnails=thumbnails)
     with open_frames(source, name, video_fps) as frames:
         check_frame_size(name, frames.width, frames.height, max_frame_pixels)
         show = progress if progress is not None else (frames.expected_frames or 0) >= PROGRESS_MIN_FRAMES
         with tqdm(total=frames.expected_frames, unit="frame", desc=f"decoding {name}", disable=not show) as bar:
             plan = plan_parts(frames) if isinstance(frames, FileFrames) else None
-            sampling = Sampling(frame_transform, sampling_fps, max_frame_pixels, thumbnail_height)
+            sampling = Sampling(frame_transform, fps, max_frame_pixels, thumbnail_height)
             result = decode_in_parts(frames, plan, sampling, cut_detector, bar) if plan is not None else None
             if result is None:
                 bar.reset()

@@ -28,6 +28,7 @@ from transformers.video_processing_utils import VideoProcessorMixin
 from transformers.video_utils import VideoMetadata
 
 from .frame_preprocessing import FrameTransform
+from .frame_sampling import SAMPLING_FPS
 from .scene_detection import SceneCutDetector
 from .segmentation import Segment, SegmentationPolicy, plan_segments
 from .video_decoding import DecodedVideo, decode_video
@@ -105,7 +106,7 @@ class SalovaVideoProcessor(VideoProcessorMixin, PilBackend):
     image_std = (0.5, 0.5, 0.5)
     do_convert_rgb = True
     do_sample_frames = True
-    fps = 1.0  # SALOVA samples 1 frame per second
+    fps = SAMPLING_FPS
     segmenter = SegmentationPolicy.segmenter
     max_frames_per_segment = SegmentationPolicy.max_frames_per_segment
     router_max_segments = SegmentationPolicy.max_segments

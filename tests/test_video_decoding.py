@@ -211,7 +211,7 @@ def test_parts_side_by_side_give_the_result_of_one_pass(tmp_path, monkeypatch, f
     decoded = decode_video(path, TRANSFORM, fps, cut_detector=SceneCutDetector())
     assert len(parts) == 4  # 15 s: parts of at least 3 s, one per core
     np.testing.assert_allclose(decoded.cut_times, np.arange(1, 6) * 2.5, atol=1e-6)
-    _assert_same_result(decoded, _one_pass(path, monkeypatch, sampling_fps=fps))
+    _assert_same_result(decoded, _one_pass(path, monkeypatch, fps=fps))
     assert len(parts) == 4
 
 

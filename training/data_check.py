@@ -194,11 +194,11 @@ def format_report(report: dict) -> str:
 _PROBE_FAILURE = {"duration": 0.0, "num_frames": 0, "timestamps": []}
 
 
-def probe_video(path: str, sampling_fps: float) -> dict:
+def probe_video(path: str, fps: float) -> dict:
     """Opens the video, reads its packet index and decodes its first frame.
 
     Returns `{"error", "reason", "duration", "num_frames", "timestamps"}`: `timestamps` are the times of the frames
-    the processor samples at `sampling_fps`, counted from the first frame shown as the decoder counts them,
+    the processor samples at `fps`, counted from the first frame shown as the decoder counts them,
     `error` a message for an unreadable video (None otherwise). Probes are cached per file (links resolved, with
     its size and modification time), so the many paths of one file are probed once per process.
     """
@@ -206,23 +206,23 @@ def probe_video(path: str, sampling_fps: float) -> dict:
         stat = os.stat(path)
     except OSError as error:
         return {**_PROBE_FAILURE, "error": f"{path}: not a readable video ({error})", "reason": "unreadable video"}
-    probe = _probe_file(os.path.realpath(path), stat.st_size, stat.st_mtime_ns, sampling_fps)
+    probe = _probe_file(os.path.realpath(path), stat.st_size, stat.st_mtime_ns, fps)
     return {**probe, "error": f"{path}: {probe['error']}"} if probe["error"] else probe
 
 
 @functools.lru_cache(maxsize=64)
-def _probe_file(path: str, size: int, modified_ns: int, sampling_fps: float) -> dict:
+def _probe_file(path: str, size: int, modified_ns: int, fps: float) -> dict:
     """`probe_video` of one file, `error` without the path; `size` and `modified_ns` key the cache only."""
     try:
         with av.open(path) as container:
             if not container.streams.video:
                 return {**_PROBE_FAILURE, "error": "no video stream", "reason": "no video stream"}
-            return _probe_stream(container, container.streams.video[0], sampling_fps)
+            return _probe_stream(container, container.streams.video[0], fps)
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as error:
         return {**_PROBE_FAILURE, "error": f"not a readable video ({error})", "reason": "unreadable video"}
 
 
-def _probe_stream(container, stream, sampling_fps: float) -> dict:
+def _probe_stream(container, stream, fps: float) -> dict:
     presented, first_frame = [], None
     for packet in container.demux(stream):
         if packet.size == 0:
@@ -248,5 +248,5 @@ def _probe_stream(container, stream, sampling_fps: float) -> dict:
         "reason": None,
         "duration": times[-1] + 1.0 / float(stream_frame_rate(stream)),
         "num_frames": len(times),
-        "timestamps": sampled_times(times, sampling_fps),
+        "timestamps": sampled_times(times, fps),
     }
