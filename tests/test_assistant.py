@@ -244,17 +244,8 @@ def test_scenes_command_shows_milliseconds_of_a_real_clip(capsys):
 def test_ask_streams_lists_focus_scenes_and_draws_the_timeline(checkpoint, scene_video, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SALOVA_INDEX_DIR", str(tmp_path / "indexes"))
     timeline = tmp_path / "timeline.png"
-    ask = [
-        "ask",
-        "--model",
-        str(checkpoint),
-        str(scene_video),
-        QUESTION,
-        "--num-focus-segments",
-        "2",
-        "--max-new-tokens",
-        "6",
-    ]
+    ask = ["ask", "--model", str(checkpoint), str(scene_video), QUESTION, "--num-focus-segments", "2"]
+    ask += ["--max-new-tokens", "6"]
     main([*ask, "--timeline", str(timeline)])
     out = capsys.readouterr().out
     assert len(re.findall(rf"focus scene \d: {TIMESTAMP}-{TIMESTAMP}  score [+-]\d\.\d\d\d", out)) == 2
@@ -413,19 +404,8 @@ def test_bad_arguments_are_named(checkpoint, scene_video, tmp_path):
     with pytest.raises(FileNotFoundError, match="it is a directory"):
         main(["index", "--model", str(checkpoint), str(tmp_path), "--index-dir", str(tmp_path / "i")])
     with pytest.raises(ValueError, match="num_focus_segments must be at least 1"):
-        main(
-            [
-                "ask",
-                "--model",
-                str(checkpoint),
-                str(scene_video),
-                QUESTION,
-                "--num-focus-segments",
-                "0",
-                "--index-dir",
-                str(tmp_path / "i"),
-            ]
-        )
+        ask = ["ask", "--model", str(checkpoint), str(scene_video), QUESTION, "--num-focus-segments", "0"]
+        main([*ask, "--index-dir", str(tmp_path / "i")])
 
 
 def test_index_thumbnails_are_shown_as_displayed(assistant, tmp_path):
