@@ -93,10 +93,9 @@ class EndToEndSettings:
         return recipe
 
 
-# smoke: CI's check that the pipeline runs (about 30 s). default: about 5 minutes on 2 cores; it learns to retrieve,
-# colours and motion, but its stage 1 is too short for shapes, which the tiny tower starts telling apart only after
-# some 2000 steps. full: twice the clips, eight times the stage-1.5 videos and twice the questions, about 11
-# minutes.
+# smoke: CI's check that the pipeline runs. default: the main job (README: its time and figures); it learns to
+# retrieve, colours and motion, but its stage 1 is too short for shapes, which the tiny tower starts telling apart
+# only after some 2000 steps. full: twice the clips, eight times the stage-1.5 videos and twice the questions.
 SETTINGS = {
     "smoke": EndToEndSettings(
         corpus=CorpusSettings(stage1_clips=16, stage15_videos=4, stage2_videos=4, eval_videos=2),
