@@ -321,6 +321,8 @@ def main() -> None:
     args = parser.parse_args()
     plan = ScenewalkPlan.draw(args.rows, args.videos, args.seed)
     args.output.parent.mkdir(parents=True, exist_ok=True)
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
     sources = source_videos(args.sources)
     results = []
     with tempfile.TemporaryDirectory(dir=args.workdir) as workdir:
