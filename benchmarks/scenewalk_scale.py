@@ -208,7 +208,7 @@ def run_step(command: list[str], log: Path, env: dict) -> dict:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
     peaks = dict.fromkeys(("largest_process_mib", "tree_pss_mib", "tree_anon_pss_mib"), 0.0)
     while process.poll() is None:
-        for key, value in _tree_memory(process.pid).items():
+        for key, value in (_tree_memory(process.pid) or {}).items():
             peaks[key] = max(peaks[key], value)
         time.sleep(0.1)
     wall = time.perf_counter() - start
@@ -217,25 +217,39 @@ def run_step(command: list[str], log: Path, env: dict) -> dict:
     return {"wall_s": round(wall, 3), **{f"peak_{key}": round(value, 1) for key, value in peaks.items()}}
 
 
-def _tree_memory(pid: int) -> dict:
+def _tree_memory(pid: int) -> dict | None:
     """MiB of `pid` and its descendants: the largest one's peak resident memory (`VmHWM`), and the proportional
-    resident memory (`Pss`: a page shared by n processes counts 1/n) of them all, all pages and anonymous ones."""
+    resident memory (`Pss`: a page shared by n processes counts 1/n) of them all, all pages and anonymous ones.
+
+    None where a process started or ended while the tree was read: a page shared across a fork would count whole in
+    the parent read before it and again in the child read after it."""
     memory = {"largest_process_mib": 0.0, "tree_pss_mib": 0.0, "tree_anon_pss_mib": 0.0}
-    pending = [pid]
-    while pending:
-        current = pending.pop()
+    processes = _process_tree(pid)
+    for current in processes:
         try:
             status = Path(f"/proc/{current}/status").read_text()
             rollup = Path(f"/proc/{current}/smaps_rollup").read_text()
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
         except OSError:  # the process ended meanwhile
-            continue
+            return None
         fields = dict(re.findall(r"^(VmHWM|Pss|Pss_Anon):\s+(\d+) kB", status + rollup, re.MULTILINE))
         memory["largest_process_mib"] = max(memory["largest_process_mib"], int(fields.get("VmHWM", 0)) / 1024)
         memory["tree_pss_mib"] += int(fields.get("Pss", 0)) / 1024
         memory["tree_anon_pss_mib"] += int(fields.get("Pss_Anon", 0)) / 1024
+    return memory if _process_tree(pid) == processes else None
+
+
+def _process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (those still running)."""
+    tree, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:  # the process ended meanwhile
+            continue
+        tree.append(current)
         pending += [int(child) for child in children]
-    return memory
+    return sorted(tree)
 
 
 def checkpoint_folder(folder: Path) -> Path:

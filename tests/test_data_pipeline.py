@@ -3,9 +3,12 @@ on; stage-1.5 queries on one video encoding; every stage-2 turn supervised; leng
 
 import copy
 import json
+import os
 import pathlib
 import subprocess
 import sys
+import threading
+import time
 
 import av
 import datasets
@@ -246,6 +249,67 @@ def test_a_check_killed_while_writing_leaves_no_half_written_file(messy, tmp_pat
     monkeypatch.undo()
     assert json.loads((tmp_path / "data_check.json").read_text()) == report
     assert not [path.name for path in tmp_path.rglob("*.tmp")]
+
+
+def test_a_check_in_several_passes_gives_the_rows_and_report_of_one(messy, tmp_path):
+    settings = _settings(messy, "2")
+    rows, report = check_data(messy / "messy2.jsonl", settings, num_proc=2, show=False)
+    assert report["records"] > 12 and report["reasons"]["skipped"]["malformed JSON"]["first"]["index"] > 8
+    in_passes = check_data(messy / "messy2.jsonl", settings, num_proc=2, show=False, records_per_pass=4)
+    assert in_passes[1] == report and in_passes[0].to_list() == rows.to_list()
+    stored = check_data(messy / "messy2.jsonl", settings, cache_dir=tmp_path, num_proc=2, records_per_pass=4)
+    assert len(list(tmp_path.glob("_data_check/*/rows/rows-*.arrow"))) > 1
+    read_back = check_data(messy / "messy2.jsonl", settings, cache_dir=tmp_path, num_proc=2, records_per_pass=4)
+    for rows_and_report in (stored, read_back):
+        assert rows_and_report[1] == report and rows_and_report[0].to_list() == rows.to_list()
+
+
+def test_no_check_worker_holds_more_of_the_source_than_one_pass(messy, tmp_path):
+    """A worker's memory-mapped pages of the records it read stay resident while it lives, so workers live one
+    pass each: the resident share of the source's Arrow file in any worker stays near one pass's records."""
+    good = (messy / "messy1_5.jsonl").read_text().splitlines()[0]
+    # Missing videos make the records quick to check; the unused field makes each one 50 kB.
+    records = [{"id": f"big-{index}", "video": "missing.mp4", "notes": "x" * 50_000} for index in range(800)]
+    source = tmp_path / "large.jsonl"
+    source.write_text("\n".join([good, *map(json.dumps, records)]) + "\n")
+    settings = _settings(messy, "1.5")
+    source_mib = source.stat().st_size / 2**20
+    peak, done = [0.0], threading.Event()
+
+    def watch_workers():
+        while not done.is_set():
+            peak[0] = max([peak[0], *map(_resident_arrow_mib, _children())])
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch_workers)
+    watcher.start()
+    try:
+        _, report = check_data(source, settings, video_dir=messy, num_proc=1, show=False, records_per_pass=80)
+    finally:
+        done.set()
+        watcher.join()
+    assert report["skipped"] == 800 and report["kept"] == 1
+    assert 0 < peak[0] < source_mib / 4, f"a worker held {peak[0]:.0f} MiB of a {source_mib:.0f} MiB source"
+
+
+def _children() -> list[int]:
+    return [int(pid) for pid in pathlib.Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()]
+
+
+def _resident_arrow_mib(pid: int) -> float:
+    """MiB of `pid`'s memory-mapped Arrow files resident in its memory."""
+    try:
+        lines = pathlib.Path(f"/proc/{pid}/smaps").read_text().splitlines()
+    except OSError:  # the worker ended meanwhile
+        return 0.0
+    resident, in_arrow_file = 0, False
+    for line in lines:
+        fields = line.split()
+        if not fields[0].endswith(":"):  # a mapping's header: address, permissions, offset, device, inode, path
+            in_arrow_file = fields[-1].endswith(".arrow")
+        elif fields[0] == "Rss:" and in_arrow_file:
+            resident += int(fields[1])
+    return resident / 1024
 
 
 def test_many_paths_to_one_video_probe_it_once(messy, tmp_path, monkeypatch):

@@ -2,6 +2,7 @@
 convert` and the data check, whose counts equal the faults planted (the benchmark's own comparison)."""
 
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,13 @@ def test_a_small_scenewalk_reports_exactly_its_planted_faults(scale, tmp_path, c
     scale.compare_with_plan(plan, converted_output, report)
     with pytest.raises(SystemExit, match="disagree"):
         scale.compare_with_plan(plan.prefix(0.5), converted_output, report)
+
+
+def test_a_memory_sample_taken_across_a_fork_is_dropped(scale, monkeypatch):
+    """A page shared across a fork counts whole in a parent read before it and again in a child read after it, so a
+    sample during which the process tree changed is left out."""
+    trees = iter([[os.getpid()], [os.getpid()], [os.getpid()], [os.getpid(), os.getppid()]])
+    monkeypatch.setattr(scale, "_process_tree", lambda pid: next(trees))
+    steady = scale._tree_memory(os.getpid())
+    assert steady["largest_process_mib"] > 0 and steady["tree_pss_mib"] >= steady["tree_anon_pss_mib"] > 0
+    assert scale._tree_memory(os.getpid()) is None

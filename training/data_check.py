@@ -3,10 +3,11 @@ and the record kept, repaired or skipped with one reason, before a training step
 
 `salova data check` runs it on its own; `salova-train` runs it before training. Probing opens each video, reads its
 packet index (times and count, no full decode) and decodes its first frame; records are checked in parallel with
-`datasets.map(num_proc=...)`, and a video file (however many records or linked paths reach it) is probed once per
-worker while it stays among the last ones probed. The result (the training rows and the report) is cached under
-the cache folder, keyed by the source's fingerprint and the row settings (stage, thresholds, the processor's
-sampling and segment policy), so a second run reads it back at once.
+`datasets.map(num_proc=...)`, in passes of `RECORDS_PER_PASS` records whose worker processes end with the pass, so
+the check's resident memory does not grow with the source. A video file (however many records or linked paths
+reach it) is probed once per worker while it stays among the last ones probed. The result (the training rows and
+the report) is cached under the cache folder, keyed by the source's fingerprint and the row settings (stage,
+thresholds, the processor's sampling and segment policy), so a second run reads it back at once.
 A cache entry and the report are written beside their place and renamed into it, so processes or machines sharing
 the folder read a whole entry or none, never one half-written or being written over.
 
@@ -15,6 +16,7 @@ first example naming `file:line` (or `source#row N`) and the detail; printed, an
 """
 
 import functools
+import gc
 import hashlib
 import json
 import logging
@@ -37,10 +39,13 @@ from salova.processing.video_frames import (
 )
 from salova.training.data import RecordError, RowSettings, media_path, parse_record, record_row
 from salova.training.reading import read_records
+from tqdm.auto import tqdm
 
 logger = logging.getLogger(__name__)
 
-CHECK_VERSION = 3
+CHECK_VERSION = 4
+# Each pass's worker processes read this many records and end, releasing the pages they read.
+RECORDS_PER_PASS = 8192
 ROW_FEATURES = datasets.Features(
     {
         "id": datasets.Value("string"),
@@ -72,12 +77,13 @@ def check_data(
     num_proc: int | None = None,
     strict: bool = False,
     show: bool = True,
+    records_per_pass: int = RECORDS_PER_PASS,
 ) -> tuple[datasets.Dataset, dict]:
     """The training rows of `source` and the check's report (see the module docstring).
 
     `cache_dir`: where the rows are cached and `data_check.json` written (None: neither). `show`: print and write
     the report (one process of a distributed run). `strict`: any repair or skip raises `DataCheckError` naming the
-    first such record.
+    first such record. `records_per_pass`: how many records one pass of worker processes checks.
     """
     raw = read_records(source, video_dir)
     key = hashlib.sha256(
@@ -85,25 +91,16 @@ def check_data(
     ).hexdigest()[:16]
     # A leading underscore keeps the cache out of what a push of the output folder uploads.
     cached = Path(cache_dir, "_data_check", key) if cache_dir else None
-    if cached is not None and (cached / "report.json").is_file():
-        report = json.loads((cached / "report.json").read_text())
-        rows = datasets.load_from_disk(str(cached / "rows"))
-        logger.info("data check of %s read back from %s", source, cached)
+    check = functools.partial(_check, raw, str(source), settings, num_proc or default_num_proc(), records_per_pass)
+    if cached is None:
+        rows, report = check(rows_dir=None)
     else:
-        num_proc = num_proc or default_num_proc()
-        checked = raw.map(
-            _check_record,
-            fn_kwargs={"settings": settings},
-            remove_columns=["record", "root"],
-            num_proc=min(num_proc, len(raw)) if len(raw) > 1 else None,
-            desc=f"checking {Path(str(source)).name}",
-        )
-        report = _report(checked, str(source))
-        rows = checked.filter(lambda status: status != "skipped", input_columns="status").map(
-            _expand_row, remove_columns=checked.column_names, features=ROW_FEATURES
-        )
-        if cached is not None:
-            _store(rows, report, cached)
+        if (cached / "report.json").is_file():
+            logger.info("data check of %s read back from %s", source, cached)
+        else:
+            _store(check, cached)
+        report = json.loads((cached / "report.json").read_text())
+        rows = _stored_rows(cached / "rows")
     if show:
         print(format_report(report), flush=True)
         if cache_dir:
@@ -118,13 +115,75 @@ def check_data(
     return rows, report
 
 
-def _store(rows: datasets.Dataset, report: dict, cached: Path) -> None:
-    """Writes the entry into a new folder beside `cached` and renames it to `cached`. Where another process stored
-    the same entry first, its entry stays (both hold the same rows)."""
+def _check(
+    raw: datasets.Dataset,
+    source: str,
+    settings: RowSettings,
+    num_proc: int,
+    records_per_pass: int,
+    rows_dir: Path | None,
+) -> tuple[datasets.Dataset, dict]:
+    """Checks `raw` a pass of `records_per_pass` records at a time. A pass's worker processes end with it and its
+    checked records are dropped before the next one, so the memory-mapped pages each pass reads are released and
+    the check's resident memory does not grow with the source. The rows are written as `rows-NNNNN.arrow` files
+    into `rows_dir` (None: the `datasets` cache)."""
+    report = {"source": source, "records": len(raw), "kept": 0, "repaired": 0, "skipped": 0, "reasons": {}}
+    parts = []
+    progress_bars_were_on = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        with tqdm(total=len(raw), unit=" records", desc=f"checking {Path(source).name}") as progress:
+            for start in range(0, len(raw), records_per_pass):
+                records = raw.select(range(start, min(start + records_per_pass, len(raw))))
+                # Frozen, this process's objects are left out of the workers' garbage collections, which would
+                # otherwise write to (and so copy) every page of the heap the workers share with it.
+                gc.freeze()
+                try:
+                    checked = records.map(
+                        _check_record,
+                        fn_kwargs={"settings": settings},
+                        remove_columns=["record", "root"],
+                        num_proc=min(num_proc, len(records)) if len(records) > 1 else None,
+                    )
+                finally:
+                    gc.unfreeze()
+                _count(report, checked, first_index=start)
+                usable = checked.filter(lambda status: status != "skipped", input_columns="status")
+                if len(usable):
+                    name = rows_dir and str(rows_dir / f"rows-{len(parts):05d}.arrow")
+                    parts.append(
+                        usable.map(
+                            _expand_row,
+                            remove_columns=checked.column_names,
+                            features=ROW_FEATURES,
+                            cache_file_name=name,
+                        )
+                    )
+                progress.update(len(records))
+    finally:
+        if progress_bars_were_on:
+            datasets.enable_progress_bars()
+    return _concatenate(parts), report
+
+
+def _concatenate(parts: list[datasets.Dataset]) -> datasets.Dataset:
+    if not parts:
+        return datasets.Dataset.from_dict({name: [] for name in ROW_FEATURES}, features=ROW_FEATURES)
+    return datasets.concatenate_datasets(parts)
+
+
+def _stored_rows(folder: Path) -> datasets.Dataset:
+    return _concatenate([datasets.Dataset.from_file(str(path)) for path in sorted(folder.glob("rows-*.arrow"))])
+
+
+def _store(check, cached: Path) -> None:
+    """Runs `check` into a new folder beside `cached` and renames it to `cached`. Where another process stored the
+    same entry first, its entry stays (both hold the same rows)."""
     cached.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(dir=cached.parent, prefix=f".{cached.name}.", suffix=".tmp"))
     try:
-        rows.save_to_disk(str(temporary / "rows"))
+        (temporary / "rows").mkdir()
+        _, report = check(rows_dir=temporary / "rows")
         (temporary / "report.json").write_text(json.dumps(report, indent=2))
         os.rename(temporary, cached)
     except OSError:
@@ -165,10 +224,10 @@ def _expand_row(example: dict) -> dict:
     return {**json.loads(example["row"]), "origin": example["origin"]}
 
 
-def _report(checked: datasets.Dataset, source: str) -> dict:
-    report = {"source": source, "records": len(checked), "kept": 0, "repaired": 0, "skipped": 0, "reasons": {}}
+def _count(report: dict, checked: datasets.Dataset, first_index: int) -> None:
+    """Adds `checked`, the records from index `first_index` on, to `report`."""
     columns = checked.select_columns(["status", "reason", "origin", "detail"])
-    for index, example in enumerate(columns):
+    for index, example in enumerate(columns, start=first_index):
         status = example["status"]
         report[status] += 1
         if status == "kept":
@@ -176,7 +235,6 @@ def _report(checked: datasets.Dataset, source: str) -> dict:
         entry = report["reasons"].setdefault(status, {}).setdefault(example["reason"], {"count": 0})
         entry["count"] += 1
         entry.setdefault("first", {"origin": example["origin"], "detail": example["detail"], "index": index})
-    return report
 
 
 def format_report(report: dict) -> str:
