@@ -15,6 +15,7 @@ The report: `{"records", "kept", "repaired", "skipped", "reasons": {status: {rea
 first example naming `file:line` (or `source#row N`) and the detail; printed, and written as JSON.
 """
 
+import contextlib
 import functools
 import gc
 import hashlib
@@ -129,41 +130,51 @@ def _check(
     into `rows_dir` (None: the `datasets` cache)."""
     report = {"source": source, "records": len(raw), "kept": 0, "repaired": 0, "skipped": 0, "reasons": {}}
     parts = []
-    progress_bars_were_on = datasets.is_progress_bar_enabled()
+    with (
+        _datasets_progress_bars_off(),
+        tqdm(total=len(raw), unit=" records", desc=f"checking {Path(source).name}") as progress,
+    ):
+        for start in range(0, len(raw), records_per_pass):
+            checked = _check_pass(raw.select(range(start, min(start + records_per_pass, len(raw)))), settings, num_proc)
+            _count(report, checked, first_index=start)
+            usable = checked.filter(lambda status: status != "skipped", input_columns="status")
+            if len(usable):
+                name = rows_dir and str(rows_dir / f"rows-{len(parts):05d}.arrow")
+                parts.append(
+                    usable.map(
+                        _expand_row, remove_columns=checked.column_names, features=ROW_FEATURES, cache_file_name=name
+                    )
+                )
+            progress.update(len(checked))
+    return _concatenate(parts), report
+
+
+def _check_pass(records: datasets.Dataset, settings: RowSettings, num_proc: int) -> datasets.Dataset:
+    """`records` checked by worker processes that end with the pass."""
+    # Frozen, this process's objects are left out of the workers' garbage collections, which would otherwise write
+    # to (and so copy) every page of the heap the workers share with it.
+    gc.freeze()
+    try:
+        return records.map(
+            _check_record,
+            fn_kwargs={"settings": settings},
+            remove_columns=["record", "root"],
+            num_proc=min(num_proc, len(records)) if len(records) > 1 else None,
+        )
+    finally:
+        gc.unfreeze()
+
+
+@contextlib.contextmanager
+def _datasets_progress_bars_off():
+    """datasets' bars off (the check shows its own), back on afterwards where they were on."""
+    were_on = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()
     try:
-        with tqdm(total=len(raw), unit=" records", desc=f"checking {Path(source).name}") as progress:
-            for start in range(0, len(raw), records_per_pass):
-                records = raw.select(range(start, min(start + records_per_pass, len(raw))))
-                # Frozen, this process's objects are left out of the workers' garbage collections, which would
-                # otherwise write to (and so copy) every page of the heap the workers share with it.
-                gc.freeze()
-                try:
-                    checked = records.map(
-                        _check_record,
-                        fn_kwargs={"settings": settings},
-                        remove_columns=["record", "root"],
-                        num_proc=min(num_proc, len(records)) if len(records) > 1 else None,
-                    )
-                finally:
-                    gc.unfreeze()
-                _count(report, checked, first_index=start)
-                usable = checked.filter(lambda status: status != "skipped", input_columns="status")
-                if len(usable):
-                    name = rows_dir and str(rows_dir / f"rows-{len(parts):05d}.arrow")
-                    parts.append(
-                        usable.map(
-                            _expand_row,
-                            remove_columns=checked.column_names,
-                            features=ROW_FEATURES,
-                            cache_file_name=name,
-                        )
-                    )
-                progress.update(len(records))
+        yield
     finally:
-        if progress_bars_were_on:
+        if were_on:
             datasets.enable_progress_bars()
-    return _concatenate(parts), report
 
 
 def _concatenate(parts: list[datasets.Dataset]) -> datasets.Dataset:
